@@ -1,0 +1,1 @@
+pub use docstream_udfs;
