@@ -1,1 +1,14 @@
-pub use docstream_udfs;
+//! docstream: documents → SQL stages with Rust UDFs → Delta Lake tables.
+//!
+//! The modules follow the dataflow: `sources` → `extract` → `stages` →
+//! `sinks`, with `analytics` reading the lake and `jobs` wiring it together.
+
+pub mod analytics;
+pub mod cli;
+pub mod extract;
+pub mod failure;
+pub mod jobs;
+pub mod sinks;
+pub mod sources;
+pub mod stages;
+pub mod storage;

@@ -1,0 +1,4 @@
+//! Reading the lake: SQL queries and their output formats.
+
+pub mod output;
+pub mod query;

@@ -1,0 +1,121 @@
+//! A failed unit of work: one row of the `failures` table.
+
+use std::fmt;
+
+/// Why a unit of work failed. The names are stable: they land in
+/// `failures.error_kind` and users filter on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object is larger than `extract.max_input_bytes`.
+    TooLarge,
+    /// Decompressing the document would exceed `extract.max_decompressed_bytes`.
+    DecompressionLimit,
+    /// The document nests deeper than `extract.max_depth`.
+    TooDeep,
+    /// Extraction ran longer than `extract.timeout_secs`.
+    Timeout,
+    /// The bytes do not parse as the format they claim to be.
+    Corrupt,
+    /// No extractor handles this format.
+    Unsupported,
+    /// The file has no bytes.
+    Empty,
+    /// The document parsed but holds no text.
+    NoText,
+    /// Invalid UTF-8 was replaced with U+FFFD; the document still landed.
+    InvalidUtf8,
+    /// The object could not be read from storage.
+    Read,
+    /// A SQL stage failed on this document.
+    Stage,
+    /// An extractor crashed; a bug worth reporting.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::DecompressionLimit => "decompression_limit",
+            ErrorKind::TooDeep => "too_deep",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Empty => "empty",
+            ErrorKind::NoText => "no_text",
+            ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::Read => "read",
+            ErrorKind::Stage => "stage",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// Kinds recorded next to a document that still landed.
+    pub const WARNINGS: [ErrorKind; 1] = [ErrorKind::InvalidUtf8];
+
+    pub fn is_warning(self) -> bool {
+        Self::WARNINGS.contains(&self)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row for the `failures` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub doc_id: String,
+    pub content_hash: String,
+    pub source_uri: String,
+    pub stage: String,
+    pub kind: ErrorKind,
+    pub error: String,
+    pub attempts: i32,
+}
+
+/// The failures as a batch for the `failures` table.
+pub fn to_batch(
+    failures: &[Failure],
+    failed_at: chrono::DateTime<chrono::Utc>,
+) -> deltalake::arrow::error::Result<deltalake::arrow::array::RecordBatch> {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+
+    let schema = crate::sinks::contract::schema("failures")
+        .expect("failures is a contract table");
+    let strings = |f: fn(&Failure) -> &str| -> ArrayRef {
+        Arc::new(failures.iter().map(|x| Some(f(x))).collect::<StringArray>())
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("doc_id", strings(|f| &f.doc_id)),
+        ("content_hash", strings(|f| &f.content_hash)),
+        ("stage", strings(|f| &f.stage)),
+        ("error_kind", strings(|f| f.kind.as_str())),
+        ("error", strings(|f| &f.error)),
+        ("attempts", Arc::new(failures.iter().map(|f| f.attempts).collect::<Int32Array>())),
+        ("source_uri", strings(|f| &f.source_uri)),
+        (
+            "failed_at",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![failed_at.timestamp_micros(); failures.len()])
+                    .with_timezone("UTC"),
+            ),
+        ),
+    ];
+    let ordered = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            columns
+                .iter()
+                .find(|(name, _)| name == field.name())
+                .map(|(_, col)| col.clone())
+                .expect("every failures column is built above")
+        })
+        .collect();
+    RecordBatch::try_new(schema, ordered)
+}

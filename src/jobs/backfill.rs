@@ -1,0 +1,273 @@
+//! Backfill: every object under a prefix, through the stages, into the lake.
+//!
+//! Objects are read and extracted with bounded parallelism (memory is about
+//! `parallelism × max_input_bytes` plus one micro-batch), in key order.
+//! Re-runs skip document versions that already landed, so a killed backfill
+//! resumes where it stopped.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::extract::{extract, Limits};
+use crate::failure::{self, ErrorKind, Failure};
+use crate::sinks::lake::{DocKey, Lake};
+use crate::sources::bucket::{Bucket, SourceObject};
+use crate::stages::batcher::Batcher;
+use crate::stages::extracted::{self, ExtractedDoc};
+use crate::stages::pipeline::BatchConfig;
+use crate::stages::runner::StageRunner;
+use crate::storage::StorageOptions;
+
+pub struct Backfill {
+    pub source: Url,
+    pub lake: Url,
+    pub storage: StorageOptions,
+    pub tenant: String,
+    pub parallelism: usize,
+    pub batch: BatchConfig,
+    pub limits: Limits,
+    pub runner: StageRunner,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub files: usize,
+    pub bytes: u64,
+    pub landed: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Documents that landed with a warning row (e.g. invalid UTF-8).
+    pub warnings: usize,
+    pub commits: usize,
+}
+
+/// What happened to one object.
+enum Outcome {
+    Landed(Box<ExtractedDoc>, Option<Failure>),
+    Failed(Failure),
+    Skipped,
+}
+
+impl Backfill {
+    pub async fn run(self, progress: &ProgressBar) -> Result<Summary> {
+        let started = Instant::now();
+        self.runner.check().await?;
+        let bucket = Bucket::open(&self.source, &self.storage)?;
+        let mut lake = Lake::open(&self.lake, &self.storage).await?;
+        let done = landed_versions(&mut lake).await?;
+        progress.set_message(format!("listing {}", self.source));
+        let objects = bucket.list().await?;
+        let total_bytes: u64 = objects.iter().map(|o| o.meta.size).sum();
+        progress.set_length(total_bytes);
+        let mut summary = Summary {
+            files: objects.len(),
+            ..Summary::default()
+        };
+
+        let parallelism = match self.parallelism {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let mut outcomes = futures::stream::iter(objects)
+            .map(|object| self.process(&bucket, object, &done))
+            .buffered(parallelism);
+        let mut batcher = Batcher::new(self.batch);
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut seen = 0usize;
+        loop {
+            let age = batcher.age_left().unwrap_or(Duration::from_secs(3600));
+            let next = tokio::select! {
+                next = outcomes.next() => next,
+                _ = tokio::time::sleep(age) => {
+                    self.flush(&mut lake, &mut batcher, &mut failures, &mut summary).await?;
+                    continue;
+                }
+            };
+            let Some((size, outcome)) = next else { break };
+            seen += 1;
+            summary.bytes += size;
+            match outcome {
+                Outcome::Landed(doc, warning) => {
+                    summary.landed += 1;
+                    if let Some(w) = warning {
+                        summary.warnings += 1;
+                        failures.push(w);
+                    }
+                    batcher.push(*doc);
+                }
+                Outcome::Failed(f) => {
+                    summary.failed += 1;
+                    failures.push(f);
+                }
+                Outcome::Skipped => summary.skipped += 1,
+            }
+            progress.inc(size);
+            let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            progress.set_message(format!(
+                "{seen}/{} files · {rate:.1} docs/s · landed {} skipped {} failed {}",
+                summary.files, summary.landed, summary.skipped, summary.failed
+            ));
+            if batcher.is_full() || failures.len() >= self.batch.max_rows.max(1) {
+                self.flush(&mut lake, &mut batcher, &mut failures, &mut summary).await?;
+            }
+        }
+        self.flush(&mut lake, &mut batcher, &mut failures, &mut summary).await?;
+        progress.finish_and_clear();
+        Ok(summary)
+    }
+
+    async fn process(&self, bucket: &Bucket, object: SourceObject, done: &HashSet<DocKey>) -> (u64, Outcome) {
+        let size = object.meta.size;
+        let doc_id = doc_id(&object.uri);
+        let fail = |hash: String, stage: &str, kind: ErrorKind, error: String| Failure {
+            doc_id: doc_id.clone(),
+            content_hash: hash,
+            source_uri: object.uri.clone(),
+            stage: stage.to_string(),
+            kind,
+            error,
+            attempts: 1,
+        };
+        if size > self.limits.max_input_bytes {
+            let hash = meta_hash(&object);
+            if done.contains(&(doc_id.clone(), hash.clone())) {
+                return (size, Outcome::Skipped);
+            }
+            let e = crate::extract::too_large(size, &self.limits);
+            return (size, Outcome::Failed(fail(hash, "read", e.kind, e.message)));
+        }
+        let bytes = match bucket.read(&object).await {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("cannot read the object: {e}");
+                return (size, Outcome::Failed(fail(meta_hash(&object), "read", ErrorKind::Read, msg)));
+            }
+        };
+        let hash = hex::encode(Sha256::digest(&bytes));
+        if done.contains(&(doc_id.clone(), hash.clone())) {
+            return (size, Outcome::Skipped);
+        }
+        let (name, limits) = (object.uri.clone(), self.limits);
+        let job = tokio::task::spawn_blocking(move || extract(&bytes, &name, &limits));
+        let extracted = match tokio::time::timeout(limits.timeout(), job).await {
+            Err(_) => {
+                let msg = format!(
+                    "extraction took longer than {}s (extract.timeout_secs)",
+                    limits.timeout_secs
+                );
+                return (size, Outcome::Failed(fail(hash, "extract", ErrorKind::Timeout, msg)));
+            }
+            Ok(Err(panic)) => {
+                let msg = format!("the extractor crashed ({panic}); please report this file");
+                return (size, Outcome::Failed(fail(hash, "extract", ErrorKind::Internal, msg)));
+            }
+            Ok(Ok(Err(e))) => return (size, Outcome::Failed(fail(hash, "extract", e.kind, e.message))),
+            Ok(Ok(Ok(x))) => x,
+        };
+        let warning = (extracted.invalid_utf8 > 0).then(|| {
+            let msg = format!(
+                "{} invalid UTF-8 sequence(s) replaced with U+FFFD; the document landed",
+                extracted.invalid_utf8
+            );
+            fail(hash.clone(), "extract", ErrorKind::InvalidUtf8, msg)
+        });
+        let metadata = serde_json::json!({
+            "size": size,
+            "e_tag": object.meta.e_tag,
+            "format": extracted.format.name(),
+            "invalid_utf8": extracted.invalid_utf8,
+        });
+        let doc = ExtractedDoc {
+            doc_id,
+            tenant: self.tenant.clone(),
+            source_uri: object.uri,
+            content_hash: hash,
+            mime: extracted.format.mime().to_string(),
+            title: extracted.title,
+            text: extracted.text,
+            event_time: Some(object.meta.last_modified),
+            ingested_at: Utc::now(),
+            metadata: metadata.to_string(),
+        };
+        (size, Outcome::Landed(Box::new(doc), warning))
+    }
+
+    /// Runs the stages on the open batch and commits every table. `documents`
+    /// commits last: it is what re-runs check to skip a version.
+    async fn flush(
+        &self,
+        lake: &mut Lake,
+        batcher: &mut Batcher,
+        failures: &mut Vec<Failure>,
+        summary: &mut Summary,
+    ) -> Result<()> {
+        let docs = batcher.take();
+        let now = Utc::now();
+        let mut outputs = Vec::new();
+        if !docs.is_empty() {
+            let batch = extracted::to_batch(&docs)?;
+            let (out, stage_failures) = self.runner.run(&batch).await;
+            outputs = out;
+            failures.extend(stage_failures.into_iter().map(|f| {
+                let doc = &docs[f.row];
+                Failure {
+                    doc_id: doc.doc_id.clone(),
+                    content_hash: doc.content_hash.clone(),
+                    source_uri: doc.source_uri.clone(),
+                    stage: f.stage,
+                    kind: ErrorKind::Stage,
+                    error: f.error,
+                    attempts: 1,
+                }
+            }));
+        }
+        outputs.sort_by_key(|o| o.table == "documents");
+        let failed = std::mem::take(failures);
+        if !failed.is_empty() {
+            let batch = failure::to_batch(&failed, now)?;
+            summary.commits += usize::from(lake.append("failures", vec![batch]).await? > 0);
+        }
+        for output in outputs {
+            let rows = lake
+                .append(&output.table, output.batches)
+                .await
+                .with_context(|| format!("writing table {}", output.table))?;
+            summary.commits += usize::from(rows > 0);
+        }
+        Ok(())
+    }
+}
+
+/// Versions a re-run must not process again: documents that landed, and
+/// objects that failed for good (warnings do not count: their document may
+/// not have landed yet).
+async fn landed_versions(lake: &mut Lake) -> Result<HashSet<DocKey>> {
+    let mut done = lake.keys("documents", None).await?;
+    let warnings: Vec<String> = ErrorKind::WARNINGS
+        .iter()
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    let filter = format!("error_kind NOT IN ({})", warnings.join(", "));
+    done.extend(lake.keys("failures", Some(&filter)).await?);
+    Ok(done)
+}
+
+/// A document's id: hex of the first 16 bytes of sha256(source URI).
+pub fn doc_id(uri: &str) -> String {
+    hex::encode(&Sha256::digest(uri.as_bytes())[..16])
+}
+
+/// Identity of an object that was never read (too large or unreadable).
+fn meta_hash(object: &SourceObject) -> String {
+    let m = &object.meta;
+    let last_modified: DateTime<Utc> = m.last_modified;
+    let key = format!("{}|{}|{:?}|{}", object.uri, m.size, m.e_tag, last_modified.to_rfc3339());
+    format!("meta:{}", hex::encode(Sha256::digest(key.as_bytes())))
+}

@@ -1,0 +1,85 @@
+//! The table contract: Arrow schemas built from the JSON schemas in
+//! `schemas/tables/`, which are the public, documented source of truth.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde_json::Value;
+
+const TABLES: &[(&str, &str)] = &[
+    ("documents", include_str!("../../schemas/tables/documents.schema.json")),
+    ("chunks", include_str!("../../schemas/tables/chunks.schema.json")),
+    ("failures", include_str!("../../schemas/tables/failures.schema.json")),
+];
+
+/// The contract schema of `table`, or `None` for a user-defined stage table.
+pub fn schema(table: &str) -> Option<SchemaRef> {
+    let (_, json) = TABLES.iter().find(|(name, _)| *name == table)?;
+    // The files are compiled in and covered by tests, so a parse error is a bug.
+    Some(parse(json).unwrap_or_else(|e| panic!("schemas/tables/{table}.schema.json: {e:#}")))
+}
+
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn parse(json: &str) -> Result<SchemaRef> {
+    let doc: Value = serde_json::from_str(json)?;
+    let required: Vec<&str> = doc["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let props = doc["properties"]
+        .as_object()
+        .ok_or_else(|| anyhow!("no properties"))?;
+    let fields = props
+        .iter()
+        .map(|(name, spec)| {
+            let ty = arrow_type(spec).with_context(|| format!("column {name}"))?;
+            Ok(Field::new(name, ty, !required.contains(&name.as_str())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+fn arrow_type(spec: &Value) -> Result<DataType> {
+    let ty = match &spec["type"] {
+        Value::String(s) => s.as_str(),
+        Value::Array(types) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .ok_or_else(|| anyhow!("no non-null type"))?,
+        _ => bail!("missing type"),
+    };
+    let format = spec["format"].as_str();
+    Ok(match (ty, format) {
+        ("string", Some("date-time")) => timestamp_type(),
+        ("string", _) => DataType::Utf8,
+        ("integer", Some("int32")) => DataType::Int32,
+        ("integer", _) => DataType::Int64,
+        ("number", _) => DataType::Float64,
+        ("boolean", _) => DataType::Boolean,
+        (other, _) => bail!("unsupported type {other}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_schema_parses() {
+        for (name, _) in TABLES {
+            let s = schema(name).unwrap();
+            assert!(s.field_with_name("doc_id").is_ok(), "{name}");
+            assert!(s.field_with_name("content_hash").is_ok(), "{name}");
+        }
+        let docs = schema("documents").unwrap();
+        assert_eq!(docs.field_with_name("ingested_at").unwrap().data_type(), &timestamp_type());
+        assert!(docs.field_with_name("title").unwrap().is_nullable());
+        assert!(!docs.field_with_name("doc_id").unwrap().is_nullable());
+        assert!(schema("my_custom_stage").is_none());
+    }
+}

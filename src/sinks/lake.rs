@@ -1,0 +1,242 @@
+//! A lake: Delta tables under one root, written with `deltalake`.
+//!
+//! Appends are idempotent per document version: rows whose (doc_id,
+//! content_hash) already landed in a table are dropped before the commit.
+//! Each table commit is atomic, so after a crash between tables a re-run
+//! fills in exactly the tables that missed the batch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Schema};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use futures::StreamExt;
+use url::Url;
+
+use super::contract;
+use crate::storage::{as_directory, StorageOptions};
+
+/// A document version: (doc_id, content_hash).
+pub type DocKey = (String, String);
+
+pub struct Lake {
+    root: Url,
+    storage: StorageOptions,
+    tables: HashMap<String, DeltaTable>,
+    /// Keys already in each table, loaded on first write to it.
+    landed: HashMap<String, HashSet<DocKey>>,
+}
+
+impl Lake {
+    pub async fn open(root: &Url, storage: &StorageOptions) -> Result<Self> {
+        if !matches!(root.scheme(), "file" | "s3" | "s3a") {
+            bail!("a lake must be a local folder or s3:// (got {root}); gs:// and az:// lakes are not built in yet");
+        }
+        let root = as_directory(root.clone());
+        if root.scheme() == "file" {
+            if let Ok(path) = root.to_file_path() {
+                std::fs::create_dir_all(&path)
+                    .with_context(|| format!("cannot create lake folder {}", path.display()))?;
+            }
+        }
+        Ok(Self {
+            root,
+            storage: storage.clone(),
+            tables: HashMap::new(),
+            landed: HashMap::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    fn table_url(&self, name: &str) -> Result<Url> {
+        Ok(as_directory(self.root.join(name)?))
+    }
+
+    /// Names of the Delta tables directly under the root.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let (store, prefix) = self.storage.object_store(&self.root)?;
+        let listing = store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .with_context(|| format!("cannot list the lake at {}", self.root))?;
+        let mut names = Vec::new();
+        for dir in listing.common_prefixes {
+            let log = dir.child("_delta_log");
+            if store.list(Some(&log)).next().await.is_some() {
+                if let Some(name) = dir.filename() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The table, or `None` when it has no commits yet.
+    pub async fn table(&mut self, name: &str) -> Result<Option<&DeltaTable>> {
+        if !self.tables.contains_key(name) {
+            let url = self.table_url(name)?;
+            let table =
+                DeltaTable::try_from_url_with_storage_options(url, self.storage.delta_options())
+                    .await
+                    .with_context(|| format!("cannot open table {name}"))?;
+            self.tables.insert(name.to_string(), table);
+        }
+        Ok(self.tables.get(name).filter(|t| t.version().is_some()))
+    }
+
+    /// Registers every table of the lake on `ctx` under its own name.
+    pub async fn register_all(&mut self, ctx: &SessionContext) -> Result<Vec<String>> {
+        let names = self.table_names().await?;
+        for name in &names {
+            if let Some(table) = self.table(name).await? {
+                register(ctx, name, table).await?;
+            }
+        }
+        Ok(names)
+    }
+
+    /// Distinct (doc_id, content_hash) pairs in `table` matching `filter` (SQL).
+    pub async fn keys(&mut self, table: &str, filter: Option<&str>) -> Result<HashSet<DocKey>> {
+        let Some(t) = self.table(table).await? else {
+            return Ok(HashSet::new());
+        };
+        let ctx = SessionContext::new();
+        register(&ctx, table, t).await?;
+        let sql = format!(
+            "SELECT DISTINCT doc_id, content_hash FROM {table} WHERE {}",
+            filter.unwrap_or("true")
+        );
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let mut keys = HashSet::new();
+        for b in batches {
+            let ids = utf8(b.column(0))?;
+            let hashes = utf8(b.column(1))?;
+            let (ids, hashes) = (ids.as_string::<i32>(), hashes.as_string::<i32>());
+            for i in 0..b.num_rows() {
+                keys.insert((ids.value(i).to_string(), hashes.value(i).to_string()));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Appends `batches` to `table`, skipping document versions that already
+    /// landed there. Returns the number of rows written.
+    pub async fn append(&mut self, table: &str, batches: Vec<RecordBatch>) -> Result<usize> {
+        if !self.landed.contains_key(table) {
+            let keys = self.keys(table, None).await?;
+            self.landed.insert(table.to_string(), keys);
+        }
+        let landed = &self.landed[table];
+        let mut fresh = Vec::new();
+        let mut new_keys = Vec::new();
+        for batch in batches {
+            let batch = conform(table, &batch)?;
+            let (kept, keys) = drop_landed(&batch, landed)?;
+            if kept.num_rows() > 0 {
+                fresh.push(kept);
+                new_keys.extend(keys);
+            }
+        }
+        let rows: usize = fresh.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            return Ok(0);
+        }
+        self.table(table).await?;
+        let Some(current) = self.tables.remove(table) else {
+            bail!("table {table} vanished while writing");
+        };
+        let written = current
+            .write(fresh)
+            .with_save_mode(SaveMode::Append)
+            .await
+            .with_context(|| format!("cannot commit to table {table}"))?;
+        self.tables.insert(table.to_string(), written);
+        self.landed
+            .entry(table.to_string())
+            .or_default()
+            .extend(new_keys);
+        Ok(rows)
+    }
+}
+
+async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
+fn utf8(array: &ArrayRef) -> Result<ArrayRef> {
+    Ok(cast(array, &DataType::Utf8)?)
+}
+
+/// Casts a stage's output to the table's contract: same columns, same types.
+fn conform(table: &str, batch: &RecordBatch) -> Result<RecordBatch> {
+    let Some(schema) = contract::schema(table) else {
+        return Ok(batch.clone());
+    };
+    let input = batch.schema();
+    if let Some(extra) = input
+        .fields()
+        .iter()
+        .find(|f| schema.field_with_name(f.name()).is_err())
+    {
+        bail!(
+            "stage output has column '{}', which the {table} table does not have (see schemas/tables/{table}.schema.json)",
+            extra.name()
+        );
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(col) if col.data_type() == field.data_type() => Ok(col.clone()),
+            Some(col) => cast(col, field.data_type())
+                .with_context(|| format!("column {} of {table}", field.name())),
+            None if field.is_nullable() => Ok(deltalake::arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+            None => bail!("stage output lacks required column '{}' of {table}", field.name()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(Arc::new(Schema::clone(&schema)), columns)
+        .with_context(|| format!("stage output does not fit the {table} contract"))
+}
+
+/// Drops rows of document versions already in `landed`; returns the kept rows
+/// and their keys. Tables without doc_id and content_hash are kept whole.
+fn drop_landed(batch: &RecordBatch, landed: &HashSet<DocKey>) -> Result<(RecordBatch, Vec<DocKey>)> {
+    let (Some(ids), Some(hashes)) = (
+        batch.column_by_name("doc_id"),
+        batch.column_by_name("content_hash"),
+    ) else {
+        return Ok((batch.clone(), Vec::new()));
+    };
+    let (ids, hashes) = (utf8(ids)?, utf8(hashes)?);
+    let (ids, hashes) = (ids.as_string::<i32>(), hashes.as_string::<i32>());
+    let mut keys = Vec::new();
+    let mask: BooleanArray = (0..batch.num_rows())
+        .map(|i| {
+            if ids.is_null(i) || hashes.is_null(i) {
+                return Some(true);
+            }
+            let key = (ids.value(i).to_string(), hashes.value(i).to_string());
+            let keep = !landed.contains(&key);
+            if keep {
+                keys.push(key);
+            }
+            Some(keep)
+        })
+        .collect();
+    Ok((filter_record_batch(batch, &mask)?, keys))
+}

@@ -1,0 +1,4 @@
+//! Where rows land: Delta tables under one lake root.
+
+pub mod contract;
+pub mod lake;

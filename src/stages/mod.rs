@@ -1,0 +1,7 @@
+//! Pipeline files, the SQL stages and their UDFs, and micro-batching.
+
+pub mod batcher;
+pub mod extracted;
+pub mod pipeline;
+pub mod runner;
+pub mod udfs;

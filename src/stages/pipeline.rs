@@ -1,0 +1,239 @@
+//! Pipeline files (TOML): source, lake, batching, limits and the SQL stages.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::extract::Limits;
+
+/// The pipeline compiled into the binary, so `docstream` works from any folder.
+const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.toml");
+/// SQL files the default pipeline names, by the path it names them with.
+const BUILTIN_SQL: &[(&str, &str)] = &[
+    ("../sql/stages/documents.sql", include_str!("../../sql/stages/documents.sql")),
+    ("../sql/stages/chunks.sql", include_str!("../../sql/stages/chunks.sql")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub name: String,
+    #[serde(default)]
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub lake: LakeConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub extract: Limits,
+    pub stages: Vec<StageConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    pub uri: Option<String>,
+    pub tenant: String,
+    pub parallelism: usize,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            uri: None,
+            tenant: "default".into(),
+            parallelism: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    pub uri: String,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self { uri: "lake".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age_secs: f64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 2000,
+            max_bytes: 64 << 20,
+            max_age_secs: 30.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub name: String,
+    /// Path of the SQL file, relative to the pipeline file.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// Inline SQL instead of a file.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Delta table the stage's rows land in.
+    pub table: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+/// A stage with its SQL loaded and parameters substituted.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub table: String,
+    pub sql: String,
+}
+
+impl Pipeline {
+    /// Loads `path`, or the built-in default pipeline when `None`.
+    pub fn load(path: Option<&Path>) -> Result<(Self, Vec<Stage>)> {
+        let (text, base) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read pipeline file {}", p.display()))?,
+                Some(p.parent().unwrap_or(Path::new(".")).to_path_buf()),
+            ),
+            None => (DEFAULT_PIPELINE.to_string(), None),
+        };
+        let what = path.map_or("the built-in pipeline".to_string(), |p| p.display().to_string());
+        let pipeline: Pipeline =
+            toml::from_str(&text).with_context(|| format!("invalid pipeline file {what}"))?;
+        let stages = pipeline.resolve_stages(base.as_deref())?;
+        Ok((pipeline, stages))
+    }
+
+    /// Applies `STAGE.PARAM=VALUE` overrides from the command line.
+    pub fn set_param(&mut self, assignment: &str) -> Result<()> {
+        let Some((key, value)) = assignment.split_once('=') else {
+            bail!("--set expects STAGE.PARAM=VALUE, got '{assignment}'");
+        };
+        let Some((stage, param)) = key.trim().split_once('.') else {
+            bail!("--set expects STAGE.PARAM=VALUE, got '{assignment}'");
+        };
+        let names: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
+        let Some(stage) = self.stages.iter_mut().find(|s| s.name == stage) else {
+            bail!("--set: no stage named '{stage}'; stages are: {}", names.join(", "));
+        };
+        let value = value.trim();
+        let parsed = value
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
+            .unwrap_or_else(|_| toml::Value::String(value.to_string()));
+        stage.params.insert(param.to_string(), parsed);
+        Ok(())
+    }
+
+    pub fn resolve_stages(&self, base: Option<&Path>) -> Result<Vec<Stage>> {
+        if self.stages.is_empty() {
+            bail!("the pipeline has no [[stages]]");
+        }
+        self.stages
+            .iter()
+            .map(|s| {
+                let template = match (&s.sql, &s.query) {
+                    (Some(_), Some(_)) => bail!("stage '{}' sets both sql and query", s.name),
+                    (None, None) => bail!("stage '{}' needs sql = \"file.sql\" or query = \"SELECT ...\"", s.name),
+                    (None, Some(q)) => q.clone(),
+                    (Some(file), None) => load_sql(file, base)
+                        .with_context(|| format!("stage '{}'", s.name))?,
+                };
+                Ok(Stage {
+                    name: s.name.clone(),
+                    table: s.table.clone(),
+                    sql: substitute(&template, &s.params)
+                        .with_context(|| format!("stage '{}'", s.name))?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn load_sql(file: &str, base: Option<&Path>) -> Result<String> {
+    match base {
+        Some(dir) => {
+            let path: PathBuf = dir.join(file);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read SQL file {}", path.display()))
+        }
+        None => BUILTIN_SQL
+            .iter()
+            .find(|(name, _)| *name == file)
+            .map(|(_, sql)| sql.to_string())
+            .with_context(|| format!("no built-in SQL file {file}")),
+    }
+}
+
+/// Replaces `${name}` with the parameter's value. Strings are substituted
+/// as-is inside the SQL's own quotes, so quotes in values are rejected.
+fn substitute(template: &str, params: &BTreeMap<String, toml::Value>) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            bail!("unclosed ${{ in SQL");
+        };
+        let name = &after[..end];
+        let value = match params.get(name) {
+            Some(toml::Value::String(s)) if s.contains(['\'', '"', ';']) => {
+                bail!("parameter {name} may not contain quotes or semicolons")
+            }
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(toml::Value::Integer(i)) => i.to_string(),
+            Some(toml::Value::Float(f)) => f.to_string(),
+            Some(toml::Value::Boolean(b)) => b.to_string(),
+            Some(other) => bail!("parameter {name} has unsupported type {}", other.type_str()),
+            None => bail!("the SQL uses ${{{name}}} but the stage has no param '{name}'"),
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_pipeline_loads() {
+        let (p, stages) = Pipeline::load(None).unwrap();
+        assert_eq!(p.name, "default");
+        assert_eq!(stages.len(), 2);
+        assert!(stages[1].sql.contains("chunk_text(text, 512, 64, 'cl100k_base')"));
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let (mut p, _) = Pipeline::load(None).unwrap();
+        p.set_param("chunks.max_tokens=128").unwrap();
+        let stages = p.resolve_stages(None).unwrap();
+        assert!(stages[1].sql.contains("chunk_text(text, 128, 64"));
+        assert!(p.set_param("nostage.x=1").is_err());
+        assert!(p.set_param("garbage").is_err());
+        p.set_param("chunks.encoding=x'; DROP").unwrap();
+        assert!(p.resolve_stages(None).is_err());
+    }
+}

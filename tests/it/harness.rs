@@ -1,0 +1,129 @@
+//! Helpers: run the docstream binary, query a lake, start servers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn docstream() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_docstream"));
+    c.current_dir(repo());
+    c.env_remove("AWS_ENDPOINT_URL");
+    c
+}
+
+pub fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "docstream failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub fn backfill(source: &Path, lake: &Path, extra: &[&str]) -> String {
+    ok(docstream()
+        .arg("backfill")
+        .arg(source)
+        .arg("--lake")
+        .arg(lake)
+        .args(extra)
+        .output()
+        .unwrap())
+}
+
+/// Rows of a query as JSON objects.
+pub fn query(lake: &str, sql: &str, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let out = ok(docstream()
+        .args(["query", sql, "--format", "ndjson", "--lake", lake])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap());
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn count(lake: &str, sql: &str) -> i64 {
+    let rows = query(lake, sql, &[]);
+    rows[0].as_object().unwrap().values().next().unwrap().as_i64().unwrap()
+}
+
+/// Copies a folder tree (fixtures into a temp archive).
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Files under `dir`, recursively.
+pub fn file_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                file_count(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// A binary from PATH or the tool cache `.ci/run` installs into.
+pub fn tool(name: &str) -> PathBuf {
+    let cached = std::env::var("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/docstream/tools/bin").join(name))
+        .ok();
+    if let Some(p) = cached.filter(|p| p.exists()) {
+        return p;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!("{name} is not installed: run .ci/run, or `cargo install` it (see README, Testing)")
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

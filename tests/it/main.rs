@@ -1,0 +1,9 @@
+//! Integration tests against the real binary, a real lake on disk, a real
+//! S3-compatible server (s3s-fs) and delta-rs's Python reader.
+
+mod backfill;
+mod extraction;
+mod harness;
+mod interop;
+mod kill_rerun;
+mod s3;
