@@ -40,9 +40,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| count_tokens(&text, Encoding::Cl100kBase))
     });
     let params = ChunkParams::new(512, 64, Encoding::Cl100kBase).unwrap();
-    g.bench_function("chunk_text/512+64", |b| b.iter(|| chunk_text(&text, &params).len()));
+    g.bench_function("chunk_text/512+64", |b| {
+        b.iter(|| chunk_text(&text, &params).len())
+    });
     let params = ChunkParams::new(512, 0, Encoding::Cl100kBase).unwrap();
-    g.bench_function("chunk_text/512+0", |b| b.iter(|| chunk_text(&text, &params).len()));
+    g.bench_function("chunk_text/512+0", |b| {
+        b.iter(|| chunk_text(&text, &params).len())
+    });
     g.finish();
 }
 

@@ -83,10 +83,11 @@ pub fn to_batch(
 ) -> deltalake::arrow::error::Result<deltalake::arrow::array::RecordBatch> {
     use std::sync::Arc;
 
-    use deltalake::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+    use deltalake::arrow::array::{
+        ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
 
-    let schema = crate::sinks::contract::schema("failures")
-        .expect("failures is a contract table");
+    let schema = crate::sinks::contract::schema("failures").expect("failures is a contract table");
     let strings = |f: fn(&Failure) -> &str| -> ArrayRef {
         Arc::new(failures.iter().map(|x| Some(f(x))).collect::<StringArray>())
     };
@@ -96,7 +97,10 @@ pub fn to_batch(
         ("stage", strings(|f| &f.stage)),
         ("error_kind", strings(|f| f.kind.as_str())),
         ("error", strings(|f| &f.error)),
-        ("attempts", Arc::new(failures.iter().map(|f| f.attempts).collect::<Int32Array>())),
+        (
+            "attempts",
+            Arc::new(failures.iter().map(|f| f.attempts).collect::<Int32Array>()),
+        ),
         ("source_uri", strings(|f| &f.source_uri)),
         (
             "failed_at",

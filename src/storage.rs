@@ -67,8 +67,8 @@ impl StorageOptions {
     /// An object store rooted at the URL's bucket (or `/` locally) and the
     /// prefix inside it that the URL names.
     pub fn object_store(&self, url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
-        let prefix = Path::from_url_path(url.path())
-            .with_context(|| format!("invalid path in {url}"))?;
+        let prefix =
+            Path::from_url_path(url.path()).with_context(|| format!("invalid path in {url}"))?;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => Arc::new(LocalFileSystem::new()),
             "s3" | "s3a" => {
@@ -133,7 +133,10 @@ mod tests {
         let u = parse_location("/tmp/a b/../c").unwrap();
         assert_eq!(u.as_str(), "file:///tmp/c/");
         assert_eq!(parse_location("s3://bucket/x/").unwrap().scheme(), "s3");
-        assert!(parse_location("relative/dir").unwrap().path().ends_with("/relative/dir/"));
+        assert!(parse_location("relative/dir")
+            .unwrap()
+            .path()
+            .ends_with("/relative/dir/"));
         assert!(StorageOptions::default()
             .object_store(&Url::parse("ftp://x/y").unwrap())
             .is_err());

@@ -12,9 +12,8 @@ use crate::storage::StorageOptions;
 /// anything (DDL, DML, SET) are refused.
 pub async fn run(root: &Url, storage: &StorageOptions, sql: &str) -> Result<Vec<RecordBatch>> {
     let mut lake = Lake::open(root, storage).await?;
-    let ctx = crate::stages::runner::session(
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    );
+    let ctx =
+        crate::stages::runner::session(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let tables = lake.register_all(&ctx).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
@@ -24,7 +23,9 @@ pub async fn run(root: &Url, storage: &StorageOptions, sql: &str) -> Result<Vec<
         Ok(df) => df,
         Err(e) => {
             let msg = e.to_string();
-            if msg.contains("not supported") && (msg.contains("DDL") || msg.contains("DML") || msg.contains("Statement")) {
+            if msg.contains("not supported")
+                && (msg.contains("DDL") || msg.contains("DML") || msg.contains("Statement"))
+            {
                 bail!("docstream query is read-only: only SELECT, WITH, EXPLAIN and SHOW run here. Tables change through `docstream backfill`.\n({msg})");
             }
             if msg.contains("table") && msg.contains("not found") {

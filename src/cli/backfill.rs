@@ -47,10 +47,9 @@ pub struct Args {
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
         let (p, stages) = super::load_pipeline(pipeline, &self.sets)?;
-        let source = self
-            .source
-            .or(p.source.uri.clone())
-            .ok_or_else(|| anyhow::anyhow!("name a folder or bucket to backfill, e.g. `docstream backfill ./docs`"))?;
+        let source = self.source.or(p.source.uri.clone()).ok_or_else(|| {
+            anyhow::anyhow!("name a folder or bucket to backfill, e.g. `docstream backfill ./docs`")
+        })?;
         let lake = self.lake.unwrap_or(p.lake.uri.clone());
         let mut batch = p.batch;
         if let Some(rows) = self.batch_rows {
@@ -74,18 +73,19 @@ impl Args {
         );
         let s = job.run(&bar).await?;
         println!(
-            "backfill done: {} landed ({} with warnings), {} skipped, {} failed — {} files, {:.1} MiB in {:.1}s, {} commits to {}",
+            "backfill done: {} landed ({} with warnings), {} skipped, {} failed, {} stage failures — {} files, {:.1} MiB in {:.1}s, {} commits to {}",
             s.landed,
             s.warnings,
             s.skipped,
             s.failed,
+            s.stage_failures,
             s.files,
             s.bytes as f64 / (1u64 << 20) as f64,
             started.elapsed().as_secs_f64(),
             s.commits,
             lake
         );
-        if s.failed > 0 || s.warnings > 0 {
+        if s.failed + s.warnings + s.stage_failures > 0 {
             println!("see why: docstream query \"SELECT source_uri, stage, error_kind, error FROM failures\"");
         }
         Ok(())

@@ -61,7 +61,10 @@ impl Cli {
 }
 
 /// Loads the pipeline and applies `--set` overrides.
-fn load_pipeline(path: Option<&std::path::Path>, sets: &[String]) -> Result<(Pipeline, Vec<Stage>)> {
+fn load_pipeline(
+    path: Option<&std::path::Path>,
+    sets: &[String],
+) -> Result<(Pipeline, Vec<Stage>)> {
     let (mut pipeline, stages) = Pipeline::load(path)?;
     if sets.is_empty() {
         return Ok((pipeline, stages));

@@ -42,7 +42,10 @@ const UNSUPPORTED_MAGIC: &[(&[u8], &str)] = &[
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"),
     (b"\x1f\x8b", "a gzip archive"),
-    (b"\xd0\xcf\x11\xe0", "a legacy Office (OLE) file; save it as .docx"),
+    (
+        b"\xd0\xcf\x11\xe0",
+        "a legacy Office (OLE) file; save it as .docx",
+    ),
     (b"7z\xbc\xaf", "a 7-zip archive"),
 ];
 
@@ -125,7 +128,10 @@ mod tests {
     fn magic_beats_extension() {
         assert_eq!(detect(b"%PDF-1.4 ...", "a.txt").unwrap(), Format::Pdf);
         assert_eq!(detect(b"PK\x03\x04....", "report").unwrap(), Format::Docx);
-        assert_eq!(detect(b"<!DOCTYPE html><p>x", "page").unwrap(), Format::Html);
+        assert_eq!(
+            detect(b"<!DOCTYPE html><p>x", "page").unwrap(),
+            Format::Html
+        );
         assert_eq!(detect(b"# Title", "notes.MD").unwrap(), Format::Markdown);
         assert_eq!(detect(b"plain words", "x.txt").unwrap(), Format::Text);
     }

@@ -61,9 +61,9 @@ fn read_part(
         return Err(decompression_limit(limits));
     }
     let mut out = Vec::new();
-    file.take(*budget + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| ExtractError::new(ErrorKind::Corrupt, format!("cannot inflate {name}: {e}")))?;
+    file.take(*budget + 1).read_to_end(&mut out).map_err(|e| {
+        ExtractError::new(ErrorKind::Corrupt, format!("cannot inflate {name}: {e}"))
+    })?;
     if out.len() as u64 > *budget {
         return Err(decompression_limit(limits));
     }
@@ -83,7 +83,10 @@ fn document_text(xml: &str, limits: &Limits) -> Result<String, ExtractError> {
         let event = reader.read_event().map_err(|e| {
             ExtractError::new(
                 ErrorKind::Corrupt,
-                format!("word/document.xml is malformed at byte {}: {e}", reader.buffer_position()),
+                format!(
+                    "word/document.xml is malformed at byte {}: {e}",
+                    reader.buffer_position()
+                ),
             )
         })?;
         match event {
@@ -92,23 +95,23 @@ fn document_text(xml: &str, limits: &Limits) -> Result<String, ExtractError> {
                 if depth > limits.max_depth {
                     return Err(too_deep(limits));
                 }
-                in_text = e.local_name().as_ref() == b"t";
+                in_text = e.local_name().as_ref() == "t";
             }
             Event::End(e) => {
                 depth = depth.saturating_sub(1);
                 in_text = false;
-                if e.local_name().as_ref() == b"p" {
+                if e.local_name().as_ref() == "p" {
                     text.push_str("\n\n");
                 }
             }
             Event::Empty(e) => match e.local_name().as_ref() {
-                b"tab" => text.push('\t'),
-                b"br" | b"cr" => text.push('\n'),
-                b"p" => text.push_str("\n\n"),
+                "tab" => text.push('\t'),
+                "br" | "cr" => text.push('\n'),
+                "p" => text.push_str("\n\n"),
                 _ => {}
             },
             Event::Text(t) if in_text => text.push_str(&t.xml10_content()),
-            Event::CData(t) if in_text => text.push_str(&String::from_utf8_lossy(&t)),
+            Event::CData(t) if in_text => text.push_str(&t),
             Event::GeneralRef(r) if in_text => {
                 if let Some(c) = super::html::entity(&r) {
                     text.push(c);
@@ -128,7 +131,7 @@ fn core_title(xml: &str) -> Option<String> {
     let mut title = String::new();
     loop {
         match reader.read_event().ok()? {
-            Event::Start(e) => in_title = e.local_name().as_ref() == b"title",
+            Event::Start(e) => in_title = e.local_name().as_ref() == "title",
             Event::End(_) if in_title => break,
             Event::Text(t) if in_title => title.push_str(&t.xml10_content()),
             Event::GeneralRef(r) if in_title => title.extend(super::html::entity(&r)),

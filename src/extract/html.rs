@@ -12,16 +12,38 @@ const HIDDEN: &[&str] = &[
 ];
 /// Elements that never have content or an end tag.
 const VOID: &[&str] = &[
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-    "source", "track", "wbr",
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+    "track", "wbr",
 ];
 /// Elements whose end tag is optional and that close a sibling of the same name.
 const SELF_CLOSING_SIBLINGS: &[&str] = &["p", "li", "dt", "dd", "tr", "td", "th", "option"];
 /// Elements that separate paragraphs.
 const PARAGRAPH: &[&str] = &[
-    "p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "h1", "h2",
-    "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl", "figure", "form",
-    "hr", "address",
+    "p",
+    "div",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "main",
+    "aside",
+    "nav",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "figure",
+    "form",
+    "hr",
+    "address",
 ];
 /// Elements that start a new line.
 const LINE: &[&str] = &["br", "li", "tr", "dt", "dd", "caption", "figcaption"];
@@ -112,7 +134,9 @@ impl Output {
         }
         for (i, word) in decoded.split_ascii_whitespace().enumerate() {
             let at_line_start = self.text.is_empty() || self.text.ends_with('\n');
-            if (i > 0 || self.pending_space || decoded.starts_with(|c: char| c.is_ascii_whitespace()))
+            if (i > 0
+                || self.pending_space
+                || decoded.starts_with(|c: char| c.is_ascii_whitespace()))
                 && !at_line_start
             {
                 self.text.push(' ');
@@ -279,7 +303,10 @@ mod tests {
         );
         assert_eq!(raw.title.as_deref(), Some("Q3 & Plan"));
         let t = super::super::text::tidy(&raw.text);
-        assert_eq!(t, "Heading\n\nFirst bold para.\n\nSecond\u{a0}one ☺\nline".replace('\u{a0}', " "));
+        assert_eq!(
+            t,
+            "Heading\n\nFirst bold para.\n\nSecond\u{a0}one ☺\nline".replace('\u{a0}', " ")
+        );
         assert!(!t.contains("hidden") && !t.contains("color") && !t.contains("no\n"));
     }
 
@@ -301,7 +328,14 @@ mod tests {
 
     #[test]
     fn broken_markup_does_not_panic() {
-        for s in ["<", "<<>>", "<a href='x", "</", "&#xFFFFFFFF; &#0; &bogus;", "<p\u{e9}>é<"] {
+        for s in [
+            "<",
+            "<<>>",
+            "<a href='x",
+            "</",
+            "&#xFFFFFFFF; &#0; &bogus;",
+            "<p\u{e9}>é<",
+        ] {
             let _ = extract(s, &Limits::default());
         }
         assert_eq!(decode_entities("a &lt; b &bogus; &#65;"), "a < b &bogus; A");

@@ -117,6 +117,7 @@ pub fn extract(bytes: &[u8], name: &str, limits: &Limits) -> Result<Extracted, E
 }
 
 /// What a format module returns before the shared clean-up.
+#[derive(Debug)]
 struct RawText {
     text: String,
     title: Option<String>,

@@ -40,6 +40,12 @@ pub(super) fn extract(bytes: &[u8], limits: &Limits) -> Result<RawText, ExtractE
             ExtractError::new(ErrorKind::Corrupt, "no page of the pdf could be read")
         }));
     }
+    if text.trim().is_empty() && doc.xref_recovery.is_some() {
+        return Err(ExtractError::new(
+            ErrorKind::Corrupt,
+            "the pdf is damaged (truncated?): its cross-reference table had to be rebuilt and no text survived",
+        ));
+    }
     if failed_pages > 0 {
         tracing::warn!(failed_pages, "skipped unreadable pdf pages");
     }

@@ -45,6 +45,8 @@ pub struct Summary {
     pub failed: usize,
     /// Documents that landed with a warning row (e.g. invalid UTF-8).
     pub warnings: usize,
+    /// Documents a SQL stage failed on (they landed in the other tables).
+    pub stage_failures: usize,
     pub commits: usize,
 }
 
@@ -61,6 +63,14 @@ impl Backfill {
         self.runner.check().await?;
         let bucket = Bucket::open(&self.source, &self.storage)?;
         let mut lake = Lake::open(&self.lake, &self.storage).await?;
+        let mut tables: Vec<&str> = self
+            .runner
+            .stages()
+            .iter()
+            .map(|s| s.table.as_str())
+            .collect();
+        tables.push("failures");
+        lake.create_contract_tables(&tables).await?;
         let done = landed_versions(&mut lake).await?;
         progress.set_message(format!("listing {}", self.source));
         let objects = bucket.list().await?;
@@ -115,15 +125,22 @@ impl Backfill {
                 summary.files, summary.landed, summary.skipped, summary.failed
             ));
             if batcher.is_full() || failures.len() >= self.batch.max_rows.max(1) {
-                self.flush(&mut lake, &mut batcher, &mut failures, &mut summary).await?;
+                self.flush(&mut lake, &mut batcher, &mut failures, &mut summary)
+                    .await?;
             }
         }
-        self.flush(&mut lake, &mut batcher, &mut failures, &mut summary).await?;
+        self.flush(&mut lake, &mut batcher, &mut failures, &mut summary)
+            .await?;
         progress.finish_and_clear();
         Ok(summary)
     }
 
-    async fn process(&self, bucket: &Bucket, object: SourceObject, done: &HashSet<DocKey>) -> (u64, Outcome) {
+    async fn process(
+        &self,
+        bucket: &Bucket,
+        object: SourceObject,
+        done: &HashSet<DocKey>,
+    ) -> (u64, Outcome) {
         let size = object.meta.size;
         let doc_id = doc_id(&object.uri);
         let fail = |hash: String, stage: &str, kind: ErrorKind, error: String| Failure {
@@ -147,7 +164,10 @@ impl Backfill {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("cannot read the object: {e}");
-                return (size, Outcome::Failed(fail(meta_hash(&object), "read", ErrorKind::Read, msg)));
+                return (
+                    size,
+                    Outcome::Failed(fail(meta_hash(&object), "read", ErrorKind::Read, msg)),
+                );
             }
         };
         let hash = hex::encode(Sha256::digest(&bytes));
@@ -162,13 +182,24 @@ impl Backfill {
                     "extraction took longer than {}s (extract.timeout_secs)",
                     limits.timeout_secs
                 );
-                return (size, Outcome::Failed(fail(hash, "extract", ErrorKind::Timeout, msg)));
+                return (
+                    size,
+                    Outcome::Failed(fail(hash, "extract", ErrorKind::Timeout, msg)),
+                );
             }
             Ok(Err(panic)) => {
                 let msg = format!("the extractor crashed ({panic}); please report this file");
-                return (size, Outcome::Failed(fail(hash, "extract", ErrorKind::Internal, msg)));
+                return (
+                    size,
+                    Outcome::Failed(fail(hash, "extract", ErrorKind::Internal, msg)),
+                );
             }
-            Ok(Ok(Err(e))) => return (size, Outcome::Failed(fail(hash, "extract", e.kind, e.message))),
+            Ok(Ok(Err(e))) => {
+                return (
+                    size,
+                    Outcome::Failed(fail(hash, "extract", e.kind, e.message)),
+                )
+            }
             Ok(Ok(Ok(x))) => x,
         };
         let warning = (extracted.invalid_utf8 > 0).then(|| {
@@ -215,6 +246,7 @@ impl Backfill {
             let batch = extracted::to_batch(&docs)?;
             let (out, stage_failures) = self.runner.run(&batch).await;
             outputs = out;
+            summary.stage_failures += stage_failures.len();
             failures.extend(stage_failures.into_iter().map(|f| {
                 let doc = &docs[f.row];
                 Failure {
@@ -268,6 +300,12 @@ pub fn doc_id(uri: &str) -> String {
 fn meta_hash(object: &SourceObject) -> String {
     let m = &object.meta;
     let last_modified: DateTime<Utc> = m.last_modified;
-    let key = format!("{}|{}|{:?}|{}", object.uri, m.size, m.e_tag, last_modified.to_rfc3339());
+    let key = format!(
+        "{}|{}|{:?}|{}",
+        object.uri,
+        m.size,
+        m.e_tag,
+        last_modified.to_rfc3339()
+    );
     format!("meta:{}", hex::encode(Sha256::digest(key.as_bytes())))
 }

@@ -8,9 +8,18 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 
 const TABLES: &[(&str, &str)] = &[
-    ("documents", include_str!("../../schemas/tables/documents.schema.json")),
-    ("chunks", include_str!("../../schemas/tables/chunks.schema.json")),
-    ("failures", include_str!("../../schemas/tables/failures.schema.json")),
+    (
+        "documents",
+        include_str!("../../schemas/tables/documents.schema.json"),
+    ),
+    (
+        "chunks",
+        include_str!("../../schemas/tables/chunks.schema.json"),
+    ),
+    (
+        "failures",
+        include_str!("../../schemas/tables/failures.schema.json"),
+    ),
 ];
 
 /// The contract schema of `table`, or `None` for a user-defined stage table.
@@ -77,7 +86,10 @@ mod tests {
             assert!(s.field_with_name("content_hash").is_ok(), "{name}");
         }
         let docs = schema("documents").unwrap();
-        assert_eq!(docs.field_with_name("ingested_at").unwrap().data_type(), &timestamp_type());
+        assert_eq!(
+            docs.field_with_name("ingested_at").unwrap().data_type(),
+            &timestamp_type()
+        );
         assert!(docs.field_with_name("title").unwrap().is_nullable());
         assert!(!docs.field_with_name("doc_id").unwrap().is_nullable());
         assert!(schema("my_custom_stage").is_none());

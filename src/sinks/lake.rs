@@ -14,7 +14,7 @@ use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Schema};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::StreamExt;
 use url::Url;
 
@@ -69,9 +69,8 @@ impl Lake {
             .with_context(|| format!("cannot list the lake at {}", self.root))?;
         let mut names = Vec::new();
         for dir in listing.common_prefixes {
-            let log = dir.child("_delta_log");
-            if store.list(Some(&log)).next().await.is_some() {
-                if let Some(name) = dir.filename() {
+            if let Some(name) = dir.filename() {
+                if self.has_log(name).await? {
                     names.push(name.to_string());
                 }
             }
@@ -80,14 +79,54 @@ impl Lake {
         Ok(names)
     }
 
+    /// Whether `table` has a Delta log, checked with one LIST call.
+    async fn has_log(&self, table: &str) -> Result<bool> {
+        let log = self.table_url(table)?.join("_delta_log/")?;
+        let (store, prefix) = self.storage.object_store(&log)?;
+        Ok(store.list(Some(&prefix)).next().await.is_some())
+    }
+
+    /// Creates the contract tables that do not exist yet, empty, so every
+    /// table can be queried (and read by other engines) from the first run.
+    pub async fn create_contract_tables(&mut self, tables: &[&str]) -> Result<()> {
+        for name in tables {
+            let Some(schema) = contract::schema(name) else {
+                continue;
+            };
+            if self.table(name).await?.is_some() {
+                continue;
+            }
+            let Some(table) = self.tables.remove(*name) else {
+                continue;
+            };
+            let created = table
+                .write(vec![RecordBatch::new_empty(schema)])
+                .with_save_mode(SaveMode::Append)
+                .await
+                .with_context(|| format!("cannot create table {name}"))?;
+            self.tables.insert(name.to_string(), created);
+        }
+        Ok(())
+    }
+
     /// The table, or `None` when it has no commits yet.
     pub async fn table(&mut self, name: &str) -> Result<Option<&DeltaTable>> {
         if !self.tables.contains_key(name) {
             let url = self.table_url(name)?;
-            let table =
-                DeltaTable::try_from_url_with_storage_options(url, self.storage.delta_options())
-                    .await
-                    .with_context(|| format!("cannot open table {name}"))?;
+            if let Ok(path) = url.to_file_path() {
+                // deltalake refuses local table paths that do not exist yet.
+                std::fs::create_dir_all(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+            }
+            let options = self.storage.delta_options();
+            let table = if self.has_log(name).await? {
+                deltalake::open_table_with_storage_options(url, options).await
+            } else {
+                // Not created yet: a handle the first write creates the table with.
+                DeltaTableBuilder::from_url(url)
+                    .and_then(|b| b.with_storage_options(options).build())
+            }
+            .with_context(|| format!("cannot open table {name}"))?;
             self.tables.insert(name.to_string(), table);
         }
         Ok(self.tables.get(name).filter(|t| t.version().is_some()))
@@ -206,7 +245,10 @@ fn conform(table: &str, batch: &RecordBatch) -> Result<RecordBatch> {
                 field.data_type(),
                 batch.num_rows(),
             )),
-            None => bail!("stage output lacks required column '{}' of {table}", field.name()),
+            None => bail!(
+                "stage output lacks required column '{}' of {table}",
+                field.name()
+            ),
         })
         .collect::<Result<Vec<_>>>()?;
     RecordBatch::try_new(Arc::new(Schema::clone(&schema)), columns)
@@ -215,7 +257,10 @@ fn conform(table: &str, batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// Drops rows of document versions already in `landed`; returns the kept rows
 /// and their keys. Tables without doc_id and content_hash are kept whole.
-fn drop_landed(batch: &RecordBatch, landed: &HashSet<DocKey>) -> Result<(RecordBatch, Vec<DocKey>)> {
+fn drop_landed(
+    batch: &RecordBatch,
+    landed: &HashSet<DocKey>,
+) -> Result<(RecordBatch, Vec<DocKey>)> {
     let (Some(ids), Some(hashes)) = (
         batch.column_by_name("doc_id"),
         batch.column_by_name("content_hash"),

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::storage::{as_directory, StorageOptions};
@@ -48,13 +48,21 @@ impl Bucket {
             .try_collect()
             .await
             .with_context(|| format!("cannot list {}: check the path and credentials", self.url))?;
-        objects.retain(|o| !is_hidden(&o.meta.location));
+        objects.retain(|o| !self.is_hidden(&o.meta.location));
         objects.sort_by(|a, b| a.meta.location.cmp(&b.meta.location));
         Ok(objects)
     }
 
     pub async fn read(&self, object: &SourceObject) -> object_store::Result<Bytes> {
         self.store.get(&object.meta.location).await?.bytes().await
+    }
+
+    /// Dot-files and dot-folders below the prefix (`.git`, `.DS_Store`) are
+    /// not documents; dots above it are the user's choice.
+    fn is_hidden(&self, location: &Path) -> bool {
+        location
+            .prefix_match(&self.prefix)
+            .is_some_and(|mut rest| rest.any(|p| p.as_ref().starts_with('.')))
     }
 
     /// The object's URI as users see it: the source URL plus the key's rest.
@@ -68,9 +76,4 @@ impl Bucket {
             }
         }
     }
-}
-
-/// Dot-files and dot-folders (`.git`, `.DS_Store`) are not documents.
-fn is_hidden(location: &Path) -> bool {
-    location.parts().any(|p| p.as_ref().starts_with('.'))
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::sinks::contract::timestamp_type;
@@ -64,15 +66,27 @@ pub fn to_batch(docs: &[ExtractedDoc]) -> deltalake::arrow::error::Result<Record
             strings(|d| &d.source_uri),
             strings(|d| &d.content_hash),
             strings(|d| &d.mime),
-            Arc::new(docs.iter().map(|d| d.title.as_deref()).collect::<StringArray>()),
+            Arc::new(
+                docs.iter()
+                    .map(|d| d.title.as_deref())
+                    .collect::<StringArray>(),
+            ),
             strings(|d| &d.text),
             Arc::new(
                 docs.iter()
                     .map(|d| d.text.chars().count() as i64)
                     .collect::<Int64Array>(),
             ),
-            times(docs.iter().map(|d| d.event_time.map(|t| t.timestamp_micros())).collect()),
-            times(docs.iter().map(|d| Some(d.ingested_at.timestamp_micros())).collect()),
+            times(
+                docs.iter()
+                    .map(|d| d.event_time.map(|t| t.timestamp_micros()))
+                    .collect(),
+            ),
+            times(
+                docs.iter()
+                    .map(|d| Some(d.ingested_at.timestamp_micros()))
+                    .collect(),
+            ),
             strings(|d| &d.metadata),
         ],
     )

@@ -12,8 +12,14 @@ use crate::extract::Limits;
 const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.toml");
 /// SQL files the default pipeline names, by the path it names them with.
 const BUILTIN_SQL: &[(&str, &str)] = &[
-    ("../sql/stages/documents.sql", include_str!("../../sql/stages/documents.sql")),
-    ("../sql/stages/chunks.sql", include_str!("../../sql/stages/chunks.sql")),
+    (
+        "../sql/stages/documents.sql",
+        include_str!("../../sql/stages/documents.sql"),
+    ),
+    (
+        "../sql/stages/chunks.sql",
+        include_str!("../../sql/stages/chunks.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,7 +120,9 @@ impl Pipeline {
             ),
             None => (DEFAULT_PIPELINE.to_string(), None),
         };
-        let what = path.map_or("the built-in pipeline".to_string(), |p| p.display().to_string());
+        let what = path.map_or("the built-in pipeline".to_string(), |p| {
+            p.display().to_string()
+        });
         let pipeline: Pipeline =
             toml::from_str(&text).with_context(|| format!("invalid pipeline file {what}"))?;
         let stages = pipeline.resolve_stages(base.as_deref())?;
@@ -131,7 +139,10 @@ impl Pipeline {
         };
         let names: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
         let Some(stage) = self.stages.iter_mut().find(|s| s.name == stage) else {
-            bail!("--set: no stage named '{stage}'; stages are: {}", names.join(", "));
+            bail!(
+                "--set: no stage named '{stage}'; stages are: {}",
+                names.join(", ")
+            );
         };
         let value = value.trim();
         let parsed = value
@@ -152,10 +163,14 @@ impl Pipeline {
             .map(|s| {
                 let template = match (&s.sql, &s.query) {
                     (Some(_), Some(_)) => bail!("stage '{}' sets both sql and query", s.name),
-                    (None, None) => bail!("stage '{}' needs sql = \"file.sql\" or query = \"SELECT ...\"", s.name),
+                    (None, None) => bail!(
+                        "stage '{}' needs sql = \"file.sql\" or query = \"SELECT ...\"",
+                        s.name
+                    ),
                     (None, Some(q)) => q.clone(),
-                    (Some(file), None) => load_sql(file, base)
-                        .with_context(|| format!("stage '{}'", s.name))?,
+                    (Some(file), None) => {
+                        load_sql(file, base).with_context(|| format!("stage '{}'", s.name))?
+                    }
                 };
                 Ok(Stage {
                     name: s.name.clone(),
@@ -222,7 +237,9 @@ mod tests {
         let (p, stages) = Pipeline::load(None).unwrap();
         assert_eq!(p.name, "default");
         assert_eq!(stages.len(), 2);
-        assert!(stages[1].sql.contains("chunk_text(text, 512, 64, 'cl100k_base')"));
+        assert!(stages[1]
+            .sql
+            .contains("chunk_text(text, 512, 64, 'cl100k_base')"));
     }
 
     #[test]

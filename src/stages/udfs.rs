@@ -64,7 +64,12 @@ impl ScalarUDFImpl for ChunkText {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce(self.name(), arg_types, &[ArgKind::Text, ArgKind::Int, ArgKind::Int], 1)
+        coerce(
+            self.name(),
+            arg_types,
+            &[ArgKind::Text, ArgKind::Int, ArgKind::Int],
+            1,
+        )
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -88,7 +93,8 @@ impl ScalarUDFImpl for ChunkText {
         for row in 0..n {
             let is_null = texts.is_null(row) || maxes.is_null(row) || overlaps.is_null(row);
             if !is_null {
-                let params = ChunkParams::new(maxes.value(row), overlaps.value(row), encodings[row]);
+                let params =
+                    ChunkParams::new(maxes.value(row), overlaps.value(row), encodings[row]);
                 let params = match params {
                     Ok(p) => p,
                     Err(e) => return exec_err!("chunk_text: {e}"),

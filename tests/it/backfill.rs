@@ -14,7 +14,10 @@ fn samples_land_and_rerun_adds_nothing() {
     assert!(out.contains(&format!("{n_files} landed")), "{out}");
 
     assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), n_files);
-    assert_eq!(count(lake_s, "SELECT count(DISTINCT mime) FROM documents"), 5);
+    assert_eq!(
+        count(lake_s, "SELECT count(DISTINCT mime) FROM documents"),
+        5
+    );
     assert_eq!(count(lake_s, "SELECT count(*) FROM failures"), 0);
     // Every document has chunks, numbered from 0 without gaps.
     assert_eq!(
@@ -40,22 +43,31 @@ fn samples_land_and_rerun_adds_nothing() {
     );
     // Titles come from each format's own metadata.
     let titles = query(lake_s, "SELECT title FROM documents ORDER BY title", &[]);
-    let titles: Vec<&str> = titles.iter().map(|r| r["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = titles
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
     assert!(titles.contains(&"Board minutes Q3 2024"), "{titles:?}");
     assert!(titles.contains(&"Data migration plan 2024"), "{titles:?}");
     assert!(titles.contains(&"Vendor contract review: Northwind Logistics"));
     // html: no script or style text anywhere.
     assert_eq!(
-        count(lake_s, "SELECT count(*) FROM chunks WHERE text LIKE '%analytics%' OR text LIKE '%font-family%'"),
+        count(lake_s, "SELECT count(*) FROM chunks WHERE text LIKE '%do not index me%' OR text LIKE '%font-family%' OR text LIKE '%internal note%'"),
         0
     );
 
     let again = backfill(&samples, &lake, &[]);
-    assert!(again.contains(&format!("0 landed")) && again.contains(&format!("{n_files} skipped")), "{again}");
+    assert!(
+        again.contains(&format!("0 landed")) && again.contains(&format!("{n_files} skipped")),
+        "{again}"
+    );
     assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), n_files);
     let chunks = count(lake_s, "SELECT count(*) FROM chunks");
     assert_eq!(
-        count(lake_s, "SELECT count(DISTINCT (doc_id, chunk_idx)) FROM chunks"),
+        count(
+            lake_s,
+            "SELECT count(DISTINCT (doc_id, chunk_idx)) FROM chunks"
+        ),
         chunks
     );
 }
@@ -88,15 +100,25 @@ fn hostile_inputs_become_failure_rows() {
     assert_eq!(kind_of("empty.txt"), "empty");
     assert_eq!(kind_of("invalid-utf8.txt"), "invalid_utf8");
     for r in &rows {
-        assert!(r["error"].as_str().unwrap().len() > 10, "unreadable message: {r}");
+        assert!(
+            r["error"].as_str().unwrap().len() > 10,
+            "unreadable message: {r}"
+        );
     }
-    let landed = query(lake_s, "SELECT source_uri, title FROM documents ORDER BY source_uri", &[]);
+    let landed = query(
+        lake_s,
+        "SELECT source_uri, title FROM documents ORDER BY source_uri",
+        &[],
+    );
     assert_eq!(landed.len(), 2);
     assert!(landed.iter().any(|r| r["title"] == "Résumé"));
 
     // A re-run adds no rows anywhere.
     let again = backfill(&repo().join("tests/fixtures/hostile"), &lake, &[]);
-    assert!(again.contains("0 landed") && again.contains("7 skipped"), "{again}");
+    assert!(
+        again.contains("0 landed") && again.contains("7 skipped"),
+        "{again}"
+    );
     assert_eq!(count(lake_s, "SELECT count(*) FROM failures"), 6);
 }
 
@@ -121,7 +143,14 @@ fn query_is_read_only_and_formats_output() {
     let sql = "SELECT mime, count(*) AS n FROM documents GROUP BY mime ORDER BY mime";
     let run = |format: &str| {
         ok(docstream()
-            .args(["query", sql, "--format", format, "--lake", lake.to_str().unwrap()])
+            .args([
+                "query",
+                sql,
+                "--format",
+                format,
+                "--lake",
+                lake.to_str().unwrap(),
+            ])
             .output()
             .unwrap())
     };
@@ -131,9 +160,17 @@ fn query_is_read_only_and_formats_output() {
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 5);
     let table = run("table");
-    assert!(table.contains("| mime") && table.contains("text/html"), "{table}");
+    assert!(
+        table.contains("| mime") && table.contains("text/html"),
+        "{table}"
+    );
     let missing = docstream()
-        .args(["query", "SELECT * FROM nope", "--lake", lake.to_str().unwrap()])
+        .args([
+            "query",
+            "SELECT * FROM nope",
+            "--lake",
+            lake.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("tables in"));
@@ -144,7 +181,64 @@ fn stage_params_come_from_flags() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let lake_s = lake.to_str().unwrap();
-    backfill(&repo().join("samples"), &lake, &["--set", "chunks.max_tokens=32", "--set", "chunks.overlap=0"]);
-    assert_eq!(count(lake_s, "SELECT count(*) FROM chunks WHERE n_tokens > 32"), 0);
+    backfill(
+        &repo().join("samples"),
+        &lake,
+        &["--set", "chunks.max_tokens=32", "--set", "chunks.overlap=0"],
+    );
+    assert_eq!(
+        count(lake_s, "SELECT count(*) FROM chunks WHERE n_tokens > 32"),
+        0
+    );
     assert!(count(lake_s, "SELECT count(*) FROM chunks") > 20);
+}
+
+#[test]
+fn a_stage_failing_on_one_document_fails_only_that_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    // A custom stage whose chunk budget is invalid for one document only.
+    let pipeline = tmp.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        r#"
+name = "one-bad-row"
+[[stages]]
+name = "documents"
+query = "SELECT doc_id, tenant, source_uri, content_hash, mime, title, n_chars, count_tokens(text) AS n_tokens, event_time, ingested_at, metadata FROM extracted"
+table = "documents"
+[[stages]]
+name = "tiny_chunks"
+query = "SELECT doc_id, content_hash, unnest(chunk_text(text, CASE WHEN mime = 'application/pdf' THEN 1 ELSE 64 END, 0))['text'] AS chunk FROM extracted"
+table = "tiny_chunks"
+"#,
+    )
+    .unwrap();
+    let out = ok(docstream()
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .arg("backfill")
+        .arg(repo().join("samples"))
+        .arg("--lake")
+        .arg(&lake)
+        .output()
+        .unwrap());
+    let n_files = file_count(&repo().join("samples")) as i64;
+    assert!(out.contains("1 stage failures"), "{out}");
+    assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), n_files);
+    assert_eq!(
+        count(lake_s, "SELECT count(DISTINCT doc_id) FROM tiny_chunks"),
+        n_files - 1
+    );
+    let rows = query(
+        lake_s,
+        "SELECT stage, error_kind, error, source_uri FROM failures",
+        &[],
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["stage"], "tiny_chunks");
+    assert_eq!(rows[0]["error_kind"], "stage");
+    assert!(rows[0]["source_uri"].as_str().unwrap().ends_with(".pdf"));
+    assert!(rows[0]["error"].as_str().unwrap().contains("max_tokens"));
 }

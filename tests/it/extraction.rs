@@ -17,9 +17,21 @@ fn hostile(name: &str) -> Vec<u8> {
 fn every_format_extracts_its_text() {
     let limits = Limits::default();
     let cases = [
-        ("project-atlas-status.md", Format::Markdown, "budget overrun"),
-        ("vendor-contract-review.html", Format::Html, "ninety days' notice"),
-        ("security-incident-2024-03.txt", Format::Text, "expired TLS certificate"),
+        (
+            "project-atlas-status.md",
+            Format::Markdown,
+            "budget overrun",
+        ),
+        (
+            "vendor-contract-review.html",
+            Format::Html,
+            "ninety days' notice",
+        ),
+        (
+            "security-incident-2024-03.txt",
+            Format::Text,
+            "expired TLS certificate",
+        ),
         ("board-minutes-q3.docx", Format::Docx, "2.4 million euros"),
         ("data-migration-plan.pdf", Format::Pdf, "freeze window"),
     ];
@@ -36,9 +48,17 @@ fn every_format_extracts_its_text() {
 #[test]
 fn format_comes_from_magic_bytes_not_the_name() {
     let pdf = sample("data-migration-plan.pdf");
-    assert_eq!(extract(&pdf, "misnamed.txt", &Limits::default()).unwrap().format, Format::Pdf);
+    assert_eq!(
+        extract(&pdf, "misnamed.txt", &Limits::default())
+            .unwrap()
+            .format,
+        Format::Pdf
+    );
     let docx = sample("board-minutes-q3.docx");
-    assert_eq!(extract(&docx, "noext", &Limits::default()).unwrap().format, Format::Docx);
+    assert_eq!(
+        extract(&docx, "noext", &Limits::default()).unwrap().format,
+        Format::Docx
+    );
 }
 
 #[test]
@@ -52,7 +72,7 @@ fn hostile_inputs_fail_cleanly() {
     assert_eq!(kind("empty.txt"), ErrorKind::Empty);
 
     let lossy = extract(&hostile("invalid-utf8.txt"), "invalid-utf8.txt", &limits).unwrap();
-    assert_eq!(lossy.invalid_utf8, 2);
+    assert_eq!(lossy.invalid_utf8, 3);
     assert!(lossy.text.contains("real words"));
 }
 
@@ -70,7 +90,11 @@ fn size_guard_applies_before_parsing() {
 #[test]
 fn truncations_and_bit_flips_never_panic() {
     let limits = Limits::default();
-    for file in ["data-migration-plan.pdf", "board-minutes-q3.docx", "vendor-contract-review.html"] {
+    for file in [
+        "data-migration-plan.pdf",
+        "board-minutes-q3.docx",
+        "vendor-contract-review.html",
+    ] {
         let bytes = sample(file);
         for cut in (1..bytes.len()).step_by(37) {
             let _ = extract(&bytes[..cut], file, &limits);

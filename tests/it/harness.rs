@@ -51,7 +51,14 @@ pub fn query(lake: &str, sql: &str, env: &[(&str, &str)]) -> Vec<serde_json::Val
 
 pub fn count(lake: &str, sql: &str) -> i64 {
     let rows = query(lake, sql, &[]);
-    rows[0].as_object().unwrap().values().next().unwrap().as_i64().unwrap()
+    rows[0]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_i64()
+        .unwrap()
 }
 
 /// Copies a folder tree (fixtures into a temp archive).
@@ -86,7 +93,11 @@ pub fn file_count(dir: &Path) -> usize {
 /// A binary from PATH or the tool cache `.ci/run` installs into.
 pub fn tool(name: &str) -> PathBuf {
     let cached = std::env::var("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/docstream/tools/bin").join(name))
+        .map(|h| {
+            PathBuf::from(h)
+                .join(".cache/docstream/tools/bin")
+                .join(name)
+        })
         .ok();
     if let Some(p) = cached.filter(|p| p.exists()) {
         return p;
@@ -123,7 +134,10 @@ impl Drop for Server {
 pub fn wait_for_port(port: u16) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nothing listens on port {port}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -10,9 +10,12 @@ fn python_deltalake_reads_every_table() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let lake_s = lake.to_str().unwrap();
-    copy_tree(&repo().join("tests/fixtures/hostile"), tmp.path());
     backfill(&repo().join("samples"), &lake, &[]);
-    backfill(tmp.path(), &lake, &["--set", "chunks.max_tokens=64"]);
+    backfill(
+        &repo().join("tests/fixtures/hostile"),
+        &lake,
+        &["--set", "chunks.max_tokens=64"],
+    );
 
     let script = r#"
 import json, sys
@@ -24,7 +27,10 @@ for name in ["documents", "chunks", "failures"]:
 print(json.dumps(out))
 "#;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python).args(["-c", script, lake_s]).output().unwrap();
+    let out = Command::new(python)
+        .args(["-c", script, lake_s])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "python deltalake failed (pip install deltalake): {}",

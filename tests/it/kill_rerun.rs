@@ -14,10 +14,17 @@ fn archive(dir: &std::path::Path, n: usize) {
         );
         let (name, bytes) = match i % 3 {
             0 => (format!("d{i:05}.txt"), body.into_bytes()),
-            1 => (format!("d{i:05}.md"), format!("# Doc {i}\n\n{body}").into_bytes()),
+            1 => (
+                format!("d{i:05}.md"),
+                format!("# Doc {i}\n\n{body}").into_bytes(),
+            ),
             _ => (
                 format!("d{i:05}.html"),
-                format!("<html><body><p>{}</p></body></html>", body.replace("\n\n", "</p><p>")).into_bytes(),
+                format!(
+                    "<html><body><p>{}</p></body></html>",
+                    body.replace("\n\n", "</p><p>")
+                )
+                .into_bytes(),
             ),
         };
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -47,6 +54,7 @@ fn sigkill_then_rerun_leaves_no_duplicates_and_no_gaps() {
 
     // Kill at several points: after the first commit and later ones.
     let lake = tmp.path().join("lake");
+    let mut killed = 0;
     for kill_after_commits in [1, 3, 6] {
         let mut child = docstream()
             .arg("backfill")
@@ -74,17 +82,35 @@ fn sigkill_then_rerun_leaves_no_duplicates_and_no_gaps() {
         if !finished {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
+            killed += 1;
         }
     }
+    assert!(
+        killed > 0,
+        "every backfill finished before it could be killed"
+    );
 
     let out = backfill(&src, &lake, &["--batch-rows", "20"]);
-    assert!(out.contains("0 failed"), "{out}");
+    assert!(out.contains("0 failed, 0 stage failures"), "{out}");
     let l = lake.to_str().unwrap();
-    assert_eq!(count(l, "SELECT count(*) FROM documents"), DOCS as i64);
-    assert_eq!(count(l, "SELECT count(DISTINCT doc_id) FROM documents"), DOCS as i64);
-    assert_eq!(count(l, "SELECT count(DISTINCT doc_id) FROM chunks"), DOCS as i64);
+    assert_eq!(
+        count(l, "SELECT count(*) FROM documents"),
+        DOCS as i64,
+        "{out}"
+    );
+    assert_eq!(
+        count(l, "SELECT count(DISTINCT doc_id) FROM documents"),
+        DOCS as i64
+    );
+    assert_eq!(
+        count(l, "SELECT count(DISTINCT doc_id) FROM chunks"),
+        DOCS as i64
+    );
     let chunks = count(l, "SELECT count(*) FROM chunks");
-    assert_eq!(count(l, "SELECT count(DISTINCT (doc_id, chunk_idx)) FROM chunks"), chunks);
+    assert_eq!(
+        count(l, "SELECT count(DISTINCT (doc_id, chunk_idx)) FROM chunks"),
+        chunks
+    );
     assert_eq!(
         count(
             l,

@@ -42,7 +42,12 @@ fn backfill_from_bucket_into_bucket() {
     let env = s3_env(&endpoint);
 
     let out = ok(docstream()
-        .args(["backfill", "s3://archive/2019/", "--lake", "s3://lake/warehouse/"])
+        .args([
+            "backfill",
+            "s3://archive/2019/",
+            "--lake",
+            "s3://lake/warehouse/",
+        ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap());
@@ -56,15 +61,27 @@ fn backfill_from_bucket_into_bucket() {
     );
     assert_eq!(rows[0]["n"].as_i64().unwrap(), n_files);
     assert_eq!(rows[0]["m"].as_i64().unwrap(), 5);
-    assert!(rows[0]["u"].as_str().unwrap().starts_with("s3://archive/2019/"));
-    let chunks = query("s3://lake/warehouse/", "SELECT count(DISTINCT doc_id) AS d FROM chunks", &env_ref);
+    assert!(rows[0]["u"]
+        .as_str()
+        .unwrap()
+        .starts_with("s3://archive/2019/"));
+    let chunks = query(
+        "s3://lake/warehouse/",
+        "SELECT count(DISTINCT doc_id) AS d FROM chunks",
+        &env_ref,
+    );
     assert_eq!(chunks[0]["d"].as_i64().unwrap(), n_files);
     // The Delta log really is in the bucket.
     assert!(data.join("lake/warehouse/documents/_delta_log").is_dir());
 
     // Re-running against the bucket skips everything.
     let again = ok(docstream()
-        .args(["backfill", "s3://archive/2019/", "--lake", "s3://lake/warehouse/"])
+        .args([
+            "backfill",
+            "s3://archive/2019/",
+            "--lake",
+            "s3://lake/warehouse/",
+        ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap());

@@ -87,11 +87,14 @@ pub fn chunk_text(text: &str, params: &ChunkParams) -> Vec<Chunk> {
         let (s, (end, n_tokens)) = match chunker.next_cut(start, prev_end) {
             Some(cut) => (start, cut),
             // The overlap left no room: start this chunk where the last one ended.
-            None => (prev_end, chunker.next_cut(prev_end, prev_end).unwrap_or_else(|| {
-                // Unreachable for valid params: one char always fits. Keep going anyway.
-                let end = next_char_boundary(text, prev_end);
-                (end, count_tokens(&text[prev_end..end], params.encoding))
-            })),
+            None => (
+                prev_end,
+                chunker.next_cut(prev_end, prev_end).unwrap_or_else(|| {
+                    // Unreachable for valid params: one char always fits. Keep going anyway.
+                    let end = next_char_boundary(text, prev_end);
+                    (end, count_tokens(&text[prev_end..end], params.encoding))
+                }),
+            ),
         };
         chunks.push(Chunk {
             idx: chunks.len(),
@@ -303,7 +306,11 @@ mod tests {
         for (i, c) in chunks.iter().enumerate() {
             assert_eq!(c.idx, i);
             assert!(!c.text.is_empty());
-            assert!(c.n_tokens <= p.max_tokens, "chunk {i} has {} tokens", c.n_tokens);
+            assert!(
+                c.n_tokens <= p.max_tokens,
+                "chunk {i} has {} tokens",
+                c.n_tokens
+            );
             assert_eq!(c.n_tokens, count_tokens(&c.text, p.encoding));
             assert_eq!(slice_chars(text, c.char_start, c.char_end), c.text);
         }
@@ -354,7 +361,11 @@ mod tests {
         let chunks = check(&para.repeat(4), &params(20, 0));
         assert!(chunks.len() > 1);
         for c in &chunks[..chunks.len() - 1] {
-            assert!(c.text.trim_end().ends_with('.'), "cut mid-sentence: {:?}", c.text);
+            assert!(
+                c.text.trim_end().ends_with('.'),
+                "cut mid-sentence: {:?}",
+                c.text
+            );
         }
     }
 
@@ -397,7 +408,10 @@ mod tests {
     #[test]
     fn deterministic() {
         let text = "Some text. More text!\n\nAnd more? Yes. ".repeat(50);
-        assert_eq!(chunk_text(&text, &params(24, 6)), chunk_text(&text, &params(24, 6)));
+        assert_eq!(
+            chunk_text(&text, &params(24, 6)),
+            chunk_text(&text, &params(24, 6))
+        );
     }
 
     proptest! {

@@ -135,8 +135,14 @@ mod tests {
 
     #[test]
     fn parses_names() {
-        assert_eq!("cl100k_base".parse::<Encoding>().unwrap(), Encoding::Cl100kBase);
-        assert_eq!("O200K_BASE".parse::<Encoding>().unwrap(), Encoding::O200kBase);
+        assert_eq!(
+            "cl100k_base".parse::<Encoding>().unwrap(),
+            Encoding::Cl100kBase
+        );
+        assert_eq!(
+            "O200K_BASE".parse::<Encoding>().unwrap(),
+            Encoding::O200kBase
+        );
         assert!("gpt2".parse::<Encoding>().is_err());
     }
 
