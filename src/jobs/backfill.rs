@@ -74,6 +74,9 @@ impl Backfill {
         let done = landed_versions(&mut lake).await?;
         progress.set_message(format!("listing {}", self.source));
         let objects = bucket.list().await?;
+        if objects.is_empty() {
+            tracing::warn!(source = %self.source, "no objects found; check the path or prefix");
+        }
         let total_bytes: u64 = objects.iter().map(|o| o.meta.size).sum();
         progress.set_length(total_bytes);
         let mut summary = Summary {

@@ -27,6 +27,13 @@ pub struct SourceObject {
 
 impl Bucket {
     pub fn open(url: &Url, storage: &StorageOptions) -> Result<Self> {
+        if let Ok(path) = url.to_file_path() {
+            anyhow::ensure!(
+                path.is_dir(),
+                "{} is not a folder; give the folder of documents to backfill",
+                path.display()
+            );
+        }
         let (store, prefix) = storage.object_store(url)?;
         Ok(Self {
             store,

@@ -90,11 +90,10 @@ impl ScalarUDFImpl for ChunkText {
         let (mut idx, mut n_tokens, mut starts, mut ends) = (vec![], vec![], vec![], vec![]);
         let mut chunk_texts = StringBuilder::new();
         let mut valid = Vec::with_capacity(n);
-        for row in 0..n {
+        for (row, encoding) in encodings.into_iter().enumerate() {
             let is_null = texts.is_null(row) || maxes.is_null(row) || overlaps.is_null(row);
             if !is_null {
-                let params =
-                    ChunkParams::new(maxes.value(row), overlaps.value(row), encodings[row]);
+                let params = ChunkParams::new(maxes.value(row), overlaps.value(row), encoding);
                 let params = match params {
                     Ok(p) => p,
                     Err(e) => return exec_err!("chunk_text: {e}"),

@@ -58,7 +58,7 @@ fn samples_land_and_rerun_adds_nothing() {
 
     let again = backfill(&samples, &lake, &[]);
     assert!(
-        again.contains(&format!("0 landed")) && again.contains(&format!("{n_files} skipped")),
+        again.contains("0 landed") && again.contains(&format!("{n_files} skipped")),
         "{again}"
     );
     assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), n_files);

@@ -40,20 +40,23 @@ fn backfill_from_bucket_into_bucket() {
     wait_for_port(port);
     let endpoint = format!("http://127.0.0.1:{port}");
     let env = s3_env(&endpoint);
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run_backfill = || {
+        ok(docstream()
+            .args([
+                "backfill",
+                "s3://archive/2019/",
+                "--lake",
+                "s3://lake/warehouse/",
+            ])
+            .envs(env_ref.iter().copied())
+            .output()
+            .unwrap())
+    };
 
-    let out = ok(docstream()
-        .args([
-            "backfill",
-            "s3://archive/2019/",
-            "--lake",
-            "s3://lake/warehouse/",
-        ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap());
+    let out = run_backfill();
     assert!(out.contains(&format!("{n_files} landed")), "{out}");
 
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let rows = query(
         "s3://lake/warehouse/",
         "SELECT count(*) AS n, count(DISTINCT mime) AS m, min(source_uri) AS u FROM documents",
@@ -75,15 +78,6 @@ fn backfill_from_bucket_into_bucket() {
     assert!(data.join("lake/warehouse/documents/_delta_log").is_dir());
 
     // Re-running against the bucket skips everything.
-    let again = ok(docstream()
-        .args([
-            "backfill",
-            "s3://archive/2019/",
-            "--lake",
-            "s3://lake/warehouse/",
-        ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap());
+    let again = run_backfill();
     assert!(again.contains(&format!("{n_files} skipped")), "{again}");
 }

@@ -1,0 +1,80 @@
+//! End-to-end backfill of 10,000 small text documents into a local lake:
+//! docs/s, peak RSS and Delta data files per table.
+//!
+//! `cargo bench --bench backfill` (set DOCS=N to change the count).
+
+use std::time::Instant;
+
+use docstream::jobs::backfill::Backfill;
+use docstream::stages::pipeline::Pipeline;
+use docstream::stages::runner::StageRunner;
+use docstream::storage::{parse_location, StorageOptions};
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(()); // `cargo bench --no-run` / `cargo test --benches` probes
+    }
+    let docs: usize = std::env::var("DOCS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(10_000);
+    let tmp = tempfile::tempdir()?;
+    let archive = tmp.path().join("archive");
+    std::fs::create_dir_all(&archive)?;
+    for i in 0..docs {
+        let text = format!(
+            "Status report {i}\n\nThe project {p} is on track. Budget spent: {b}%. \
+             Risks: vendor delay on milestone {m}; owner team {t}.\n\n\
+             Next steps: review the contract, update the plan, and report back by Friday.\n",
+            p = i % 97,
+            b = i % 100,
+            m = i % 7,
+            t = i % 13
+        );
+        std::fs::write(archive.join(format!("doc-{i:06}.txt")), text)?;
+    }
+    let (pipeline, stages) = Pipeline::load(None)?;
+    let job = Backfill {
+        source: parse_location(archive.to_str().unwrap_or_default())?,
+        lake: parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?,
+        storage: StorageOptions::default(),
+        tenant: "bench".into(),
+        parallelism: 0,
+        batch: pipeline.batch,
+        limits: pipeline.extract,
+        runner: StageRunner::new(stages),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let started = Instant::now();
+    let summary = runtime.block_on(job.run(&indicatif::ProgressBar::hidden()))?;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(summary.landed, docs);
+    println!(
+        "backfill {docs} docs: {secs:.2}s, {:.0} docs/s, peak RSS {} MiB, {} commits",
+        docs as f64 / secs,
+        peak_rss_kib() / 1024,
+        summary.commits
+    );
+    for table in ["documents", "chunks", "failures"] {
+        let files = std::fs::read_dir(tmp.path().join("lake").join(table))?
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            })
+            .count();
+        println!("  {table}: {files} data files");
+    }
+    Ok(())
+}
+
+/// VmHWM from /proc: the process's peak resident set.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
