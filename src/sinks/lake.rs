@@ -34,8 +34,11 @@ pub struct Lake {
 
 impl Lake {
     pub async fn open(root: &Url, storage: &StorageOptions) -> Result<Self> {
-        if !matches!(root.scheme(), "file" | "s3" | "s3a") {
-            bail!("a lake must be a local folder or s3:// (got {root}); gs:// and az:// lakes are not built in yet");
+        if !matches!(
+            root.scheme(),
+            "file" | "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss"
+        ) {
+            bail!("a lake must be a local folder, s3://, gs:// or az:// (got {root})");
         }
         let root = as_directory(root.clone());
         if root.scheme() == "file" {
