@@ -56,13 +56,16 @@ impl StageRunner {
     pub async fn run(&self, batch: &RecordBatch) -> (Vec<StageOutput>, Vec<StageFailure>) {
         let mut outputs = Vec::new();
         let mut failures = Vec::new();
+        // One session for the whole batch; per-row sessions only on failure.
+        let whole = self.context(batch).ok();
         for stage in &self.stages {
-            match self.run_stage(stage, batch).await {
-                Ok(batches) => outputs.push(StageOutput {
-                    table: stage.table.clone(),
-                    batches,
-                }),
-                Err(_) => {
+            let attempt = match &whole {
+                Some(ctx) => run_sql(ctx, &stage.sql).await.ok(),
+                None => None,
+            };
+            let batches = match attempt {
+                Some(b) => b,
+                None => {
                     let mut batches = Vec::new();
                     for row in 0..batch.num_rows() {
                         match self.run_stage(stage, &batch.slice(row, 1)).await {
@@ -74,23 +77,32 @@ impl StageRunner {
                             }),
                         }
                     }
-                    outputs.push(StageOutput {
-                        table: stage.table.clone(),
-                        batches,
-                    });
+                    batches
                 }
-            }
+            };
+            outputs.push(StageOutput {
+                table: stage.table.clone(),
+                batches,
+            });
         }
         (outputs, failures)
     }
 
     async fn run_stage(&self, stage: &Stage, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        run_sql(&self.context(batch)?, &stage.sql).await
+    }
+
+    /// A session with `batch` registered as the `extracted` table.
+    fn context(&self, batch: &RecordBatch) -> Result<SessionContext> {
         let ctx = session(self.partitions);
         let table = MemTable::try_new(batch.schema(), split(batch, self.partitions))?;
         ctx.register_table("extracted", Arc::new(table))?;
-        let df = ctx.sql(&stage.sql).await?;
-        Ok(df.collect().await?)
+        Ok(ctx)
     }
+}
+
+async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    Ok(ctx.sql(sql).await?.collect().await?)
 }
 
 /// A DataFusion session with docstream's UDFs.
