@@ -74,85 +74,164 @@ pub struct Chunk {
 
 /// Splits `text` into chunks of at most `params.max_tokens` tokens.
 pub fn chunk_text(text: &str, params: &ChunkParams) -> Vec<Chunk> {
-    let chunker = Chunker {
-        text,
-        ends: params.encoding.token_ends(text),
-        params,
-    };
+    let chunker = Chunker { text, params };
     let mut chunks = Vec::new();
     let mut start_chars = CharCursor::default();
     let mut end_chars = CharCursor::default();
     let (mut start, mut prev_end) = (0, 0);
     while prev_end < text.len() {
-        let (s, (end, n_tokens)) = match chunker.next_cut(start, prev_end) {
-            Some(cut) => (start, cut),
+        let cut = chunker.next_cut(start, prev_end).unwrap_or_else(|| {
             // The overlap left no room: start this chunk where the last one ended.
-            None => (
-                prev_end,
-                chunker.next_cut(prev_end, prev_end).unwrap_or_else(|| {
-                    // Unreachable for valid params: one char always fits. Keep going anyway.
-                    let end = next_char_boundary(text, prev_end);
-                    (end, count_tokens(&text[prev_end..end], params.encoding))
-                }),
-            ),
-        };
+            chunker.next_cut(prev_end, prev_end).unwrap_or_else(|| {
+                // Unreachable for valid params: one char always fits. Keep going anyway.
+                let end = next_char_boundary(text, prev_end);
+                let n_tokens = count_tokens(&text[prev_end..end], params.encoding);
+                Cut {
+                    window: chunker.window(prev_end),
+                    end,
+                    n_tokens,
+                }
+            })
+        });
+        let s = cut.window.start;
         chunks.push(Chunk {
             idx: chunks.len(),
-            text: text[s..end].to_string(),
-            n_tokens,
+            text: text[s..cut.end].to_string(),
+            n_tokens: cut.n_tokens,
             char_start: start_chars.advance(text, s),
-            char_end: end_chars.advance(text, end),
+            char_end: end_chars.advance(text, cut.end),
         });
-        start = chunker.overlap_start(s, end);
-        prev_end = end;
+        start = chunker.overlap_start(&cut);
+        prev_end = cut.end;
     }
     chunks
 }
 
+/// Longest pretoken piece encoded whole; longer ones (a megabyte without a
+/// space) are encoded only as far as one chunk can reach, keeping the work linear.
+const MAX_PIECE_BYTES_PER_TOKEN: usize = 256;
+
 struct Chunker<'a> {
     text: &'a str,
-    /// Byte offset after each token of the whole text.
-    ends: Vec<usize>,
     params: &'a ChunkParams,
 }
 
-impl Chunker<'_> {
+/// The text's tokens from one chunk start, encoded piece by piece only as far
+/// as the budget reaches. Encoding from the chunk's own start, rather than
+/// once for the whole text, makes the counts those of the chunk itself.
+struct Window {
+    start: usize,
+    /// Byte offset after each token.
+    ends: Vec<usize>,
+    /// For each complete pretoken piece: byte offset after it, tokens up to it.
+    pieces: Vec<(usize, usize)>,
+    /// Whether every piece up to the end of the text was encoded.
+    to_end: bool,
+}
+
+impl Window {
     /// Byte offset after the first `n` tokens.
-    fn byte_after_tokens(&self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            self.ends[n - 1]
+    fn byte_after(&self, n: usize) -> usize {
+        match n.min(self.ends.len()) {
+            0 => self.start,
+            n => self.ends[n - 1],
         }
+    }
+}
+
+/// Where a chunk ends, with its exact token count and the window it came from.
+struct Cut {
+    window: Window,
+    end: usize,
+    n_tokens: usize,
+}
+
+impl Chunker<'_> {
+    fn window(&self, start: usize) -> Window {
+        let tok = self.params.encoding.tokenizer();
+        let max = self.params.max_tokens;
+        let mut w = Window {
+            start,
+            ends: Vec::with_capacity(max + 16),
+            pieces: Vec::new(),
+            to_end: true,
+        };
+        let mut pos = start;
+        for piece in tok.split(&self.text[start..]) {
+            if w.ends.len() > max {
+                w.to_end = false;
+                break;
+            }
+            let limit = max * MAX_PIECE_BYTES_PER_TOKEN;
+            let whole = piece.len() <= limit;
+            let part = if whole {
+                piece
+            } else {
+                &piece[..floor_char_boundary(piece, limit)]
+            };
+            for t in tok.bpe.encode_via_backtracking(part.as_bytes()) {
+                pos += tok.bpe.token_len(t);
+                w.ends.push(pos);
+            }
+            if !whole {
+                w.to_end = false;
+                break;
+            }
+            w.pieces.push((pos, w.ends.len()));
+        }
+        w
+    }
+
+    /// Exact token count of `text[w.start..cut]`, without encoding it again.
+    ///
+    /// The pretokenizer's regex has no look-behind and looks at most one
+    /// character past a match, so the pieces of the slice's own split equal
+    /// the window's pieces up to its last non-whitespace character; only the
+    /// tail after the last such piece is encoded anew.
+    fn count(&self, w: &Window, cut: usize) -> usize {
+        let slice = &self.text[w.start..cut];
+        let last_solid = slice
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !c.is_whitespace())
+            .map_or(w.start, |(i, _)| w.start + i);
+        let same = w.pieces.partition_point(|(end, _)| *end <= last_solid);
+        let (from, tokens) = match same {
+            0 => (w.start, 0),
+            k => w.pieces[k - 1],
+        };
+        tokens + count_tokens(&self.text[from..cut], self.params.encoding)
     }
 
     /// Chooses where a chunk starting at `start` ends; the end must lie past
-    /// `floor`. Returns the end and the chunk's exact token count, or `None` when
-    /// nothing past `floor` fits the budget.
-    fn next_cut(&self, start: usize, floor: usize) -> Option<(usize, usize)> {
+    /// `floor`. `None` when nothing past `floor` fits the budget.
+    fn next_cut(&self, start: usize, floor: usize) -> Option<Cut> {
         let max = self.params.max_tokens;
-        let first = self.ends.partition_point(|e| *e <= start);
-        let limit_tok = (first + max).min(self.ends.len());
-        let mut hi = if limit_tok == self.ends.len() {
+        let w = self.window(start);
+        let limit = max.min(w.ends.len());
+        let mut hi = if w.to_end && w.ends.len() <= max {
             self.text.len()
         } else {
-            self.byte_after_tokens(limit_tok)
+            w.byte_after(limit)
         };
-        let half = self.byte_after_tokens((first + max / 2).min(limit_tok));
-        let mut lo = floor.max(half);
+        let mut lo = floor.max(w.byte_after(max / 2));
         loop {
-            let cut = if hi == self.text.len() {
+            let end = if hi == self.text.len() {
                 hi
             } else {
-                self.best_boundary(lo, hi)
-                    .or_else(|| self.best_boundary(floor, hi))?
+                self.best_boundary(&w, lo, hi)
+                    .or_else(|| self.best_boundary(&w, floor, hi))?
             };
-            let n = count_tokens(&self.text[start..cut], self.params.encoding);
-            if n <= max {
-                return Some((cut, n));
+            let n_tokens = self.count(&w, end);
+            if n_tokens <= max {
+                return Some(Cut {
+                    window: w,
+                    end,
+                    n_tokens,
+                });
             }
             // Rare: the slice tokenizes longer on its own than inside the text.
-            hi = prev_char_boundary(self.text, cut);
+            hi = prev_char_boundary(self.text, end);
             lo = lo.min(hi.saturating_sub(1)).max(floor);
             if hi <= floor {
                 return None;
@@ -162,7 +241,7 @@ impl Chunker<'_> {
 
     /// The best cut position `p` with `lo < p <= hi`: highest boundary kind first,
     /// then the latest position.
-    fn best_boundary(&self, lo: usize, hi: usize) -> Option<usize> {
+    fn best_boundary(&self, w: &Window, lo: usize, hi: usize) -> Option<usize> {
         let bytes = self.text.as_bytes();
         let mut best: Option<(Boundary, usize)> = None;
         for p in lo + 1..=hi {
@@ -177,9 +256,9 @@ impl Chunker<'_> {
         best.map(|(_, p)| p).or_else(|| {
             // No word break: fall back to the latest token end on a char boundary,
             // then to any char boundary.
-            let from = self.ends.partition_point(|e| *e <= lo);
-            let to = self.ends.partition_point(|e| *e <= hi);
-            self.ends[from..to]
+            let from = w.ends.partition_point(|e| *e <= lo);
+            let to = w.ends.partition_point(|e| *e <= hi);
+            w.ends[from..to]
                 .iter()
                 .rev()
                 .copied()
@@ -188,18 +267,19 @@ impl Chunker<'_> {
         })
     }
 
-    /// Where the chunk after `[start, end)` begins so that it repeats about
-    /// `overlap` tokens, snapped forward to a word start when one is near.
-    fn overlap_start(&self, start: usize, end: usize) -> usize {
+    /// Where the chunk after `cut` begins so that it repeats about `overlap`
+    /// tokens, snapped forward to a word start when one is near.
+    fn overlap_start(&self, cut: &Cut) -> usize {
+        let (w, end) = (&cut.window, cut.end);
         let overlap = self.params.overlap;
         if overlap == 0 || end >= self.text.len() {
             return end;
         }
-        let tokens_before_end = self.ends.partition_point(|e| *e <= end);
+        let tokens_before_end = w.ends.partition_point(|e| *e <= end);
         let Some(first) = tokens_before_end.checked_sub(overlap) else {
             return end;
         };
-        let candidate = self.byte_after_tokens(first).max(start + 1);
+        let candidate = w.byte_after(first).max(w.start + 1);
         let bytes = self.text.as_bytes();
         (candidate..end)
             .filter(|p| self.text.is_char_boundary(*p))
@@ -424,6 +504,17 @@ mod tests {
         ) {
             let overlap = ((max as f64) * overlap_frac) as i64;
             check(&text, &params(max, overlap.min(max / 2)));
+        }
+
+        /// Whitespace runs, contractions and digits are where a slice's own
+        /// tokenization could differ from the window's: the count must not.
+        #[test]
+        fn counts_are_exact_around_whitespace(
+            text in "( |  |\t|\n|\r\n|\u{a0}|\u{3000}|a|Ab|'s|'ll|1|123456|\\.|!|é|東){0,300}",
+            max in 8i64..40,
+        ) {
+            check(&text, &params(max, max / 3));
+            check(&text, &ChunkParams::new(max, 0, Encoding::O200kBase).unwrap());
         }
 
         #[test]

@@ -40,23 +40,6 @@ impl Encoding {
         }
     }
 
-    /// Byte offsets at which each token of `text` ends, in order.
-    ///
-    /// Offsets can fall inside a multi-byte character, because a token may hold
-    /// part of one; callers that cut text keep only those on char boundaries.
-    pub fn token_ends(self, text: &str) -> Vec<usize> {
-        let tok = self.tokenizer();
-        let mut ends = Vec::with_capacity(text.len() / 3 + 1);
-        let mut pos = 0;
-        for piece in tok.split(text) {
-            for t in tok.bpe.encode_via_backtracking(piece.as_bytes()) {
-                pos += tok.bpe.token_len(t);
-                ends.push(pos);
-            }
-        }
-        ends
-    }
-
     /// Token ids of `text`, identical to tiktoken's `encode_ordinary`.
     pub fn encode(self, text: &str) -> Vec<u32> {
         self.tokenizer().encode(text)
@@ -117,18 +100,6 @@ mod tests {
             for s in SAMPLES {
                 assert_eq!(e.encode(s), tiktoken(e).encode_ordinary(s), "{e} on {s:?}");
                 assert_eq!(count_tokens(s, e), tiktoken(e).encode_ordinary(s).len());
-            }
-        }
-    }
-
-    #[test]
-    fn token_ends_cover_the_text() {
-        for e in Encoding::ALL {
-            for s in SAMPLES {
-                let ends = e.token_ends(s);
-                assert_eq!(ends.len(), count_tokens(s, e));
-                assert_eq!(ends.last().copied().unwrap_or(0), s.len());
-                assert!(ends.windows(2).all(|w| w[0] < w[1]));
             }
         }
     }
