@@ -244,12 +244,17 @@ impl Chunker<'_> {
     fn best_boundary(&self, w: &Window, lo: usize, hi: usize) -> Option<usize> {
         let bytes = self.text.as_bytes();
         let mut best: Option<(Boundary, usize)> = None;
-        for p in lo + 1..=hi {
+        // Backwards, so the first break of a kind is its latest, and the
+        // latest paragraph break ends the search.
+        for p in (lo + 1..=hi).rev() {
             if !self.text.is_char_boundary(p) {
                 continue;
             }
             let kind = boundary_kind(self.text, bytes, p);
-            if kind > Boundary::Char && best.is_none_or(|(k, _)| kind >= k) {
+            if kind == Boundary::Paragraph {
+                return Some(p);
+            }
+            if kind > Boundary::Char && best.is_none_or(|(k, _)| kind > k) {
                 best = Some((kind, p));
             }
         }
