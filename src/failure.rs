@@ -52,10 +52,6 @@ impl ErrorKind {
 
     /// Kinds recorded next to a document that still landed.
     pub const WARNINGS: [ErrorKind; 1] = [ErrorKind::InvalidUtf8];
-
-    pub fn is_warning(self) -> bool {
-        Self::WARNINGS.contains(&self)
-    }
 }
 
 impl fmt::Display for ErrorKind {

@@ -55,10 +55,6 @@ impl Lake {
         })
     }
 
-    pub fn root(&self) -> &Url {
-        &self.root
-    }
-
     fn table_url(&self, name: &str) -> Result<Url> {
         Ok(as_directory(self.root.join(name)?))
     }

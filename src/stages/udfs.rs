@@ -37,7 +37,7 @@ impl Default for ChunkText {
     }
 }
 
-pub fn chunk_struct_fields() -> Fields {
+fn chunk_struct_fields() -> Fields {
     Fields::from(vec![
         Field::new("idx", DataType::Int32, false),
         Field::new("text", DataType::Utf8, false),
