@@ -16,6 +16,8 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::StreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
 use url::Url;
 
 use super::contract;
@@ -27,6 +29,9 @@ pub type DocKey = (String, String);
 pub struct Lake {
     root: Url,
     storage: StorageOptions,
+    /// The lake's object store and the root's path in it, for listings.
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
     tables: HashMap<String, DeltaTable>,
     /// Keys already in each table, loaded on first write to it.
     landed: HashMap<String, HashSet<DocKey>>,
@@ -47,8 +52,11 @@ impl Lake {
                     .with_context(|| format!("cannot create lake folder {}", path.display()))?;
             }
         }
+        let (store, prefix) = storage.object_store(&root)?;
         Ok(Self {
             root,
+            store,
+            prefix,
             storage: storage.clone(),
             tables: HashMap::new(),
             landed: HashMap::new(),
@@ -61,9 +69,9 @@ impl Lake {
 
     /// Names of the Delta tables directly under the root.
     pub async fn table_names(&self) -> Result<Vec<String>> {
-        let (store, prefix) = self.storage.object_store(&self.root)?;
-        let listing = store
-            .list_with_delimiter(Some(&prefix))
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
             .await
             .with_context(|| format!("cannot list the lake at {}", self.root))?;
         let mut names = Vec::new();
@@ -80,9 +88,8 @@ impl Lake {
 
     /// Whether `table` has a Delta log, checked with one LIST call.
     async fn has_log(&self, table: &str) -> Result<bool> {
-        let log = self.table_url(table)?.join("_delta_log/")?;
-        let (store, prefix) = self.storage.object_store(&log)?;
-        Ok(store.list(Some(&prefix)).next().await.is_some())
+        let log = self.prefix.clone().join(table).join("_delta_log");
+        Ok(self.store.list(Some(&log)).next().await.is_some())
     }
 
     /// Creates the contract tables that do not exist yet, empty, so every
