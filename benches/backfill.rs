@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         );
         std::fs::write(archive.join(format!("doc-{i:06}.txt")), text)?;
     }
-    let (pipeline, stages) = Pipeline::load(None)?;
+    let (pipeline, stages) = Pipeline::load(None, &[])?;
     let job = Backfill {
         source: parse_location(archive.to_str().unwrap_or_default())?,
         lake: parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?,

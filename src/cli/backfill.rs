@@ -6,6 +6,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::jobs::backfill::Backfill;
+use crate::stages::pipeline::Pipeline;
 use crate::stages::runner::StageRunner;
 use crate::storage::{parse_location, StorageOptions};
 
@@ -46,7 +47,7 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, stages) = super::load_pipeline(pipeline, &self.sets)?;
+        let (p, stages) = Pipeline::load(pipeline, &self.sets)?;
         let source = self.source.or(p.source.uri.clone()).ok_or_else(|| {
             anyhow::anyhow!("name a folder or bucket to backfill, e.g. `docstream backfill ./docs`")
         })?;

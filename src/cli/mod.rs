@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::stages::pipeline::{Pipeline, Stage};
 use crate::storage::StorageOptions;
 
 #[derive(Debug, Parser)]
@@ -58,21 +57,4 @@ impl Cli {
             Command::Query(args) => args.run(self.pipeline.as_deref(), storage).await,
         }
     }
-}
-
-/// Loads the pipeline and applies `--set` overrides.
-fn load_pipeline(
-    path: Option<&std::path::Path>,
-    sets: &[String],
-) -> Result<(Pipeline, Vec<Stage>)> {
-    let (mut pipeline, stages) = Pipeline::load(path)?;
-    if sets.is_empty() {
-        return Ok((pipeline, stages));
-    }
-    for s in sets {
-        pipeline.set_param(s)?;
-    }
-    let base = path.map(|p| p.parent().unwrap_or(std::path::Path::new(".")));
-    let stages = pipeline.resolve_stages(base)?;
-    Ok((pipeline, stages))
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::analytics::output::{self, Format};
+use crate::stages::pipeline::Pipeline;
 use crate::storage::{parse_location, StorageOptions};
 
 /// Run read-only SQL over every table in the lake.
@@ -31,7 +32,7 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, _) = super::load_pipeline(pipeline, &[])?;
+        let (p, _) = Pipeline::load(pipeline, &[])?;
         let lake = parse_location(&self.lake.unwrap_or(p.lake.uri))?;
         let batches = crate::analytics::query::run(&lake, &storage, &self.sql).await?;
         let stdout = std::io::stdout();

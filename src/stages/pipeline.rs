@@ -110,8 +110,9 @@ pub struct Stage {
 }
 
 impl Pipeline {
-    /// Loads `path`, or the built-in default pipeline when `None`.
-    pub fn load(path: Option<&Path>) -> Result<(Self, Vec<Stage>)> {
+    /// Loads `path`, or the built-in default pipeline when `None`, applies
+    /// `STAGE.PARAM=VALUE` overrides, and resolves the stages' SQL.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<(Self, Vec<Stage>)> {
         let (text, base) = match path {
             Some(p) => (
                 std::fs::read_to_string(p)
@@ -123,14 +124,16 @@ impl Pipeline {
         let what = path.map_or("the built-in pipeline".to_string(), |p| {
             p.display().to_string()
         });
-        let pipeline: Pipeline =
+        let mut pipeline: Pipeline =
             toml::from_str(&text).with_context(|| format!("invalid pipeline file {what}"))?;
+        for assignment in overrides {
+            pipeline.set_param(assignment)?;
+        }
         let stages = pipeline.resolve_stages(base.as_deref())?;
         Ok((pipeline, stages))
     }
 
-    /// Applies `STAGE.PARAM=VALUE` overrides from the command line.
-    pub fn set_param(&mut self, assignment: &str) -> Result<()> {
+    fn set_param(&mut self, assignment: &str) -> Result<()> {
         let Some((key, value)) = assignment.split_once('=') else {
             bail!("--set expects STAGE.PARAM=VALUE, got '{assignment}'");
         };
@@ -154,7 +157,7 @@ impl Pipeline {
         Ok(())
     }
 
-    pub fn resolve_stages(&self, base: Option<&Path>) -> Result<Vec<Stage>> {
+    fn resolve_stages(&self, base: Option<&Path>) -> Result<Vec<Stage>> {
         if self.stages.is_empty() {
             bail!("the pipeline has no [[stages]]");
         }
@@ -234,7 +237,7 @@ mod tests {
 
     #[test]
     fn builtin_pipeline_loads() {
-        let (p, stages) = Pipeline::load(None).unwrap();
+        let (p, stages) = Pipeline::load(None, &[]).unwrap();
         assert_eq!(p.name, "default");
         assert_eq!(stages.len(), 2);
         assert!(stages[1]
@@ -244,13 +247,11 @@ mod tests {
 
     #[test]
     fn overrides_and_errors() {
-        let (mut p, _) = Pipeline::load(None).unwrap();
-        p.set_param("chunks.max_tokens=128").unwrap();
-        let stages = p.resolve_stages(None).unwrap();
+        let set = |s: &[&str]| -> Vec<String> { s.iter().map(|x| x.to_string()).collect() };
+        let (_, stages) = Pipeline::load(None, &set(&["chunks.max_tokens=128"])).unwrap();
         assert!(stages[1].sql.contains("chunk_text(text, 128, 64"));
-        assert!(p.set_param("nostage.x=1").is_err());
-        assert!(p.set_param("garbage").is_err());
-        p.set_param("chunks.encoding=x'; DROP").unwrap();
-        assert!(p.resolve_stages(None).is_err());
+        assert!(Pipeline::load(None, &set(&["nostage.x=1"])).is_err());
+        assert!(Pipeline::load(None, &set(&["garbage"])).is_err());
+        assert!(Pipeline::load(None, &set(&["chunks.encoding=x'; DROP"])).is_err());
     }
 }
