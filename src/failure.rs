@@ -30,6 +30,18 @@ pub enum ErrorKind {
     Stage,
     /// An extractor crashed; a bug worth reporting.
     Internal,
+    /// The model endpoint kept answering 429 until retries ran out.
+    ModelRateLimited,
+    /// The model endpoint did not answer within `timeout_secs`.
+    ModelTimeout,
+    /// The endpoint was unreachable, answered 5xx, or its circuit was open.
+    ModelUnavailable,
+    /// The endpoint refused this input (4xx other than 408/429).
+    ModelRejected,
+    /// The response was not the JSON the API promises.
+    ModelMalformed,
+    /// The model's output did not validate against its schema, even after a repair attempt.
+    ModelInvalidOutput,
 }
 
 impl ErrorKind {
@@ -47,6 +59,12 @@ impl ErrorKind {
             ErrorKind::Read => "read",
             ErrorKind::Stage => "stage",
             ErrorKind::Internal => "internal",
+            ErrorKind::ModelRateLimited => "model_rate_limited",
+            ErrorKind::ModelTimeout => "model_timeout",
+            ErrorKind::ModelUnavailable => "model_unavailable",
+            ErrorKind::ModelRejected => "model_rejected",
+            ErrorKind::ModelMalformed => "model_malformed",
+            ErrorKind::ModelInvalidOutput => "model_invalid_output",
         }
     }
 

@@ -6,7 +6,8 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::jobs::backfill::Backfill;
-use crate::stages::pipeline::Pipeline;
+use crate::models::hub::ModelHub;
+use crate::stages::pipeline::{select_stages, Pipeline};
 use crate::stages::runner::StageRunner;
 use crate::storage::{parse_location, StorageOptions};
 
@@ -19,7 +20,9 @@ use crate::storage::{parse_location, StorageOptions};
     docstream backfill samples\n  \
     docstream backfill ./my-archive --lake ./lake --parallelism 8\n  \
     docstream backfill s3://archive/2019/ --lake s3://lake/ --s3-endpoint http://127.0.0.1:9000\n  \
-    docstream backfill ./docs --set chunks.max_tokens=256 --set chunks.overlap=32")]
+    docstream backfill ./docs --set chunks.max_tokens=256 --set chunks.overlap=32\n  \
+    docstream backfill ./docs --stages documents,chunks      # no model calls\n  \
+    OPENAI_API_KEY=... docstream --pipeline pipelines/openai.toml backfill ./docs")]
 pub struct Args {
     /// Folder, file:// or s3:// / gs:// / az:// prefix. Default: the pipeline's source.uri.
     pub source: Option<String>,
@@ -43,11 +46,18 @@ pub struct Args {
     /// Override a stage parameter, e.g. chunks.max_tokens=256. Repeatable.
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub sets: Vec<String>,
+
+    /// Run only these stages (comma-separated), e.g. documents,chunks to skip model calls.
+    #[arg(long, value_delimiter = ',', value_name = "STAGE,...")]
+    pub stages: Vec<String>,
 }
 
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
         let (p, stages) = Pipeline::load(pipeline, &self.sets)?;
+        let stages = select_stages(stages, &self.stages)?;
+        let hub = ModelHub::for_stages(&p, &stages)?;
+        let run_id = uuid::Uuid::new_v4().to_string();
         let source = self.source.or(p.source.uri.clone()).ok_or_else(|| {
             anyhow::anyhow!("name a folder or bucket to backfill, e.g. `docstream backfill ./docs`")
         })?;
@@ -64,7 +74,7 @@ impl Args {
             parallelism: self.parallelism.unwrap_or(p.source.parallelism),
             batch,
             limits: p.extract,
-            runner: StageRunner::new(stages),
+            runner: StageRunner::new(stages, hub, &run_id)?,
         };
         let started = std::time::Instant::now();
         let bar = ProgressBar::new(0).with_style(

@@ -1,7 +1,9 @@
 //! Command-line interface: one file per command.
 
 mod backfill;
+mod models;
 mod query;
+mod serve_models;
 
 use std::path::PathBuf;
 
@@ -19,7 +21,9 @@ use crate::storage::StorageOptions;
                   stages with Rust UDFs over them, and lands the results as Delta tables you can \
                   query with SQL.",
     after_help = "Examples:\n  \
+        docstream models fetch\n  \
         docstream backfill samples --lake ./lake\n  \
+        docstream query \"SELECT severity, count(*) FROM risks GROUP BY severity\"\n  \
         docstream query \"SELECT mime, count(*), sum(n_tokens) FROM documents GROUP BY mime\"\n  \
         RUST_LOG=debug docstream backfill s3://archive/2019/ --lake s3://lake/ --s3-endpoint http://127.0.0.1:9000"
 )]
@@ -45,6 +49,8 @@ pub struct Cli {
 pub enum Command {
     Backfill(backfill::Args),
     Query(query::Args),
+    Models(models::Args),
+    ServeModels(serve_models::Args),
 }
 
 impl Cli {
@@ -55,6 +61,8 @@ impl Cli {
         match self.command {
             Command::Backfill(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Query(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Models(args) => args.run(self.pipeline.as_deref()),
+            Command::ServeModels(args) => args.run(self.pipeline.as_deref()).await,
         }
     }
 }

@@ -63,12 +63,7 @@ impl Backfill {
         self.runner.check().await?;
         let bucket = Bucket::open(&self.source, &self.storage)?;
         let mut lake = Lake::open(&self.lake, &self.storage).await?;
-        let mut tables: Vec<&str> = self
-            .runner
-            .stages()
-            .iter()
-            .map(|s| s.table.as_str())
-            .collect();
+        let mut tables = self.runner.tables();
         tables.push("failures");
         lake.create_contract_tables(&tables).await?;
         let done = landed_versions(&mut lake).await?;
@@ -257,9 +252,9 @@ impl Backfill {
                     content_hash: doc.content_hash.clone(),
                     source_uri: doc.source_uri.clone(),
                     stage: f.stage,
-                    kind: ErrorKind::Stage,
+                    kind: f.kind,
                     error: f.error,
-                    attempts: 1,
+                    attempts: f.attempts as i32,
                 }
             }));
         }

@@ -20,6 +20,20 @@ const TABLES: &[(&str, &str)] = &[
         "failures",
         include_str!("../../schemas/tables/failures.schema.json"),
     ),
+    (
+        "embeddings",
+        include_str!("../../schemas/tables/embeddings.schema.json"),
+    ),
+    (
+        "summaries",
+        include_str!("../../schemas/tables/summaries.schema.json"),
+    ),
+    ("risks", include_str!("../../schemas/tables/risks.schema.json")),
+    (
+        "action_items",
+        include_str!("../../schemas/tables/action_items.schema.json"),
+    ),
+    ("usage", include_str!("../../schemas/tables/usage.schema.json")),
 ];
 
 /// The contract schema of `table`, or `None` for a user-defined stage table.
@@ -65,11 +79,17 @@ fn arrow_type(spec: &Value) -> Result<DataType> {
     let format = spec["format"].as_str();
     Ok(match (ty, format) {
         ("string", Some("date-time")) => timestamp_type(),
+        ("string", Some("date")) => DataType::Date32,
         ("string", _) => DataType::Utf8,
         ("integer", Some("int32")) => DataType::Int32,
         ("integer", _) => DataType::Int64,
+        ("number", Some("float")) => DataType::Float32,
         ("number", _) => DataType::Float64,
         ("boolean", _) => DataType::Boolean,
+        ("array", _) => {
+            let item = arrow_type(&spec["items"]).context("items")?;
+            DataType::List(Arc::new(Field::new_list_field(item, true)))
+        }
         (other, _) => bail!("unsupported type {other}"),
     })
 }
@@ -82,9 +102,17 @@ mod tests {
     fn every_contract_schema_parses() {
         for (name, _) in TABLES {
             let s = schema(name).unwrap();
-            assert!(s.field_with_name("doc_id").is_ok(), "{name}");
-            assert!(s.field_with_name("content_hash").is_ok(), "{name}");
+            // Per-document tables carry the version key the sink dedupes on.
+            if *name != "usage" {
+                assert!(s.field_with_name("doc_id").is_ok(), "{name}");
+                assert!(s.field_with_name("content_hash").is_ok(), "{name}");
+            }
         }
+        let emb = schema("embeddings").unwrap();
+        assert_eq!(
+            emb.field_with_name("embedding").unwrap().data_type(),
+            &DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true)))
+        );
         let docs = schema("documents").unwrap();
         assert_eq!(
             docs.field_with_name("ingested_at").unwrap().data_type(),

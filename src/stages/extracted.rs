@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
@@ -90,4 +90,14 @@ pub fn to_batch(docs: &[ExtractedDoc]) -> deltalake::arrow::error::Result<Record
             strings(|d| &d.metadata),
         ],
     )
+}
+
+/// The `doc_id` of `row` in an `extracted` batch.
+pub fn doc_id(batch: &RecordBatch, row: usize) -> String {
+    batch
+        .column_by_name("doc_id")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .filter(|c| row < c.len() && c.is_valid(row))
+        .map(|c| c.value(row).to_string())
+        .unwrap_or_default()
 }

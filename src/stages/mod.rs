@@ -2,6 +2,7 @@
 
 pub mod batcher;
 pub mod extracted;
+pub mod model_udfs;
 pub mod pipeline;
 pub mod runner;
 pub mod udfs;

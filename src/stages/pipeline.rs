@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::extract::Limits;
+use crate::models::config::{ModelsConfig, ProviderConfig};
 
 /// The pipeline compiled into the binary, so `docstream` works from any folder.
 const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.toml");
@@ -19,6 +20,22 @@ const BUILTIN_SQL: &[(&str, &str)] = &[
     (
         "../sql/stages/chunks.sql",
         include_str!("../../sql/stages/chunks.sql"),
+    ),
+    (
+        "../sql/stages/embeddings.sql",
+        include_str!("../../sql/stages/embeddings.sql"),
+    ),
+    (
+        "../sql/stages/summaries.sql",
+        include_str!("../../sql/stages/summaries.sql"),
+    ),
+    (
+        "../sql/stages/risks.sql",
+        include_str!("../../sql/stages/risks.sql"),
+    ),
+    (
+        "../sql/stages/action_items.sql",
+        include_str!("../../sql/stages/action_items.sql"),
     ),
 ];
 
@@ -34,6 +51,12 @@ pub struct Pipeline {
     pub batch: BatchConfig,
     #[serde(default)]
     pub extract: Limits,
+    /// Where local weights and the response cache live.
+    #[serde(default)]
+    pub models: ModelsConfig,
+    /// Model endpoints, by the name stages use.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
     pub stages: Vec<StageConfig>,
 }
 
@@ -97,6 +120,9 @@ pub struct StageConfig {
     pub query: Option<String>,
     /// Delta table the stage's rows land in.
     pub table: String,
+    /// Providers the stage's model UDFs call, in fallback order.
+    #[serde(default)]
+    pub providers: Vec<String>,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
 }
@@ -107,6 +133,7 @@ pub struct Stage {
     pub name: String,
     pub table: String,
     pub sql: String,
+    pub providers: Vec<String>,
 }
 
 impl Pipeline {
@@ -175,15 +202,38 @@ impl Pipeline {
                         load_sql(file, base).with_context(|| format!("stage '{}'", s.name))?
                     }
                 };
+                // `${model}` defaults to the first provider's model id.
+                let mut params = s.params.clone();
+                if let Some(p) = s.providers.first().and_then(|p| self.providers.get(p)) {
+                    params
+                        .entry("model".into())
+                        .or_insert_with(|| toml::Value::String(p.model.clone()));
+                }
                 Ok(Stage {
                     name: s.name.clone(),
                     table: s.table.clone(),
-                    sql: substitute(&template, &s.params)
+                    sql: substitute(&template, &params)
                         .with_context(|| format!("stage '{}'", s.name))?,
+                    providers: s.providers.clone(),
                 })
             })
             .collect()
     }
+}
+
+/// Keeps only the stages named in `only` (all when empty), in pipeline order.
+pub fn select_stages(stages: Vec<Stage>, only: &[String]) -> Result<Vec<Stage>> {
+    if only.is_empty() {
+        return Ok(stages);
+    }
+    if let Some(unknown) = only.iter().find(|n| !stages.iter().any(|s| &s.name == *n)) {
+        let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "--stages: no stage named '{unknown}'; stages are: {}",
+            names.join(", ")
+        );
+    }
+    Ok(stages.into_iter().filter(|s| only.contains(&s.name)).collect())
 }
 
 fn load_sql(file: &str, base: Option<&Path>) -> Result<String> {
@@ -239,7 +289,7 @@ mod tests {
     fn builtin_pipeline_loads() {
         let (p, stages) = Pipeline::load(None, &[]).unwrap();
         assert_eq!(p.name, "default");
-        assert_eq!(stages.len(), 2);
+        assert_eq!(stages.len(), 6);
         assert!(stages[1]
             .sql
             .contains("chunk_text(text, 512, 64, 'cl100k_base')"));

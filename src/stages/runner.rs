@@ -1,14 +1,27 @@
 //! Runs the pipeline's SQL stages on one micro-batch with DataFusion.
+//!
+//! Each stage sees `extracted` plus every earlier stage's output, by stage
+//! name (so `embeddings` can read `chunks`). Stages that name providers get
+//! the model UDFs bound to those providers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::extracted;
 use super::pipeline::Stage;
+use crate::failure::ErrorKind;
+use crate::models::chain::ModelChain;
+use crate::models::error::ModelFailure;
+use crate::models::hub::ModelHub;
+use crate::models::usage;
 
 /// Rows one stage produced for its table.
 pub struct StageOutput {
@@ -20,47 +33,88 @@ pub struct StageOutput {
 pub struct StageFailure {
     pub stage: String,
     pub row: usize,
+    pub kind: ErrorKind,
+    pub attempts: u32,
     pub error: String,
 }
 
 pub struct StageRunner {
     stages: Vec<Stage>,
     partitions: usize,
+    chains: HashMap<String, Arc<ModelChain>>,
+    hub: Option<Arc<ModelHub>>,
+    run_id: String,
+    /// Each stage's output schema, learned by `check`, so a stage with no
+    /// rows still registers a table for the stages after it.
+    schemas: Mutex<HashMap<String, SchemaRef>>,
 }
 
 impl StageRunner {
-    pub fn new(stages: Vec<Stage>) -> Self {
+    /// `hub` holds the providers that stages name; `None` when none do.
+    pub fn new(stages: Vec<Stage>, hub: Option<Arc<ModelHub>>, run_id: &str) -> Result<Self> {
         let partitions = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { stages, partitions }
+        let mut chains = HashMap::new();
+        for stage in stages.iter().filter(|s| !s.providers.is_empty()) {
+            let hub = hub
+                .as_ref()
+                .context("stages name providers, but no model hub was opened")?;
+            chains.insert(
+                stage.name.clone(),
+                Arc::new(hub.chain(&stage.name, &stage.providers)?),
+            );
+        }
+        Ok(Self {
+            stages,
+            partitions,
+            chains,
+            hub,
+            run_id: run_id.to_string(),
+            schemas: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn stages(&self) -> &[Stage] {
         &self.stages
     }
 
+    /// Tables this runner writes: every stage's, plus `usage` with models.
+    pub fn tables(&self) -> Vec<&str> {
+        let mut tables: Vec<&str> = self.stages.iter().map(|s| s.table.as_str()).collect();
+        if !self.chains.is_empty() {
+            tables.push("usage");
+        }
+        tables
+    }
+
     /// Plans every stage once on an empty batch, so a broken SQL file fails
     /// the run at start instead of turning every document into a failure.
     pub async fn check(&self) -> Result<()> {
         let empty = RecordBatch::new_empty(extracted::schema());
+        let ctx = self.context(&empty)?;
         for stage in &self.stages {
-            self.run_stage(stage, &empty)
+            let (schema, out) = self
+                .run_stage(&ctx, stage)
                 .await
                 .with_context(|| format!("stage '{}' does not run; fix its SQL", stage.name))?;
+            register(&ctx, &stage.name, schema.clone(), out)?;
+            self.schemas
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(stage.name.clone(), schema);
         }
         Ok(())
     }
 
     /// Runs every stage on `batch`. A stage that fails on the whole batch is
-    /// re-run one row at a time, so one bad document becomes one failure and
-    /// the rest of the batch still lands.
+    /// re-run one document at a time, so one bad document becomes one
+    /// failure and the rest of the batch still lands.
     pub async fn run(&self, batch: &RecordBatch) -> (Vec<StageOutput>, Vec<StageFailure>) {
-        let mut outputs = Vec::new();
+        let mut outputs: Vec<StageOutput> = Vec::new();
         let mut failures = Vec::new();
-        // One session for the whole batch; per-row sessions only on failure.
         let whole = self.context(batch).ok();
         for stage in &self.stages {
             let attempt = match &whole {
-                Some(ctx) => run_sql(ctx, &stage.sql).await.ok(),
+                Some(ctx) => self.run_stage(ctx, stage).await.ok().map(|(_, b)| b),
                 None => None,
             };
             let batches = match attempt {
@@ -68,28 +122,75 @@ impl StageRunner {
                 None => {
                     let mut batches = Vec::new();
                     for row in 0..batch.num_rows() {
-                        match self.run_stage(stage, &batch.slice(row, 1)).await {
-                            Ok(b) => batches.extend(b),
-                            Err(e) => failures.push(StageFailure {
-                                stage: stage.name.clone(),
-                                row,
-                                error: format!("{e:#}"),
-                            }),
+                        let result = match self.row_context(batch, row, &outputs) {
+                            Ok(ctx) => self.run_stage(&ctx, stage).await,
+                            Err(e) => Err(e),
+                        };
+                        match result {
+                            Ok((_, b)) => batches.extend(b),
+                            Err(e) => failures.push(stage_failure(&stage.name, row, &e)),
                         }
                     }
                     batches
                 }
             };
+            if let Some(ctx) = &whole {
+                // A later stage that reads this one fails (and goes row by
+                // row) if registration fails, so the error is not lost.
+                let _ = register(ctx, &stage.name, self.schema(stage), batches.clone());
+            }
             outputs.push(StageOutput {
                 table: stage.table.clone(),
                 batches,
             });
         }
+        if let Some(usage) = self.usage_output() {
+            outputs.push(usage);
+        }
         (outputs, failures)
     }
 
-    async fn run_stage(&self, stage: &Stage, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
-        run_sql(&self.context(batch)?, &stage.sql).await
+    async fn run_stage(
+        &self,
+        ctx: &SessionContext,
+        stage: &Stage,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        if let Some(chain) = self.chains.get(&stage.name) {
+            super::model_udfs::register(ctx, chain);
+        }
+        let frame = ctx.sql(&stage.sql).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        Ok((schema, frame.collect().await?))
+    }
+
+    fn schema(&self, stage: &Stage) -> SchemaRef {
+        let schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        schemas
+            .get(&stage.name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(deltalake::arrow::datatypes::Schema::empty()))
+    }
+
+    /// A session with one document: its `extracted` row and its rows of
+    /// every earlier stage's output.
+    fn row_context(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        earlier: &[StageOutput],
+    ) -> Result<SessionContext> {
+        let one = batch.slice(row, 1);
+        let ctx = self.context(&one)?;
+        let doc_id = extracted::doc_id(&one, 0);
+        for (stage, output) in self.stages.iter().zip(earlier) {
+            let rows = output
+                .batches
+                .iter()
+                .map(|b| of_document(b, &doc_id))
+                .collect::<Result<Vec<_>>>()?;
+            register(&ctx, &stage.name, self.schema(stage), rows)?;
+        }
+        Ok(ctx)
     }
 
     /// A session with `batch` registered as the `extracted` table.
@@ -99,10 +200,80 @@ impl StageRunner {
         ctx.register_table("extracted", Arc::new(table))?;
         Ok(ctx)
     }
+
+    /// This batch's model request batches, as rows for `usage`.
+    fn usage_output(&self) -> Option<StageOutput> {
+        let records = self.hub.as_ref()?.drain_usage();
+        if records.is_empty() {
+            return None;
+        }
+        match usage::to_batch(&self.run_id, &records) {
+            Ok(b) => Some(StageOutput {
+                table: "usage".into(),
+                batches: vec![b],
+            }),
+            Err(e) => {
+                tracing::warn!("usage rows dropped: {e:#}");
+                None
+            }
+        }
+    }
 }
 
-async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    Ok(ctx.sql(sql).await?.collect().await?)
+/// Registers (or replaces) `name` as an in-memory table.
+fn register(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let schema = batches.first().map_or(schema, |b| b.schema());
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
+}
+
+/// The rows of `batch` whose `doc_id` is `doc_id` (all of them when the
+/// output has no `doc_id` column).
+fn of_document(batch: &RecordBatch, doc_id: &str) -> Result<RecordBatch> {
+    let Some(column) = batch.column_by_name("doc_id") else {
+        return Ok(batch.clone());
+    };
+    let ids = deltalake::arrow::compute::cast(column, &deltalake::arrow::datatypes::DataType::Utf8)?;
+    let mask: BooleanArray = ids
+        .as_string::<i32>()
+        .iter()
+        .map(|v| Some(v == Some(doc_id)))
+        .collect();
+    Ok(filter_record_batch(batch, &mask)?)
+}
+
+/// A failure row's kind and attempts: the model's when a model call failed.
+fn stage_failure(stage: &str, row: usize, e: &anyhow::Error) -> StageFailure {
+    let model = e.chain().find_map(|cause| {
+        cause.downcast_ref::<ModelFailure>().or_else(|| {
+            match cause.downcast_ref::<DataFusionError>()?.find_root() {
+                DataFusionError::External(inner) => inner.downcast_ref::<ModelFailure>(),
+                _ => None,
+            }
+        })
+    });
+    match model {
+        Some(f) => StageFailure {
+            stage: stage.to_string(),
+            row,
+            kind: f.kind(),
+            attempts: f.attempts,
+            error: f.to_string(),
+        },
+        None => StageFailure {
+            stage: stage.to_string(),
+            row,
+            kind: ErrorKind::Stage,
+            attempts: 1,
+            error: format!("{e:#}"),
+        },
+    }
 }
 
 /// A DataFusion session with docstream's UDFs.

@@ -20,6 +20,50 @@ use docstream_udfs::{chunk_text, count_tokens, ChunkParams, Encoding};
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(ChunkText::default()));
     ctx.register_udf(ScalarUDF::new_from_impl(CountTokens::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(RedactPii::default()));
+}
+
+/// `redact_pii(text)` → text with emails, phones, card numbers and national
+/// ids replaced by placeholders; run it before a model stage.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RedactPii {
+    signature: Signature,
+}
+
+impl Default for RedactPii {
+    fn default() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for RedactPii {
+    fn name(&self) -> &str {
+        "redact_pii"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce(self.name(), arg_types, &[ArgKind::Text], 0)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let text = to_array(&args.args[0], args.number_rows, &DataType::Utf8)?;
+        let out: StringArray = text
+            .as_string::<i32>()
+            .iter()
+            .map(|t| t.map(docstream_udfs::redact_pii))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// `chunk_text(text, max_tokens, overlap [, encoding])` →
@@ -180,14 +224,14 @@ impl ScalarUDFImpl for CountTokens {
 }
 
 #[derive(Clone, Copy)]
-enum ArgKind {
+pub(super) enum ArgKind {
     Text,
     Int,
 }
 
 /// Coerces the required arguments, plus `optional_text` trailing string
 /// arguments (the encoding name).
-fn coerce(
+pub(super) fn coerce(
     name: &str,
     arg_types: &[DataType],
     required: &[ArgKind],
@@ -220,7 +264,7 @@ fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-fn to_array(value: &ColumnarValue, rows: usize, ty: &DataType) -> Result<ArrayRef> {
+pub(super) fn to_array(value: &ColumnarValue, rows: usize, ty: &DataType) -> Result<ArrayRef> {
     let array = value.clone().into_array(rows)?;
     if array.data_type() == ty {
         Ok(array)

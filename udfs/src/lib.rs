@@ -9,3 +9,5 @@ pub mod tokens;
 
 pub use chunk::{chunk_text, Chunk, ChunkError, ChunkParams};
 pub use tokens::{count_tokens, Encoding, UnknownEncoding};
+pub mod pii;
+pub use pii::redact_pii;

@@ -1,0 +1,177 @@
+//! One model behind one endpoint: an HTTP client or an in-process model.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use super::config::{LongInput, ModelsConfig, ProviderConfig, ProviderKind};
+use super::error::CallError;
+use super::local::embedder::LocalEmbedder;
+use super::local::generator::LocalGenerator;
+use super::local::LocalModel;
+use super::openai::OpenAiClient;
+
+/// A chat request for structured output.
+pub struct ChatRequest {
+    pub system: String,
+    pub user: String,
+    pub schema_name: &'static str,
+    pub schema: Value,
+    /// GBNF for llama.cpp, derived from `schema`.
+    pub grammar: Option<Arc<str>>,
+    pub max_tokens: usize,
+}
+
+/// A response with the token counts the provider reported, if any.
+pub struct Reply<T> {
+    pub value: T,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+}
+
+pub enum Backend {
+    OpenAi(OpenAiClient),
+    // In-process models run one request at a time on a blocking thread.
+    LocalEmbed(Arc<Mutex<LocalEmbedder>>, LongInput),
+    LocalChat(Arc<Mutex<LocalGenerator>>),
+}
+
+impl Backend {
+    pub fn open(name: &str, config: &ProviderConfig, models: &ModelsConfig) -> Result<Self> {
+        match config.kind {
+            ProviderKind::Openai => {
+                let api_key = match &config.api_key_env {
+                    Some(var) => Some(std::env::var(var).with_context(|| {
+                        format!("provider '{name}' reads its API key from ${var}, which is not set")
+                    })?),
+                    None => None,
+                };
+                Ok(Backend::OpenAi(OpenAiClient::new(
+                    &config.base_url,
+                    api_key,
+                    &config.model,
+                    config.timeout(),
+                    config.json_schema,
+                )?))
+            }
+            ProviderKind::Local => {
+                let Some(known) = LocalModel::find(&config.model) else {
+                    let names: Vec<&str> =
+                        super::local::KNOWN.iter().map(|m| m.name).collect();
+                    bail!(
+                        "provider '{name}': no local model '{}'; local models are: {}",
+                        config.model,
+                        names.join(", ")
+                    );
+                };
+                let path = config
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| known.weights(&models.models_dir()));
+                if known.embedding {
+                    let model = LocalEmbedder::load(&path, config.context_tokens)?;
+                    Ok(Backend::LocalEmbed(
+                        Arc::new(Mutex::new(model)),
+                        config.long_input,
+                    ))
+                } else {
+                    let model = LocalGenerator::load(&path, config.context_tokens)?;
+                    Ok(Backend::LocalChat(Arc::new(Mutex::new(model))))
+                }
+            }
+        }
+    }
+
+    /// The embedding dimension an in-process model reports.
+    pub fn local_dims(&self) -> Option<usize> {
+        match self {
+            Backend::LocalEmbed(m, _) => m.lock().ok().map(|m| m.dims()),
+            _ => None,
+        }
+    }
+
+    pub async fn embed(&self, inputs: Vec<String>) -> Result<Reply<Vec<Vec<f32>>>, CallError> {
+        match self {
+            Backend::OpenAi(client) => client.embed(&inputs).await,
+            Backend::LocalEmbed(model, long) => {
+                let (model, split) = (model.clone(), *long == LongInput::Split);
+                let out = blocking(move || {
+                    let model = model.lock().map_err(|_| "embedder poisoned".to_string())?;
+                    model.embed(&inputs, split).map_err(|e| format!("{e:#}"))
+                })
+                .await?;
+                if out.truncated > 0 {
+                    tracing::warn!(
+                        inputs = out.truncated,
+                        "embedding inputs longer than the model's context were truncated; set long_input = \"split\" to embed them whole"
+                    );
+                }
+                Ok(Reply {
+                    value: out.vectors,
+                    input_tokens: Some(out.tokens),
+                    output_tokens: None,
+                })
+            }
+            Backend::LocalChat(_) => Err(CallError::Local(
+                "this is a chat model; name an embedding model for embed()".into(),
+            )),
+        }
+    }
+
+    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError> {
+        match self {
+            Backend::OpenAi(client) => client.chat(req).await,
+            Backend::LocalChat(model) => {
+                let model = model.clone();
+                let (system, user) = (req.system.clone(), req.user.clone());
+                let (grammar, max_tokens) = (req.grammar.clone(), req.max_tokens);
+                let out = blocking(move || {
+                    let model = model.lock().map_err(|_| "generator poisoned".to_string())?;
+                    model
+                        .generate(&system, &user, grammar.as_deref(), max_tokens)
+                        .map_err(|e| format!("{e:#}"))
+                })
+                .await?;
+                Ok(Reply {
+                    value: out.text,
+                    input_tokens: Some(out.input_tokens),
+                    output_tokens: Some(out.output_tokens),
+                })
+            }
+            Backend::LocalEmbed(..) => Err(CallError::Local(
+                "this is an embedding model; name a chat model for this stage".into(),
+            )),
+        }
+    }
+
+    /// Tokens of `text` for budgeting prompts, in the model's own vocabulary
+    /// where it is in-process.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        match self {
+            Backend::LocalChat(m) => m
+                .lock()
+                .map(|m| m.count_tokens(text))
+                .unwrap_or_else(|_| super::estimate_tokens(text)),
+            _ => super::estimate_tokens(text),
+        }
+    }
+
+    /// The context window an in-process chat model was loaded with.
+    pub fn local_context(&self) -> Option<usize> {
+        match self {
+            Backend::LocalChat(m) => m.lock().ok().map(|m| m.context_tokens()),
+            _ => None,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, String> + Send + 'static,
+) -> Result<T, CallError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(CallError::Local(e)),
+        Err(panic) => Err(CallError::Local(format!("the model crashed: {panic}"))),
+    }
+}

@@ -1,0 +1,532 @@
+//! A stage's providers in fallback order, and the two things stages ask of
+//! them: embeddings for a column of texts, and structured output per text.
+//! Batching, bisecting a rejected batch, caching, map-reduce over long
+//! documents and schema validation with one repair attempt live here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use futures::future::{join, join_all, BoxFuture};
+use futures::FutureExt;
+use serde_json::Value;
+
+use docstream_udfs::{chunk_text, ChunkParams, Encoding};
+
+use super::backend::{Backend, ChatRequest};
+use super::cache::{key, Key};
+use super::config::{LongInput, ProviderKind};
+use super::endpoint::Endpoint;
+use super::error::{CallError, ModelFailure};
+use super::hub::ModelHub;
+use super::schema::validate;
+use super::tasks::Task;
+use super::estimate_tokens;
+
+pub type RowResult<T> = Result<T, ModelFailure>;
+
+/// Structured output and the model that produced it.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub value: Value,
+    pub model: String,
+}
+
+/// Cache namespace for embeddings (they have no prompt).
+const EMBEDDING_VERSION: &str = "embedding";
+/// Tokens kept free for the chat template and instructions.
+const PROMPT_OVERHEAD: usize = 160;
+/// Map-reduce rounds before a long text is cut to fit instead.
+const MAX_REDUCE_DEPTH: u32 = 3;
+
+pub struct ModelChain {
+    stage: String,
+    endpoints: Vec<Arc<Endpoint>>,
+    hub: Arc<ModelHub>,
+}
+
+impl ModelChain {
+    pub fn new(stage: &str, endpoints: Vec<Arc<Endpoint>>, hub: Arc<ModelHub>) -> Result<Self> {
+        if endpoints.is_empty() {
+            bail!("stage '{stage}' calls a model but names no providers; add providers = [\"...\"]");
+        }
+        Ok(Self {
+            stage: stage.to_string(),
+            endpoints,
+            hub,
+        })
+    }
+
+    /// Providers in order, e.g. `openai,local`.
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
+        names.join(",")
+    }
+
+    pub fn primary_model(&self) -> &str {
+        &self.endpoints[0].config.model
+    }
+
+    /// The vector size every provider in the chain returns. Fallback for
+    /// embeddings only makes sense between endpoints serving the same model.
+    pub fn embedding_dims(&self) -> Result<usize> {
+        let first = &self.endpoints[0];
+        let Some(dims) = first.config.dims else {
+            bail!("provider '{}' needs dims = N (the embedding size)", first.name);
+        };
+        for e in &self.endpoints[1..] {
+            if e.config.dims != Some(dims) || e.config.model != first.config.model {
+                bail!(
+                    "stage '{}': fallback providers for embeddings must serve the same model and dims as '{}'",
+                    self.stage,
+                    first.name
+                );
+            }
+        }
+        Ok(dims)
+    }
+
+    /// Embeds a column: cached vectors are reused, the rest are sent in
+    /// batches capped by count and tokens.
+    pub async fn embed(&self, texts: &[Option<&str>]) -> Vec<Option<RowResult<Vec<f32>>>> {
+        let model = self.primary_model();
+        let keys: Vec<Option<Key>> = texts
+            .iter()
+            .map(|t| t.map(|t| key(model, EMBEDDING_VERSION, t)))
+            .collect();
+        let mut found = self.lookup(&keys);
+        // Unique inputs still to embed, in first-seen order.
+        let mut todo: Vec<(Key, &str)> = Vec::new();
+        let mut seen = HashMap::new();
+        for (k, t) in keys.iter().zip(texts) {
+            if let (Some(k), Some(t)) = (k, t) {
+                if !found.contains_key(k) && seen.insert(*k, ()).is_none() {
+                    todo.push((*k, t));
+                }
+            }
+        }
+        let windows: Vec<Vec<String>> = todo.iter().map(|(_, t)| self.windows(t)).collect();
+        let flat: Vec<&String> = windows.iter().flatten().collect();
+        let requests = self.plan(&flat);
+        let results = join_all(requests.iter().map(|range| {
+            self.embed_request(flat[range.clone()].iter().map(|s| s.to_string()).collect())
+        }))
+        .await;
+        let mut vectors = results.into_iter().flatten();
+        let mut fresh: Vec<(Key, Vec<u8>)> = Vec::new();
+        for ((k, _), w) in todo.iter().zip(&windows) {
+            let parts: Vec<RowResult<Vec<f32>>> = vectors.by_ref().take(w.len()).collect();
+            let result = average(parts);
+            match &result {
+                Ok(v) => fresh.push((*k, v.iter().flat_map(|x| x.to_le_bytes()).collect())),
+                Err(f) => self.remember_failure(*k, f),
+            }
+            found.insert(*k, result.map(Cached::Vector));
+        }
+        self.store(&fresh);
+        keys.iter()
+            .map(|k| {
+                k.map(|k| match found.get(&k) {
+                    Some(Ok(Cached::Vector(v))) => Ok(v.clone()),
+                    Some(Ok(Cached::Bytes(b))) => Ok(b
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()),
+                    Some(Err(f)) => Err(f.clone()),
+                    None => Err(self.internal("embedding result went missing")),
+                })
+            })
+            .collect()
+    }
+
+    /// One structured answer per text, concurrently (the limiter bounds it).
+    pub async fn generate(
+        &self,
+        task: &Task,
+        texts: &[Option<&str>],
+    ) -> Vec<Option<RowResult<Generated>>> {
+        join_all(texts.iter().map(|t| async move {
+            match t {
+                Some(t) => Some(self.generate_one(task, t.to_string(), 0).await),
+                None => None,
+            }
+        }))
+        .await
+    }
+
+    fn generate_one<'a>(
+        &'a self,
+        task: &'a Task,
+        text: String,
+        depth: u32,
+    ) -> BoxFuture<'a, RowResult<Generated>> {
+        async move {
+            let version = task.prompt_version();
+            let keys: Vec<Option<Key>> = self
+                .endpoints
+                .iter()
+                .map(|e| Some(key(&e.config.model, &version, &text)))
+                .collect();
+            let found = self.lookup(&keys);
+            for (e, k) in self.endpoints.iter().zip(&keys) {
+                match k.and_then(|k| found.get(&k)) {
+                    Some(Ok(Cached::Bytes(b))) => {
+                        if let Ok(value) = serde_json::from_slice(b) {
+                            return Ok(Generated {
+                                value,
+                                model: e.config.model.clone(),
+                            });
+                        }
+                    }
+                    Some(Err(f)) => return Err(f.clone()),
+                    _ => {}
+                }
+            }
+            let first = &self.endpoints[0];
+            let budget = first
+                .config
+                .context_tokens
+                .saturating_sub(first.config.max_output_tokens + PROMPT_OVERHEAD)
+                .max(64);
+            let tokens = first.backend.count_tokens(&text);
+            let result = if tokens <= budget {
+                self.call_structured(task, &text).await
+            } else {
+                let parts = split(&text, budget, tokens);
+                if depth >= MAX_REDUCE_DEPTH || parts.len() < 2 {
+                    let head = parts.into_iter().next().unwrap_or_default();
+                    self.call_structured(task, &head).await
+                } else {
+                    self.map_reduce(task, parts, depth).await
+                }
+            };
+            match &result {
+                Ok(g) => {
+                    let k = key(&g.model, &version, &text);
+                    self.store(&[(k, g.value.to_string().into_bytes())]);
+                }
+                Err(f) => {
+                    if let Some(k) = keys[0] {
+                        self.remember_failure(k, f);
+                    }
+                }
+            }
+            result
+        }
+        .boxed()
+    }
+
+    /// Long documents: each part on its own, then the summaries summarized,
+    /// or the parts' lists merged and de-duplicated.
+    async fn map_reduce(
+        &self,
+        task: &Task,
+        parts: Vec<String>,
+        depth: u32,
+    ) -> RowResult<Generated> {
+        let results = join_all(
+            parts
+                .into_iter()
+                .map(|p| self.generate_one(task, p, depth + 1)),
+        )
+        .await;
+        let parts: Vec<Generated> = results.into_iter().collect::<RowResult<_>>()?;
+        let model = parts[0].model.clone();
+        let values: Vec<Value> = parts.into_iter().map(|g| g.value).collect();
+        if task.reduces_with_model() {
+            self.generate_one(task, Task::reduce_input(&values), depth + 1)
+                .await
+        } else {
+            Ok(Generated {
+                value: task.merge(values),
+                model,
+            })
+        }
+    }
+
+    /// Asks each provider in turn; invalid output gets one repair attempt.
+    async fn call_structured(&self, task: &Task, text: &str) -> RowResult<Generated> {
+        let schema = task.schema();
+        let mut last = None;
+        for ep in &self.endpoints {
+            let grammar = match &ep.backend {
+                Backend::LocalChat(_) => match self.grammar(task, &schema) {
+                    Ok(g) => Some(g),
+                    Err(e) => return Err(self.fail(ep, CallError::Local(e), 0)),
+                },
+                _ => None,
+            };
+            let mut req = ChatRequest {
+                system: task.system_prompt(),
+                user: task.user_prompt(text),
+                schema_name: task.name(),
+                schema: schema.clone(),
+                grammar,
+                max_tokens: ep.config.max_output_tokens,
+            };
+            let mut attempts = 0;
+            for repair in [false, true] {
+                let outcome = ep.call(|| ep.backend.chat(&req)).await;
+                let prompt = estimate_tokens(&req.system) + estimate_tokens(&req.user);
+                let output = outcome
+                    .result
+                    .as_ref()
+                    .map_or(0, |r| estimate_tokens(&r.value));
+                self.hub
+                    .usage
+                    .record(&self.stage, ep, &outcome, 1, (prompt as u64, output as u64));
+                attempts += outcome.attempts;
+                let reply = match outcome.result {
+                    Ok(reply) => reply.value,
+                    Err(e) => {
+                        let down = e.endpoint_down();
+                        last = Some(self.fail(ep, e, attempts));
+                        if down {
+                            break;
+                        }
+                        return Err(last.unwrap_or_else(|| self.internal("no error")));
+                    }
+                };
+                match parse_valid(&reply, &schema) {
+                    Ok(value) => {
+                        return Ok(Generated {
+                            value,
+                            model: ep.config.model.clone(),
+                        })
+                    }
+                    Err(why) if repair => {
+                        return Err(self.fail(ep, CallError::InvalidOutput(why), attempts))
+                    }
+                    Err(why) => {
+                        let mut shown = reply;
+                        shown.truncate(shown.floor_char_boundary(1000));
+                        req.user = format!(
+                            "{}\n\nYour previous reply was invalid ({why}):\n{shown}\nReply again with corrected JSON only.",
+                            task.user_prompt(text)
+                        );
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| self.internal("no provider answered")))
+    }
+
+    /// One embeddings request, falling back to the next provider when one is
+    /// down, and bisecting a batch the endpoint rejects to isolate the input.
+    fn embed_request(&self, mut inputs: Vec<String>) -> BoxFuture<'_, Vec<RowResult<Vec<f32>>>> {
+        async move {
+            let n = inputs.len();
+            let estimate: usize = inputs.iter().map(|t| estimate_tokens(t)).sum();
+            let mut last = None;
+            for ep in &self.endpoints {
+                let outcome = ep.call(|| ep.backend.embed(inputs.clone())).await;
+                self.hub
+                    .usage
+                    .record(&self.stage, ep, &outcome, n, (estimate as u64, 0));
+                let attempts = outcome.attempts;
+                let checked = outcome.result.and_then(|r| check_dims(r.value, ep.config.dims));
+                match checked {
+                    Ok(vectors) => return vectors.into_iter().map(Ok).collect(),
+                    Err(e) if e.is_rejection() && n > 1 => {
+                        let right = inputs.split_off(n / 2);
+                        let (a, b) =
+                            join(self.embed_request(inputs), self.embed_request(right)).await;
+                        return a.into_iter().chain(b).collect();
+                    }
+                    Err(e) => {
+                        let down = e.endpoint_down();
+                        last = Some(self.fail(ep, e, attempts));
+                        if !down {
+                            break;
+                        }
+                    }
+                }
+            }
+            let failure = last.unwrap_or_else(|| self.internal("no provider answered"));
+            vec![Err(failure); n]
+        }
+        .boxed()
+    }
+
+    /// An input as the windows sent to the endpoint: one, unless it is
+    /// longer than the model's context (HTTP providers; local models cut
+    /// with their own tokenizer).
+    fn windows(&self, text: &str) -> Vec<String> {
+        let config = &self.endpoints[0].config;
+        if config.kind == ProviderKind::Local || estimate_tokens(text) <= config.context_tokens {
+            return vec![text.to_string()];
+        }
+        let params = ChunkParams {
+            max_tokens: config.context_tokens,
+            overlap: 0,
+            encoding: Encoding::Cl100kBase,
+        };
+        let mut parts: Vec<String> = chunk_text(text, &params).into_iter().map(|c| c.text).collect();
+        if config.long_input == LongInput::Truncate {
+            tracing::warn!(
+                stage = %self.stage,
+                tokens = estimate_tokens(text),
+                context = config.context_tokens,
+                "embedding input truncated to the model's context; set long_input = \"split\" to embed it whole"
+            );
+            parts.truncate(1);
+        }
+        if parts.is_empty() {
+            parts.push(String::new());
+        }
+        parts
+    }
+
+    /// Request boundaries over `inputs`: a request closes when it reaches the
+    /// provider's input count or token budget.
+    fn plan(&self, inputs: &[&String]) -> Vec<std::ops::Range<usize>> {
+        let config = &self.endpoints[0].config;
+        let (max_inputs, max_tokens) = (
+            config.max_inputs_per_request.max(1),
+            config.max_tokens_per_request.max(1),
+        );
+        let mut ranges = Vec::new();
+        let (mut start, mut tokens) = (0, 0);
+        for (i, text) in inputs.iter().enumerate() {
+            let t = estimate_tokens(text);
+            if i > start && (i - start >= max_inputs || tokens + t > max_tokens) {
+                ranges.push(start..i);
+                start = i;
+                tokens = 0;
+            }
+            tokens += t;
+        }
+        if start < inputs.len() {
+            ranges.push(start..inputs.len());
+        }
+        ranges
+    }
+
+    /// Cached answers and this run's known failures for `keys`.
+    fn lookup(&self, keys: &[Option<Key>]) -> HashMap<Key, RowResult<Cached>> {
+        let mut found = HashMap::new();
+        let present: Vec<Key> = keys.iter().flatten().copied().collect();
+        {
+            let failed = self.hub.failed.lock().unwrap_or_else(|p| p.into_inner());
+            for k in &present {
+                if let Some(f) = failed.get(k) {
+                    found.insert(*k, Err(f.clone()));
+                }
+            }
+        }
+        match self.hub.cache.get_many(&present) {
+            Ok(values) => {
+                for (k, v) in present.iter().zip(values) {
+                    if let Some(v) = v {
+                        found.entry(*k).or_insert(Ok(Cached::Bytes(v)));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("model cache read failed ({e:#}); calling the model"),
+        }
+        found
+    }
+
+    fn store(&self, entries: &[(Key, Vec<u8>)]) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .hub
+            .cache
+            .put_many(entries.iter().map(|(k, v)| (k, v.as_slice())))
+        {
+            tracing::warn!("model cache write failed ({e:#}); results still land");
+        }
+    }
+
+    fn remember_failure(&self, k: Key, f: &ModelFailure) {
+        let mut failed = self.hub.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.insert(k, f.clone());
+    }
+
+    fn grammar(&self, task: &Task, schema: &Value) -> Result<Arc<str>, String> {
+        let version = task.prompt_version();
+        let mut grammars = self.hub.grammars.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = grammars.get(&version) {
+            return Ok(g.clone());
+        }
+        let g: Arc<str> = llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+            .map_err(|e| format!("cannot turn the {} schema into a grammar: {e}", task.name()))?
+            .into();
+        grammars.insert(version, g.clone());
+        Ok(g)
+    }
+
+    fn fail(&self, ep: &Endpoint, error: CallError, attempts: u32) -> ModelFailure {
+        ModelFailure {
+            provider: ep.name.clone(),
+            error,
+            attempts,
+        }
+    }
+
+    fn internal(&self, what: &str) -> ModelFailure {
+        ModelFailure {
+            provider: self.describe(),
+            error: CallError::Local(what.to_string()),
+            attempts: 0,
+        }
+    }
+}
+
+enum Cached {
+    Bytes(Vec<u8>),
+    Vector(Vec<f32>),
+}
+
+fn check_dims(vectors: Vec<Vec<f32>>, dims: Option<usize>) -> Result<Vec<Vec<f32>>, CallError> {
+    match (dims, vectors.iter().find(|v| Some(v.len()) != dims)) {
+        (Some(d), Some(bad)) => Err(CallError::Malformed(format!(
+            "embedding of {} dims, expected {d}",
+            bad.len()
+        ))),
+        _ => Ok(vectors),
+    }
+}
+
+/// One vector per input: the window's own, or the normalised mean of its windows.
+fn average(parts: Vec<RowResult<Vec<f32>>>) -> RowResult<Vec<f32>> {
+    let mut vectors = parts.into_iter().collect::<RowResult<Vec<_>>>()?;
+    if vectors.len() == 1 {
+        return Ok(vectors.remove(0));
+    }
+    let dims = vectors.first().map_or(0, Vec::len);
+    let mut sum = vec![0f32; dims];
+    for v in &vectors {
+        sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        sum.iter_mut().for_each(|x| *x /= norm);
+    }
+    Ok(sum)
+}
+
+/// Cuts `text` into parts of about `budget` model tokens.
+fn split(text: &str, budget: usize, model_tokens: usize) -> Vec<String> {
+    let cl100k = estimate_tokens(text).max(1);
+    let ratio = cl100k as f64 / model_tokens.max(1) as f64;
+    let params = ChunkParams {
+        max_tokens: ((budget as f64 * ratio * 0.9) as usize).max(64),
+        overlap: 0,
+        encoding: Encoding::Cl100kBase,
+    };
+    chunk_text(text, &params).into_iter().map(|c| c.text).collect()
+}
+
+/// Parses a reply as JSON (tolerating a code fence around it) and validates it.
+fn parse_valid(reply: &str, schema: &Value) -> Result<Value, String> {
+    let body = match (reply.find('{'), reply.rfind('}')) {
+        (Some(a), Some(b)) if a < b => &reply[a..=b],
+        _ => reply,
+    };
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    validate(&value, schema)?;
+    Ok(value)
+}

@@ -1,0 +1,223 @@
+//! Adaptive concurrency (AIMD) and a circuit breaker, one of each per endpoint.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// Bounds requests in flight. The limit halves on a 429 (at most once per
+/// round trip: only requests sent after the last cut can cut again), grows by
+/// about one per round trip of successes, and a `Retry-After` pauses new sends.
+pub struct Limiter {
+    max: f64,
+    state: Mutex<LimiterState>,
+    freed: Notify,
+}
+
+struct LimiterState {
+    limit: f64,
+    in_flight: usize,
+    paused_until: Option<Instant>,
+    last_cut: Instant,
+}
+
+pub struct Permit {
+    limiter: Arc<Limiter>,
+    pub started: Instant,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.limiter.state.lock() {
+            s.in_flight -= 1;
+        }
+        self.limiter.freed.notify_waiters();
+    }
+}
+
+impl Limiter {
+    pub fn new(max_in_flight: usize) -> Arc<Self> {
+        let max = max_in_flight.max(1) as f64;
+        Arc::new(Self {
+            max,
+            state: Mutex::new(LimiterState {
+                limit: max,
+                in_flight: 0,
+                paused_until: None,
+                last_cut: Instant::now(),
+            }),
+            freed: Notify::new(),
+        })
+    }
+
+    pub async fn acquire(self: &Arc<Self>) -> Permit {
+        loop {
+            let freed = self.freed.notified();
+            let wait = {
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                match s.paused_until {
+                    Some(t) if t > now => Some(t - now),
+                    _ => {
+                        s.paused_until = None;
+                        if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                            s.in_flight += 1;
+                            return Permit {
+                                limiter: self.clone(),
+                                started: now,
+                            };
+                        }
+                        None
+                    }
+                }
+            };
+            match wait {
+                Some(pause) => tokio::time::sleep(pause).await,
+                // A slot frees up, or the limit grows; re-check periodically
+                // because growth does not notify.
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), freed).await;
+                }
+            }
+        }
+    }
+
+    pub fn on_success(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.limit = (s.limit + 1.0 / s.limit).min(self.max);
+        drop(s);
+        self.freed.notify_waiters();
+    }
+
+    pub fn on_throttle(&self, permit: &Permit, retry_after: Option<Duration>) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if permit.started >= s.last_cut {
+            s.limit = (s.limit / 2.0).max(1.0);
+            s.last_cut = Instant::now();
+        }
+        if let Some(after) = retry_after {
+            let until = Instant::now() + after;
+            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+        }
+    }
+
+    pub fn limit(&self) -> f64 {
+        self.state.lock().map_or(1.0, |s| s.limit)
+    }
+}
+
+/// Opens after `threshold` consecutive endpoint failures; after `open_for`
+/// one trial request is let through (half-open) and its result decides.
+pub struct Breaker {
+    threshold: u32,
+    open_for: Duration,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    consecutive: u32,
+    open_until: Option<Instant>,
+    trial_in_flight: bool,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            open_for,
+            state: Mutex::new(BreakerState::default()),
+        }
+    }
+
+    /// `Err(remaining)` while the circuit is open.
+    pub fn check(&self) -> Result<(), Duration> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.open_until {
+            None => Ok(()),
+            Some(t) => {
+                let now = Instant::now();
+                if now < t {
+                    Err(t - now)
+                } else if s.trial_in_flight {
+                    Err(self.open_for)
+                } else {
+                    s.trial_in_flight = true;
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    pub fn record(&self, endpoint_ok: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.trial_in_flight = false;
+        if endpoint_ok {
+            s.consecutive = 0;
+            s.open_until = None;
+        } else {
+            s.consecutive += 1;
+            if s.consecutive >= self.threshold {
+                s.open_until = Some(Instant::now() + self.open_for);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn aimd_halves_once_per_round_trip_and_grows_back() {
+        let limiter = Limiter::new(16);
+        let permits: Vec<Permit> = futures::future::join_all((0..8).map(|_| limiter.acquire())).await;
+        // Eight 429s from requests sent before any cut: one halving.
+        for p in &permits {
+            limiter.on_throttle(p, None);
+        }
+        assert_eq!(limiter.limit(), 8.0);
+        drop(permits);
+        let p = limiter.acquire().await;
+        limiter.on_throttle(&p, None);
+        assert_eq!(limiter.limit(), 4.0);
+        for _ in 0..200 {
+            limiter.on_success();
+        }
+        assert_eq!(limiter.limit(), 16.0);
+    }
+
+    #[tokio::test]
+    async fn retry_after_pauses_new_requests() {
+        let limiter = Limiter::new(2);
+        let p = limiter.acquire().await;
+        limiter.on_throttle(&p, Some(Duration::from_millis(200)));
+        drop(p);
+        let before = Instant::now();
+        let _q = limiter.acquire().await;
+        assert!(before.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn bounds_in_flight() {
+        let limiter = Limiter::new(2);
+        let _a = limiter.acquire().await;
+        let _b = limiter.acquire().await;
+        let third = tokio::time::timeout(Duration::from_millis(150), limiter.acquire()).await;
+        assert!(third.is_err(), "a third request got through a limit of 2");
+    }
+
+    #[test]
+    fn breaker_opens_then_half_opens() {
+        let b = Breaker::new(2, Duration::from_millis(50));
+        b.record(false);
+        assert!(b.check().is_ok());
+        b.record(false);
+        assert!(b.check().is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.check().is_ok(), "one trial after the open period");
+        assert!(b.check().is_err(), "only one trial at a time");
+        b.record(true);
+        assert!(b.check().is_ok());
+    }
+}

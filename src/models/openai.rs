@@ -1,0 +1,143 @@
+//! Client for OpenAI-compatible endpoints: `/embeddings` and `/chat/completions`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::backend::{ChatRequest, Reply};
+use super::error::CallError;
+
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+    model: String,
+    json_schema: bool,
+    timeout: Duration,
+}
+
+impl OpenAiClient {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<String>,
+        model: &str,
+        timeout: Duration,
+        json_schema: bool,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key,
+            model: model.to_string(),
+            json_schema,
+            timeout,
+        })
+    }
+
+    pub async fn embed(&self, inputs: &[String]) -> Result<Reply<Vec<Vec<f32>>>, CallError> {
+        let body = json!({"model": self.model, "input": inputs, "encoding_format": "float"});
+        let reply = self.post("embeddings", &body).await?;
+        let data = reply["data"]
+            .as_array()
+            .ok_or_else(|| CallError::Malformed("no data array".into()))?;
+        if data.len() != inputs.len() {
+            return Err(CallError::Malformed(format!(
+                "{} embeddings for {} inputs",
+                data.len(),
+                inputs.len()
+            )));
+        }
+        let mut out = vec![Vec::new(); inputs.len()];
+        for (pos, item) in data.iter().enumerate() {
+            let idx = item["index"].as_u64().map_or(pos, |i| i as usize);
+            let vector = item["embedding"]
+                .as_array()
+                .ok_or_else(|| CallError::Malformed("embedding is not an array".into()))?
+                .iter()
+                .map(|v| v.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| CallError::Malformed("embedding holds a non-number".into()))?;
+            match out.get_mut(idx) {
+                Some(slot) if slot.is_empty() => *slot = vector,
+                _ => return Err(CallError::Malformed(format!("bad or repeated index {idx}"))),
+            }
+        }
+        Ok(Reply {
+            value: out,
+            input_tokens: reply["usage"]["prompt_tokens"].as_u64(),
+            output_tokens: None,
+        })
+    }
+
+    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError> {
+        let mut body = json!({
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": req.system},
+                {"role": "user", "content": req.user},
+            ],
+            "temperature": 0,
+            "max_tokens": req.max_tokens,
+        });
+        if self.json_schema {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": true},
+            });
+        }
+        let reply = self.post("chat/completions", &body).await?;
+        let content = reply["choices"][0]["message"]["content"]
+            .as_str()
+            .ok_or_else(|| CallError::Malformed("no choices[0].message.content".into()))?;
+        Ok(Reply {
+            value: content.to_string(),
+            input_tokens: reply["usage"]["prompt_tokens"].as_u64(),
+            output_tokens: reply["usage"]["completion_tokens"].as_u64(),
+        })
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, CallError> {
+        let url = format!("{}/{path}", self.base_url);
+        let mut request = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 600.0)));
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        if status != 200 {
+            let mut body = String::from_utf8_lossy(&bytes).into_owned();
+            body.truncate(body.floor_char_boundary(500));
+            return Err(CallError::Status {
+                status,
+                body,
+                retry_after,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CallError::Malformed(e.to_string()))
+    }
+
+    fn transport(&self, e: reqwest::Error) -> CallError {
+        if e.is_timeout() {
+            CallError::Timeout(self.timeout)
+        } else if e.is_decode() || e.is_body() {
+            CallError::Malformed(e.to_string())
+        } else {
+            CallError::Connect(e.to_string())
+        }
+    }
+}
