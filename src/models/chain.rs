@@ -451,9 +451,9 @@ impl ModelChain {
         if let Some(g) = grammars.get(&version) {
             return Ok(g.clone());
         }
-        let g: Arc<str> = llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-            .map_err(|e| format!("cannot turn the {} schema into a grammar: {e}", task.name()))?
-            .into();
+        let grammar = llama_cpp_2::json_schema_to_grammar(&compact(schema).to_string())
+            .map_err(|e| format!("cannot turn the {} schema into a grammar: {e}", task.name()))?;
+        let g: Arc<str> = single_spaced(&grammar).into();
         grammars.insert(version, g.clone());
         Ok(g)
     }
@@ -518,6 +518,58 @@ fn split(text: &str, budget: usize, model_tokens: usize) -> Vec<String> {
         encoding: Encoding::Cl100kBase,
     };
     chunk_text(text, &params).into_iter().map(|c| c.text).collect()
+}
+
+/// Longest lists and strings a small local model may produce: within the
+/// task schema (so valid output stays valid), short enough that the answer
+/// ends before `max_output_tokens` instead of being cut off mid-string.
+const LOCAL_MAX_ITEMS: u64 = 3;
+const LOCAL_MAX_LENGTH: u64 = 100;
+
+/// `schema` with every maxItems and maxLength capped for a small model.
+fn compact(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let v = match (k.as_str(), v.as_u64()) {
+                    ("maxItems", Some(n)) => Value::from(n.min(LOCAL_MAX_ITEMS)),
+                    ("maxLength", Some(n)) => Value::from(n.min(LOCAL_MAX_LENGTH)),
+                    _ => compact(v),
+                };
+                out.insert(k.clone(), v);
+            }
+            if out.get("type") == Some(&Value::String("array".into())) && !out.contains_key("maxItems") {
+                out.insert("maxItems".into(), Value::from(LOCAL_MAX_ITEMS));
+            }
+            if out.get("type") == Some(&Value::String("string".into()))
+                && !out.contains_key("maxLength")
+                && !out.contains_key("enum")
+                && !out.contains_key("pattern")
+            {
+                out.insert("maxLength".into(), Value::from(LOCAL_MAX_LENGTH));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(compact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// llama.cpp's JSON grammar lets whitespace run to newlines and indentation;
+/// a small model spends its token budget there. One space at most.
+fn single_spaced(grammar: &str) -> String {
+    grammar
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("space ::=") {
+                "space ::= \" \"?"
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Parses a reply as JSON (tolerating a code fence around it) and validates it.

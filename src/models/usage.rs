@@ -90,7 +90,9 @@ pub fn to_batch(run_id: &str, records: &[UsageRecord]) -> Result<RecordBatch> {
         .iter()
         .map(|field| {
             Ok(match field.name().as_str() {
-                "run_id" => strings(&|_| run_id),
+                "run_id" => Arc::new(StringArray::from_iter_values(
+                    records.iter().map(|_| run_id),
+                )),
                 "stage" => strings(&|r| &r.stage),
                 "provider" => strings(&|r| &r.provider),
                 "model" => strings(&|r| &r.model),

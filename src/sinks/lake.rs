@@ -156,6 +156,13 @@ impl Lake {
         };
         let ctx = SessionContext::new();
         register(&ctx, table, t).await?;
+        // Tables without a version key (usage) are append-only logs.
+        let schema = ctx.table(table).await?.schema().clone();
+        if !schema.has_column_with_unqualified_name("doc_id")
+            || !schema.has_column_with_unqualified_name("content_hash")
+        {
+            return Ok(HashSet::new());
+        }
         let sql = format!(
             "SELECT DISTINCT doc_id, content_hash FROM {table} WHERE {}",
             filter.unwrap_or("true")

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch,
+    ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch,
 };
 use deltalake::arrow::buffer::NullBuffer;
 use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema};
@@ -23,7 +23,7 @@ use deltalake::datafusion::logical_expr::{
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{json, Value};
 
-use super::udfs::{coerce, to_array, ArgKind};
+use super::udfs::to_array;
 use crate::models::chain::{Generated, ModelChain, RowResult};
 use crate::models::error::ModelFailure;
 use crate::models::tasks::Task;
@@ -49,10 +49,12 @@ const ALL: [Kind; 5] = [
 /// and `classify_document`, bound to `chain`.
 pub fn register(ctx: &SessionContext, chain: &Arc<ModelChain>) {
     for kind in ALL {
+        // Plain string signatures: the async wrapper does not forward coerce_types.
+        let args = if kind == Kind::Classify { 2 } else { 1 };
         let udf = ModelUdf {
             kind,
             chain: chain.clone(),
-            signature: Signature::user_defined(Volatility::Volatile),
+            signature: Signature::string(args, Volatility::Volatile),
         };
         ctx.register_udf(AsyncScalarUDF::new(Arc::new(udf)).into_scalar_udf());
     }
@@ -106,14 +108,6 @@ impl ScalarUDFImpl for ModelUdf {
 
     fn signature(&self) -> &Signature {
         &self.signature
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match self.kind {
-            // classify_document(text, 'label,label,...')
-            Kind::Classify => coerce(self.name(), arg_types, &[ArgKind::Text, ArgKind::Text], 0),
-            _ => coerce(self.name(), arg_types, &[ArgKind::Text], 0),
-        }
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

@@ -215,15 +215,7 @@ table = "tiny_chunks"
 "#,
     )
     .unwrap();
-    let out = ok(docstream()
-        .arg("--pipeline")
-        .arg(&pipeline)
-        .arg("backfill")
-        .arg(repo().join("samples"))
-        .arg("--lake")
-        .arg(&lake)
-        .output()
-        .unwrap());
+    let out = backfill_with(&pipeline, &repo().join("samples"), &lake, &[]);
     let n_files = file_count(&repo().join("samples")) as i64;
     assert!(out.contains("1 stage failures"), "{out}");
     assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), n_files);

@@ -25,8 +25,27 @@ pub fn ok(out: Output) -> String {
     stdout
 }
 
+/// The default pipeline's stages that call no model: spine tests use them.
+pub const SPINE: [&str; 2] = ["--stages", "documents,chunks"];
+
+/// A backfill with the default pipeline's spine stages.
 pub fn backfill(source: &Path, lake: &Path, extra: &[&str]) -> String {
     ok(docstream()
+        .arg("backfill")
+        .arg(source)
+        .arg("--lake")
+        .arg(lake)
+        .args(SPINE)
+        .args(extra)
+        .output()
+        .unwrap())
+}
+
+/// A backfill with a pipeline file.
+pub fn backfill_with(pipeline: &Path, source: &Path, lake: &Path, extra: &[&str]) -> String {
+    ok(docstream()
+        .arg("--pipeline")
+        .arg(pipeline)
         .arg("backfill")
         .arg(source)
         .arg("--lake")

@@ -62,6 +62,7 @@ fn sigkill_then_rerun_leaves_no_duplicates_and_no_gaps() {
             .arg("--lake")
             .arg(&lake)
             .args(["--batch-rows", "20", "--parallelism", "2"])
+            .args(SPINE)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -6,4 +6,5 @@ mod extraction;
 mod harness;
 mod interop;
 mod kill_rerun;
+mod models;
 mod s3;

@@ -49,6 +49,7 @@ fn backfill_from_bucket_into_bucket() {
                 "--lake",
                 "s3://lake/warehouse/",
             ])
+            .args(SPINE)
             .envs(env_ref.iter().copied())
             .output()
             .unwrap())

