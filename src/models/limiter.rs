@@ -5,9 +5,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-/// Bounds requests in flight. The limit halves on a 429 (at most once per
-/// round trip: only requests sent after the last cut can cut again), grows by
-/// about one per round trip of successes, and a `Retry-After` pauses new sends.
+/// Bounds requests in flight (AIMD). When 429s are sustained (their moving
+/// share of responses passes `THROTTLED`) the limit halves and `Retry-After`
+/// pauses new sends, at most once per round trip; successes grow the limit by
+/// about one per round trip. Isolated 429s (token windows, noisy gateways)
+/// only delay their own retry: reacting to each one, as TCP does to loss,
+/// collapses throughput under 20–30% random 429s.
+const DECREASE: f64 = 0.5;
+const THROTTLED: f64 = 0.6;
+/// Weight of the newest response in the moving 429 share.
+const SHARE_WEIGHT: f64 = 0.05;
 pub struct Limiter {
     max: f64,
     state: Mutex<LimiterState>,
@@ -16,6 +23,8 @@ pub struct Limiter {
 
 struct LimiterState {
     limit: f64,
+    /// Moving share of responses that were 429s.
+    throttled: f64,
     in_flight: usize,
     paused_until: Option<Instant>,
     last_cut: Instant,
@@ -42,6 +51,7 @@ impl Limiter {
             max,
             state: Mutex::new(LimiterState {
                 limit: max,
+                throttled: 0.0,
                 in_flight: 0,
                 paused_until: None,
                 last_cut: Instant::now(),
@@ -85,19 +95,30 @@ impl Limiter {
     pub fn on_success(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.limit = (s.limit + 1.0 / s.limit).min(self.max);
+        s.throttled *= 1.0 - SHARE_WEIGHT;
         drop(s);
         self.freed.notify_waiters();
     }
 
+    /// A response that was neither a success nor a 429 (5xx, timeout, ...).
+    pub fn on_error(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.throttled *= 1.0 - SHARE_WEIGHT;
+    }
+
     pub fn on_throttle(&self, permit: &Permit, retry_after: Option<Duration>) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if permit.started >= s.last_cut {
-            s.limit = (s.limit / 2.0).max(1.0);
-            s.last_cut = Instant::now();
-        }
-        if let Some(after) = retry_after {
-            let until = Instant::now() + after;
-            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+        s.throttled = s.throttled * (1.0 - SHARE_WEIGHT) + SHARE_WEIGHT;
+        // Isolated 429s only delay their own retry (by Retry-After). Sustained
+        // ones cut the limit and pause new sends, once per round trip: 429s
+        // from requests already in flight at the last cut say nothing new.
+        if s.throttled > THROTTLED && permit.started >= s.last_cut {
+            let now = Instant::now();
+            s.limit = (s.limit * DECREASE).max(1.0);
+            s.last_cut = now;
+            if let Some(after) = retry_after {
+                s.paused_until = Some(s.paused_until.map_or(now + after, |p| p.max(now + after)));
+            }
         }
     }
 
@@ -169,18 +190,28 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn aimd_halves_once_per_round_trip_and_grows_back() {
+    async fn aimd_cuts_on_sustained_429s_once_per_round_trip_and_grows_back() {
         let limiter = Limiter::new(16);
-        let permits: Vec<Permit> = futures::future::join_all((0..8).map(|_| limiter.acquire())).await;
-        // Eight 429s from requests sent before any cut: one halving.
+        // Isolated 429s among successes: no cut.
+        for _ in 0..20 {
+            let p = limiter.acquire().await;
+            for _ in 0..3 {
+                limiter.on_success();
+            }
+            limiter.on_throttle(&p, None);
+        }
+        assert_eq!(limiter.limit(), 16.0);
+        // A burst of 429s from requests sent before any cut: one cut.
+        let permits: Vec<Permit> =
+            futures::future::join_all((0..16).map(|_| limiter.acquire())).await;
         for p in &permits {
             limiter.on_throttle(p, None);
         }
-        assert_eq!(limiter.limit(), 8.0);
+        assert_eq!(limiter.limit(), 16.0 * DECREASE);
         drop(permits);
         let p = limiter.acquire().await;
         limiter.on_throttle(&p, None);
-        assert_eq!(limiter.limit(), 4.0);
+        assert_eq!(limiter.limit(), 16.0 * DECREASE * DECREASE);
         for _ in 0..200 {
             limiter.on_success();
         }
@@ -188,10 +219,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retry_after_pauses_new_requests() {
+    async fn sustained_retry_after_pauses_new_requests() {
         let limiter = Limiter::new(2);
         let p = limiter.acquire().await;
-        limiter.on_throttle(&p, Some(Duration::from_millis(200)));
+        for _ in 0..10 {
+            limiter.on_throttle(&p, Some(Duration::from_millis(200)));
+        }
         drop(p);
         let before = Instant::now();
         let _q = limiter.acquire().await;

@@ -28,6 +28,10 @@ const TABLES: &[(&str, &str)] = &[
         "summaries",
         include_str!("../../schemas/tables/summaries.schema.json"),
     ),
+    (
+        "doc_types",
+        include_str!("../../schemas/tables/doc_types.schema.json"),
+    ),
     ("risks", include_str!("../../schemas/tables/risks.schema.json")),
     (
         "action_items",

@@ -30,6 +30,10 @@ const BUILTIN_SQL: &[(&str, &str)] = &[
         include_str!("../../sql/stages/summaries.sql"),
     ),
     (
+        "../sql/stages/doc_types.sql",
+        include_str!("../../sql/stages/doc_types.sql"),
+    ),
+    (
         "../sql/stages/risks.sql",
         include_str!("../../sql/stages/risks.sql"),
     ),
@@ -289,7 +293,7 @@ mod tests {
     fn builtin_pipeline_loads() {
         let (p, stages) = Pipeline::load(None, &[]).unwrap();
         assert_eq!(p.name, "default");
-        assert_eq!(stages.len(), 6);
+        assert_eq!(stages.len(), 7);
         assert!(stages[1]
             .sql
             .contains("chunk_text(text, 512, 64, 'cl100k_base')"));

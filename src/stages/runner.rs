@@ -4,7 +4,7 @@
 //! name (so `embeddings` can read `chunks`). Stages that name providers get
 //! the model UDFs bound to those providers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -106,8 +106,8 @@ impl StageRunner {
     }
 
     /// Runs every stage on `batch`. A stage that fails on the whole batch is
-    /// re-run one document at a time, so one bad document becomes one
-    /// failure and the rest of the batch still lands.
+    /// re-run on halves until the failing documents are isolated, so one bad
+    /// document becomes one failure and the rest of the batch still lands.
     pub async fn run(&self, batch: &RecordBatch) -> (Vec<StageOutput>, Vec<StageFailure>) {
         let mut outputs: Vec<StageOutput> = Vec::new();
         let mut failures = Vec::new();
@@ -121,16 +121,8 @@ impl StageRunner {
                 Some(b) => b,
                 None => {
                     let mut batches = Vec::new();
-                    for row in 0..batch.num_rows() {
-                        let result = match self.row_context(batch, row, &outputs) {
-                            Ok(ctx) => self.run_stage(&ctx, stage).await,
-                            Err(e) => Err(e),
-                        };
-                        match result {
-                            Ok((_, b)) => batches.extend(b),
-                            Err(e) => failures.push(stage_failure(&stage.name, row, &e)),
-                        }
-                    }
+                    self.isolate(stage, batch, &outputs, 0..batch.num_rows(), &mut batches, &mut failures)
+                        .await;
                     batches
                 }
             };
@@ -148,6 +140,42 @@ impl StageRunner {
             outputs.push(usage);
         }
         (outputs, failures)
+    }
+
+    /// Runs `stage` on `rows` of `batch`; on failure, on each half, down to
+    /// single documents. Model answers are cached, so re-runs cost little and
+    /// k bad documents among n take about k·log n runs, not n.
+    fn isolate<'a>(
+        &'a self,
+        stage: &'a Stage,
+        batch: &'a RecordBatch,
+        earlier: &'a [StageOutput],
+        rows: std::ops::Range<usize>,
+        out: &'a mut Vec<RecordBatch>,
+        failures: &'a mut Vec<StageFailure>,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if rows.is_empty() {
+                return;
+            }
+            let result = match self.rows_context(batch, rows.clone(), earlier) {
+                Ok(ctx) => self.run_stage(&ctx, stage).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok((_, b)) => out.extend(b),
+                Err(e) if rows.len() == 1 => {
+                    failures.push(stage_failure(&stage.name, rows.start, &e))
+                }
+                Err(_) => {
+                    let mid = rows.start + rows.len() / 2;
+                    self.isolate(stage, batch, earlier, rows.start..mid, out, failures)
+                        .await;
+                    self.isolate(stage, batch, earlier, mid..rows.end, out, failures)
+                        .await;
+                }
+            }
+        })
     }
 
     async fn run_stage(
@@ -171,24 +199,26 @@ impl StageRunner {
             .unwrap_or_else(|| Arc::new(deltalake::arrow::datatypes::Schema::empty()))
     }
 
-    /// A session with one document: its `extracted` row and its rows of
-    /// every earlier stage's output.
-    fn row_context(
+    /// A session with some documents: their `extracted` rows and their rows
+    /// of every earlier stage's output.
+    fn rows_context(
         &self,
         batch: &RecordBatch,
-        row: usize,
+        rows: std::ops::Range<usize>,
         earlier: &[StageOutput],
     ) -> Result<SessionContext> {
-        let one = batch.slice(row, 1);
-        let ctx = self.context(&one)?;
-        let doc_id = extracted::doc_id(&one, 0);
+        let some = batch.slice(rows.start, rows.len());
+        let ctx = self.context(&some)?;
+        let ids: HashSet<String> = (0..some.num_rows())
+            .map(|i| extracted::doc_id(&some, i))
+            .collect();
         for (stage, output) in self.stages.iter().zip(earlier) {
-            let rows = output
+            let kept = output
                 .batches
                 .iter()
-                .map(|b| of_document(b, &doc_id))
+                .map(|b| of_documents(b, &ids))
                 .collect::<Result<Vec<_>>>()?;
-            register(&ctx, &stage.name, self.schema(stage), rows)?;
+            register(&ctx, &stage.name, self.schema(stage), kept)?;
         }
         Ok(ctx)
     }
@@ -233,17 +263,17 @@ fn register(
     Ok(())
 }
 
-/// The rows of `batch` whose `doc_id` is `doc_id` (all of them when the
+/// The rows of `batch` whose `doc_id` is in `ids` (all of them when the
 /// output has no `doc_id` column).
-fn of_document(batch: &RecordBatch, doc_id: &str) -> Result<RecordBatch> {
+fn of_documents(batch: &RecordBatch, ids: &HashSet<String>) -> Result<RecordBatch> {
     let Some(column) = batch.column_by_name("doc_id") else {
         return Ok(batch.clone());
     };
-    let ids = deltalake::arrow::compute::cast(column, &deltalake::arrow::datatypes::DataType::Utf8)?;
-    let mask: BooleanArray = ids
+    let column = deltalake::arrow::compute::cast(column, &deltalake::arrow::datatypes::DataType::Utf8)?;
+    let mask: BooleanArray = column
         .as_string::<i32>()
         .iter()
-        .map(|v| Some(v == Some(doc_id)))
+        .map(|v| Some(v.is_some_and(|v| ids.contains(v))))
         .collect();
     Ok(filter_record_batch(batch, &mask)?)
 }
