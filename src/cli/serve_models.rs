@@ -40,7 +40,11 @@ impl Args {
             let config = ProviderConfig {
                 kind: ProviderKind::Local,
                 model: m.name.to_string(),
-                context_tokens: if m.embedding { 256 } else { self.context_tokens },
+                context_tokens: if m.embedding {
+                    256
+                } else {
+                    self.context_tokens
+                },
                 ..ProviderConfig::default()
             };
             let backend = Backend::open(m.name, &config, &p.models)?;
@@ -54,7 +58,10 @@ impl Args {
             .await
             .with_context(|| format!("cannot listen on {}; is the port in use?", self.addr))?;
         let addr = listener.local_addr()?;
-        println!("serving {} on http://{addr}/v1", KNOWN.iter().map(|m| m.name).collect::<Vec<_>>().join(", "));
+        println!(
+            "serving {} on http://{addr}/v1",
+            KNOWN.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+        );
         serve(listener, served).await
     }
 }

@@ -57,8 +57,7 @@ impl Backend {
             }
             ProviderKind::Local => {
                 let Some(known) = LocalModel::find(&config.model) else {
-                    let names: Vec<&str> =
-                        super::local::KNOWN.iter().map(|m| m.name).collect();
+                    let names: Vec<&str> = super::local::KNOWN.iter().map(|m| m.name).collect();
                     bail!(
                         "provider '{name}': no local model '{}'; local models are: {}",
                         config.model,

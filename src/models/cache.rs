@@ -62,7 +62,10 @@ impl Cache {
             .collect()
     }
 
-    pub fn put_many<'a>(&self, entries: impl IntoIterator<Item = (&'a Key, &'a [u8])>) -> Result<()> {
+    pub fn put_many<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a Key, &'a [u8])>,
+    ) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(RESPONSES)?;

@@ -18,10 +18,10 @@ use super::cache::{key, Key};
 use super::config::{LongInput, ProviderKind};
 use super::endpoint::Endpoint;
 use super::error::{CallError, ModelFailure};
+use super::estimate_tokens;
 use super::hub::ModelHub;
 use super::schema::validate;
 use super::tasks::Task;
-use super::estimate_tokens;
 
 pub type RowResult<T> = Result<T, ModelFailure>;
 
@@ -48,7 +48,9 @@ pub struct ModelChain {
 impl ModelChain {
     pub fn new(stage: &str, endpoints: Vec<Arc<Endpoint>>, hub: Arc<ModelHub>) -> Result<Self> {
         if endpoints.is_empty() {
-            bail!("stage '{stage}' calls a model but names no providers; add providers = [\"...\"]");
+            bail!(
+                "stage '{stage}' calls a model but names no providers; add providers = [\"...\"]"
+            );
         }
         Ok(Self {
             stage: stage.to_string(),
@@ -72,7 +74,10 @@ impl ModelChain {
     pub fn embedding_dims(&self) -> Result<usize> {
         let first = &self.endpoints[0];
         let Some(dims) = first.config.dims else {
-            bail!("provider '{}' needs dims = N (the embedding size)", first.name);
+            bail!(
+                "provider '{}' needs dims = N (the embedding size)",
+                first.name
+            );
         };
         for e in &self.endpoints[1..] {
             if e.config.dims != Some(dims) || e.config.model != first.config.model {
@@ -324,7 +329,9 @@ impl ModelChain {
                     .usage
                     .record(&self.stage, ep, &outcome, n, (estimate as u64, 0));
                 let attempts = outcome.attempts;
-                let checked = outcome.result.and_then(|r| check_dims(r.value, ep.config.dims));
+                let checked = outcome
+                    .result
+                    .and_then(|r| check_dims(r.value, ep.config.dims));
                 match checked {
                     Ok(vectors) => return vectors.into_iter().map(Ok).collect(),
                     Err(e) if e.is_rejection() && n > 1 => {
@@ -361,7 +368,10 @@ impl ModelChain {
             overlap: 0,
             encoding: Encoding::Cl100kBase,
         };
-        let mut parts: Vec<String> = chunk_text(text, &params).into_iter().map(|c| c.text).collect();
+        let mut parts: Vec<String> = chunk_text(text, &params)
+            .into_iter()
+            .map(|c| c.text)
+            .collect();
         if config.long_input == LongInput::Truncate {
             tracing::warn!(
                 stage = %self.stage,
@@ -517,7 +527,10 @@ fn split(text: &str, budget: usize, model_tokens: usize) -> Vec<String> {
         overlap: 0,
         encoding: Encoding::Cl100kBase,
     };
-    chunk_text(text, &params).into_iter().map(|c| c.text).collect()
+    chunk_text(text, &params)
+        .into_iter()
+        .map(|c| c.text)
+        .collect()
 }
 
 /// Longest lists and strings a small local model may produce: within the
@@ -539,7 +552,9 @@ fn compact(schema: &Value) -> Value {
                 };
                 out.insert(k.clone(), v);
             }
-            if out.get("type") == Some(&Value::String("array".into())) && !out.contains_key("maxItems") {
+            if out.get("type") == Some(&Value::String("array".into()))
+                && !out.contains_key("maxItems")
+            {
                 out.insert("maxItems".into(), Value::from(LOCAL_MAX_ITEMS));
             }
             if out.get("type") == Some(&Value::String("string".into()))

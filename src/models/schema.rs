@@ -15,12 +15,18 @@ pub fn validate(value: &Value, schema: &Value) -> Result<(), String> {
 fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
     if let Some(types) = types(schema) {
         if !types.iter().any(|t| has_type(value, t)) {
-            return Err(format!("{path}: expected {}, got {value}", types.join(" or ")));
+            return Err(format!(
+                "{path}: expected {}, got {value}",
+                types.join(" or ")
+            ));
         }
     }
     if let Some(allowed) = schema["enum"].as_array() {
         if !allowed.contains(value) {
-            return Err(format!("{path}: {value} is not one of {}", Value::Array(allowed.clone())));
+            return Err(format!(
+                "{path}: {value} is not one of {}",
+                Value::Array(allowed.clone())
+            ));
         }
     }
     match value {
@@ -40,11 +46,13 @@ fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
             }
         }
         Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            if schema["minimum"].as_f64().is_some_and(|m| !(x >= m)) {
+            let Some(x) = n.as_f64() else {
+                return Err(format!("{path}: {n} is not a finite number"));
+            };
+            if schema["minimum"].as_f64().is_some_and(|m| x < m) {
                 return Err(format!("{path}: {x} is below the minimum"));
             }
-            if schema["maximum"].as_f64().is_some_and(|m| !(x <= m)) {
+            if schema["maximum"].as_f64().is_some_and(|m| x > m) {
                 return Err(format!("{path}: {x} is above the maximum"));
             }
         }
@@ -114,18 +122,34 @@ mod tests {
 
     #[test]
     fn accepts_valid_and_names_violations() {
-        let schema: Value =
-            serde_json::from_str(include_str!("../../schemas/models/action_items.schema.json"))
-                .unwrap();
+        let schema: Value = serde_json::from_str(include_str!(
+            "../../schemas/models/action_items.schema.json"
+        ))
+        .unwrap();
         let ok = json!({"action_items": [{"task": "Ship", "owner": null, "due_date": "2026-01-02", "priority": "high", "evidence": "x"}]});
         assert_eq!(validate(&ok, &schema), Ok(()));
         let cases = [
             (json!({}), "missing required 'action_items'"),
-            (json!({"action_items": [{"task": "Ship", "owner": null, "due_date": "Friday", "priority": "high", "evidence": ""}]}), "does not match"),
-            (json!({"action_items": [{"task": "Ship", "owner": 3, "due_date": null, "priority": "high", "evidence": ""}]}), "expected string or null"),
-            (json!({"action_items": [{"task": "Ship", "owner": null, "due_date": null, "priority": "urgent", "evidence": ""}]}), "is not one of"),
-            (json!({"action_items": [], "extra": 1}), "unexpected property 'extra'"),
-            (json!({"action_items": [{"task": "", "owner": null, "due_date": null, "priority": "low", "evidence": ""}]}), "minLength"),
+            (
+                json!({"action_items": [{"task": "Ship", "owner": null, "due_date": "Friday", "priority": "high", "evidence": ""}]}),
+                "does not match",
+            ),
+            (
+                json!({"action_items": [{"task": "Ship", "owner": 3, "due_date": null, "priority": "high", "evidence": ""}]}),
+                "expected string or null",
+            ),
+            (
+                json!({"action_items": [{"task": "Ship", "owner": null, "due_date": null, "priority": "urgent", "evidence": ""}]}),
+                "is not one of",
+            ),
+            (
+                json!({"action_items": [], "extra": 1}),
+                "unexpected property 'extra'",
+            ),
+            (
+                json!({"action_items": [{"task": "", "owner": null, "due_date": null, "priority": "low", "evidence": ""}]}),
+                "minLength",
+            ),
         ];
         for (value, want) in cases {
             let err = validate(&value, &schema).unwrap_err();

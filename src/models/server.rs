@@ -44,18 +44,25 @@ fn failed(e: CallError) -> Response {
 }
 
 impl Models {
-    fn find(&self, id: Option<&str>, embedding: bool) -> Result<&Served, Response> {
+    fn find(&self, id: Option<&str>, embedding: bool) -> Result<&Served, Box<Response>> {
         let fits = |m: &&Served| matches!(m.backend, Backend::LocalEmbed(..)) == embedding;
         let found = match id {
-            Some(id) => self.0.iter().filter(fits).find(|m| m.id.eq_ignore_ascii_case(id)),
+            Some(id) => self
+                .0
+                .iter()
+                .filter(fits)
+                .find(|m| m.id.eq_ignore_ascii_case(id)),
             None => self.0.iter().find(fits),
         };
         found.ok_or_else(|| {
             let ids: Vec<&str> = self.0.iter().filter(fits).map(|m| m.id.as_str()).collect();
-            error(
+            Box::new(error(
                 StatusCode::NOT_FOUND,
-                format!("model {id:?} is not served here; try one of: {}", ids.join(", ")),
-            )
+                format!(
+                    "model {id:?} is not served here; try one of: {}",
+                    ids.join(", ")
+                ),
+            ))
         })
     }
 }
@@ -72,7 +79,7 @@ async fn list(State(models): State<Arc<Models>>) -> Json<Value> {
 async fn embeddings(State(models): State<Arc<Models>>, body: Json<Value>) -> Response {
     let model = match models.find(body["model"].as_str(), true) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
@@ -80,7 +87,12 @@ async fn embeddings(State(models): State<Arc<Models>>, body: Json<Value>) -> Res
             Some(v) => v,
             None => return error(StatusCode::BAD_REQUEST, "input must be strings"),
         },
-        _ => return error(StatusCode::BAD_REQUEST, "input must be a string or an array of strings"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "input must be a string or an array of strings",
+            )
+        }
     };
     match model.backend.embed(inputs).await {
         Ok(reply) => {
@@ -106,7 +118,7 @@ async fn embeddings(State(models): State<Arc<Models>>, body: Json<Value>) -> Res
 async fn chat(State(models): State<Arc<Models>>, body: Json<Value>) -> Response {
     let model = match models.find(body["model"].as_str(), false) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let content = |role: &str| -> String {
@@ -125,14 +137,21 @@ async fn chat(State(models): State<Arc<Models>>, body: Json<Value>) -> Response 
     let grammar = if schema.is_object() {
         match llama_cpp_2::json_schema_to_grammar(&schema.to_string()) {
             Ok(g) => Some(g.into()),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("unsupported json_schema: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unsupported json_schema: {e}"),
+                )
+            }
         }
     } else {
         None
     };
     let max_tokens = body["max_tokens"]
         .as_u64()
-        .map_or(model.max_output_tokens, |m| (m as usize).min(model.max_output_tokens));
+        .map_or(model.max_output_tokens, |m| {
+            (m as usize).min(model.max_output_tokens)
+        });
     let request = ChatRequest {
         system,
         user,
@@ -143,7 +162,10 @@ async fn chat(State(models): State<Arc<Models>>, body: Json<Value>) -> Response 
     };
     match model.backend.chat(&request).await {
         Ok(reply) => {
-            let (input, output) = (reply.input_tokens.unwrap_or(0), reply.output_tokens.unwrap_or(0));
+            let (input, output) = (
+                reply.input_tokens.unwrap_or(0),
+                reply.output_tokens.unwrap_or(0),
+            );
             Json(json!({
                 "object": "chat.completion",
                 "model": model.id,

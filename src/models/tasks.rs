@@ -100,7 +100,10 @@ impl Task {
                     "Part {}: {}\n{}",
                     i + 1,
                     p["summary"].as_str().unwrap_or_default(),
-                    points.iter().map(|k| format!("- {k}\n")).collect::<String>()
+                    points
+                        .iter()
+                        .map(|k| format!("- {k}\n"))
+                        .collect::<String>()
                 )
             })
             .collect()
@@ -155,8 +158,14 @@ mod tests {
             assert!(t.schema().is_object(), "{}", t.name());
         }
         let c = Task::Classify(vec!["memo".into(), "contract".into()]);
-        assert_eq!(c.schema()["properties"]["doc_type"]["enum"], json!(["memo", "contract"]));
-        assert_ne!(c.prompt_version(), Task::Classify(vec!["memo".into()]).prompt_version());
+        assert_eq!(
+            c.schema()["properties"]["doc_type"]["enum"],
+            json!(["memo", "contract"])
+        );
+        assert_ne!(
+            c.prompt_version(),
+            Task::Classify(vec!["memo".into()]).prompt_version()
+        );
     }
 
     #[test]

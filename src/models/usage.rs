@@ -46,7 +46,11 @@ impl UsageLog {
         inputs: usize,
         estimate: (u64, u64),
     ) {
-        let reported = outcome.result.as_ref().ok().map(|r: &Reply<T>| (r.input_tokens, r.output_tokens));
+        let reported = outcome
+            .result
+            .as_ref()
+            .ok()
+            .map(|r: &Reply<T>| (r.input_tokens, r.output_tokens));
         let (input_tokens, output_tokens, token_source) = match reported {
             Some((Some(i), o)) => (i, o.unwrap_or(estimate.1), "provider"),
             _ => (estimate.0, estimate.1, "estimated"),
@@ -69,7 +73,10 @@ impl UsageLog {
             status,
             recorded_at: Utc::now(),
         };
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
     }
 
     pub fn drain(&self) -> Vec<UsageRecord> {

@@ -32,12 +32,18 @@ const TABLES: &[(&str, &str)] = &[
         "doc_types",
         include_str!("../../schemas/tables/doc_types.schema.json"),
     ),
-    ("risks", include_str!("../../schemas/tables/risks.schema.json")),
+    (
+        "risks",
+        include_str!("../../schemas/tables/risks.schema.json"),
+    ),
     (
         "action_items",
         include_str!("../../schemas/tables/action_items.schema.json"),
     ),
-    ("usage", include_str!("../../schemas/tables/usage.schema.json")),
+    (
+        "usage",
+        include_str!("../../schemas/tables/usage.schema.json"),
+    ),
 ];
 
 /// The contract schema of `table`, or `None` for a user-defined stage table.

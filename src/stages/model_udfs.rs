@@ -9,9 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use deltalake::arrow::array::{
-    ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch,
-};
+use deltalake::arrow::array::{ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch};
 use deltalake::arrow::buffer::NullBuffer;
 use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema};
 use deltalake::arrow::json::reader::ReaderBuilder;
@@ -156,7 +154,10 @@ impl ScalarUDFImpl for ModelUdf {
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        exec_err!("{} is async and runs through the async executor", self.name())
+        exec_err!(
+            "{} is async and runs through the async executor",
+            self.name()
+        )
     }
 }
 
@@ -200,9 +201,15 @@ fn external(f: ModelFailure) -> DataFusionError {
 fn labels(arg: Option<&ColumnarValue>) -> Result<Vec<String>> {
     let value = match arg {
         Some(ColumnarValue::Scalar(
-            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
         )) => s.clone(),
-        _ => return exec_err!("classify_document(text, 'label,label,...') needs a constant label list"),
+        _ => {
+            return exec_err!(
+                "classify_document(text, 'label,label,...') needs a constant label list"
+            )
+        }
     };
     let labels: Vec<String> = value
         .split(',')

@@ -237,7 +237,10 @@ pub fn select_stages(stages: Vec<Stage>, only: &[String]) -> Result<Vec<Stage>> 
             names.join(", ")
         );
     }
-    Ok(stages.into_iter().filter(|s| only.contains(&s.name)).collect())
+    Ok(stages
+        .into_iter()
+        .filter(|s| only.contains(&s.name))
+        .collect())
 }
 
 fn load_sql(file: &str, base: Option<&Path>) -> Result<String> {

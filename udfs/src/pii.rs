@@ -66,7 +66,7 @@ pub fn luhn_valid(s: &str) -> bool {
             (_, x) => x,
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

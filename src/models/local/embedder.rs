@@ -121,9 +121,7 @@ impl LocalEmbedder {
         let device = &self.model.device;
         let ids = Tensor::from_vec(ids, shape, device)?;
         let mask = Tensor::from_vec(mask, shape, device)?;
-        let hidden = self
-            .model
-            .forward(&ids, &ids.zeros_like()?, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
         let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;

