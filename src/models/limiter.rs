@@ -222,7 +222,8 @@ mod tests {
     async fn sustained_retry_after_pauses_new_requests() {
         let limiter = Limiter::new(2);
         let p = limiter.acquire().await;
-        for _ in 0..10 {
+        // Only 429s: their share passes the threshold and the pause applies.
+        for _ in 0..30 {
             limiter.on_throttle(&p, Some(Duration::from_millis(200)));
         }
         drop(p);

@@ -83,6 +83,17 @@ fn stage(name: &str, providers: &[&str], params: &str) -> String {
     )
 }
 
+/// Embeddings on `embed`; summaries, document types, risks and action items on `chat`.
+fn model_stages(embed: &str, chat: &str, labels: &str) -> [String; 5] {
+    [
+        stage("embeddings", &[embed], ""),
+        stage("summaries", &[chat], ""),
+        stage("doc_types", &[chat], &format!("labels = \"{labels}\"")),
+        stage("risks", &[chat], ""),
+        stage("action_items", &[chat], ""),
+    ]
+}
+
 /// A pipeline file: the spine stages, `stages`, and `providers` (TOML).
 fn pipeline(dir: &Path, chunk_tokens: usize, stages: &[String], providers: &str) -> PathBuf {
     let cache = dir.join("model-cache.redb");
@@ -106,6 +117,15 @@ fn write_docs(dir: &Path, docs: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, text) in docs {
         std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// ndjson output leaves NULL columns out; the schemas spell them `null`.
+fn with_nulls(row: &mut Value, columns: &[&str]) {
+    for c in columns {
+        if row.get(c).is_none() {
+            row[*c] = Value::Null;
+        }
     }
 }
 
@@ -174,13 +194,12 @@ fn serve_models_gives_real_embeddings_and_schema_valid_summaries_and_risks() {
         "[providers.emb]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"all-MiniLM-L6-v2\"\ndims = 384\n\n\
          [providers.chat]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"SmolLM2-135M-Instruct\"\ncontext_tokens = 2048\nmax_output_tokens = 384\nmax_in_flight = 1\ntimeout_secs = 300\n"
     );
-    let stages = [
-        stage("embeddings", &["emb"], ""),
-        stage("summaries", &["chat"], ""),
-        stage("doc_types", &["chat"], "labels = \"report,email,other\""),
-        stage("risks", &["chat"], ""),
-    ];
-    let p = pipeline(tmp.path(), 512, &stages, &providers);
+    let p = pipeline(
+        tmp.path(),
+        512,
+        &model_stages("emb", "chat", "report,email,other"),
+        &providers,
+    );
     let lake = tmp.path().join("lake");
     let lake_s = lake.to_str().unwrap();
     let out = backfill_with(&p, &docs, &lake, &[]);
@@ -227,12 +246,32 @@ fn serve_models_gives_real_embeddings_and_schema_valid_summaries_and_risks() {
     let risk_schema: Value =
         serde_json::from_str(include_str!("../../schemas/models/risks.schema.json")).unwrap();
     let item_schema = &risk_schema["properties"]["risks"]["items"];
-    for r in query(lake_s, "SELECT title, description, category, severity, likelihood, mitigation, owner, evidence FROM risks", &[]) {
+    for mut r in query(lake_s, "SELECT title, description, category, severity, likelihood, mitigation, owner, evidence FROM risks", &[]) {
+        with_nulls(&mut r, &["mitigation", "owner"]);
         assert_eq!(validate(&r, item_schema), Ok(()), "{r}");
+    }
+    let action_schema: Value = serde_json::from_str(include_str!(
+        "../../schemas/models/action_items.schema.json"
+    ))
+    .unwrap();
+    let item_schema = &action_schema["properties"]["action_items"]["items"];
+    for mut a in query(
+        lake_s,
+        "SELECT task, owner, CAST(due_date AS VARCHAR) AS due_date, priority, evidence FROM action_items",
+        &[],
+    ) {
+        with_nulls(&mut a, &["owner", "due_date"]);
+        assert_eq!(validate(&a, item_schema), Ok(()), "{a}");
     }
     let usage = query(lake_s, "SELECT stage, sum(requests) AS requests, min(token_source) AS source FROM usage GROUP BY stage", &[]);
     let stages: Vec<&str> = usage.iter().map(|u| u["stage"].as_str().unwrap()).collect();
-    for s in ["embeddings", "summaries", "risks"] {
+    for s in [
+        "embeddings",
+        "summaries",
+        "doc_types",
+        "risks",
+        "action_items",
+    ] {
         assert!(stages.contains(&s), "usage lacks {s}: {usage:?}");
     }
     assert!(
@@ -282,11 +321,11 @@ fn fault_docs(dir: &Path, n: usize) {
     }
 }
 
-fn embed_provider(url: &str, extra: &str) -> String {
+fn embed_provider(url: &str) -> String {
     format!(
         "[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake-embed\"\ndims = 64\n\
          max_inputs_per_request = 4\nmax_in_flight = 8\ntimeout_secs = 0.2\nretries = 3\nbackoff_base_secs = 0.01\n\
-         circuit_failures = 1000\n{extra}"
+         circuit_failures = 1000\n"
     )
 }
 
@@ -296,7 +335,7 @@ fn timed_backfill(url: &str, docs: &Path, dir: &Path) -> (f64, String) {
         dir,
         24,
         &[stage("embeddings", &["fake"], "")],
-        &embed_provider(url, ""),
+        &embed_provider(url),
     );
     let lake = dir.join("lake");
     let started = Instant::now();
@@ -407,14 +446,13 @@ fn cache_rerun_makes_no_calls_and_an_edit_recalls_only_changed_chunks() {
     let chat = format!(
         "[providers.fakechat]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake-chat\"\ncontext_tokens = 600\nmax_output_tokens = 100\n"
     );
-    let providers = embed_provider(&url, "") + &chat;
-    let stages = [
-        stage("embeddings", &["fake"], ""),
-        stage("summaries", &["fakechat"], ""),
-        stage("doc_types", &["fakechat"], "labels = \"report,other\""),
-        stage("risks", &["fakechat"], ""),
-    ];
-    let p = pipeline(tmp.path(), 24, &stages, &providers);
+    let providers = embed_provider(&url) + &chat;
+    let p = pipeline(
+        tmp.path(),
+        24,
+        &model_stages("fake", "fakechat", "report,other"),
+        &providers,
+    );
     let lake = tmp.path().join("lake");
     let lake_s = lake.to_str().unwrap();
     backfill_with(&p, &docs, &lake, &[]);
