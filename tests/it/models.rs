@@ -497,3 +497,40 @@ fn cache_rerun_makes_no_calls_and_an_edit_recalls_only_changed_chunks() {
     );
     assert!(usage > 0);
 }
+
+#[test]
+fn a_dead_provider_falls_back_to_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    fault_docs(&docs, 4);
+    let (_server, url, port) = fault_server(&["--dims", "64"]);
+    // Nothing listens on `dead`: its circuit opens and `fake` answers.
+    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let providers = format!(
+        "[providers.dead]\nkind = \"openai\"\nbase_url = \"{dead}\"\nmodel = \"fake-embed\"\ndims = 64\nretries = 0\ncircuit_failures = 1\ncircuit_open_secs = 60\n\n{}",
+        embed_provider(&url)
+    );
+    let p = pipeline(
+        tmp.path(),
+        24,
+        &[stage("embeddings", &["dead", "fake"], "")],
+        &providers,
+    );
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    backfill_with(&p, &docs, &lake, &[]);
+    assert_eq!(
+        count(lake_s, "SELECT count(*) FROM embeddings"),
+        count(lake_s, "SELECT count(*) FROM chunks")
+    );
+    assert_eq!(count(lake_s, "SELECT count(*) FROM failures"), 0);
+    let by_provider = query(
+        lake_s,
+        "SELECT provider, status, count(*) AS n FROM usage GROUP BY provider, status ORDER BY provider",
+        &[],
+    );
+    assert_eq!(by_provider[0]["provider"], "dead", "{by_provider:?}");
+    assert_eq!(by_provider[0]["status"], "model_unavailable");
+    assert!(stats(port)["ok"].as_i64().unwrap() > 0);
+}
