@@ -26,6 +26,9 @@ fn backend() -> Result<&'static LlamaBackend> {
         .map_err(|e| anyhow!("llama.cpp backend: {e}"))
 }
 
+const REPEAT_WINDOW: i32 = 64;
+const REPEAT_PENALTY: f32 = 1.15;
+
 pub struct LocalGenerator {
     model: LlamaModel,
     template: LlamaChatTemplate,
@@ -112,7 +115,15 @@ impl LocalGenerator {
             batch.add(*token, pos, &[0], pos == last)?;
         }
         ctx.decode(&mut batch)?;
-        let mut samplers = Vec::new();
+        // A mild repeat penalty: greedy decoding of a small model otherwise
+        // loops ("1.1.1.1...") until the token cap cuts the JSON short.
+        let mut samplers = vec![LlamaSampler::penalties(
+            self.model.n_vocab(),
+            REPEAT_WINDOW,
+            REPEAT_PENALTY,
+            0.0,
+            0.0,
+        )];
         if let Some(g) = grammar {
             samplers.push(LlamaSampler::grammar(&self.model, g, "root")?);
         }
