@@ -324,7 +324,7 @@ fn fault_docs(dir: &Path, n: usize) {
 fn embed_provider(url: &str) -> String {
     format!(
         "[providers.fake]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake-embed\"\ndims = 64\n\
-         max_inputs_per_request = 4\nmax_in_flight = 8\ntimeout_secs = 0.2\nretries = 3\nbackoff_base_secs = 0.01\n\
+         max_inputs_per_request = 4\nmax_in_flight = 8\ntimeout_secs = 0.15\nretries = 3\nbackoff_base_secs = 0.01\n\
          circuit_failures = 1000\n"
     )
 }
@@ -423,6 +423,10 @@ fn faults_every_document_lands_or_fails_once_and_throughput_holds() {
         "clean run embeds all but the poisoned document's chunks"
     );
     // Faults cost retries, not the run: throughput stays at least half the clean run's.
+    println!(
+        "clean {clean_secs:.2}s, faulty {faulty_secs:.2}s: ratio {:.2}",
+        clean_secs / faulty_secs
+    );
     assert!(
         clean_secs / faulty_secs >= 0.5,
         "faulty run {faulty_secs:.1}s vs clean {clean_secs:.1}s"
