@@ -538,3 +538,46 @@ fn a_dead_provider_falls_back_to_the_next_one() {
     assert_eq!(by_provider[0]["status"], "model_unavailable");
     assert!(stats(port)["ok"].as_i64().unwrap() > 0);
 }
+
+#[test]
+fn long_inputs_are_split_and_averaged_or_truncated_by_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    fault_docs(&docs, 3);
+    for mode in ["split", "truncate"] {
+        let (_server, url, port) = fault_server(&["--dims", "64"]);
+        let dir = tmp.path().join(mode);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Chunks of up to 24 tokens against a model context of 8.
+        let providers =
+            embed_provider(&url) + &format!("context_tokens = 8\nlong_input = \"{mode}\"\n");
+        let p = pipeline(&dir, 24, &[stage("embeddings", &["fake"], "")], &providers);
+        let lake = dir.join("lake");
+        let lake_s = lake.to_str().unwrap();
+        backfill_with(&p, &docs, &lake, &[]);
+        let chunks = count(lake_s, "SELECT count(*) FROM chunks");
+        assert_eq!(count(lake_s, "SELECT count(*) FROM embeddings"), chunks);
+        let inputs = stats(port)["embed_inputs"].as_i64().unwrap();
+        if mode == "split" {
+            // Every chunk is longer than the context: two or more windows each.
+            assert!(
+                inputs >= chunks * 2,
+                "{mode}: {inputs} inputs for {chunks} chunks"
+            );
+        } else {
+            assert_eq!(inputs, chunks, "{mode}");
+        }
+        // Averaged windows are normalised again.
+        for row in query(lake_s, "SELECT embedding FROM embeddings", &[]) {
+            let v: Vec<f64> = row["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-3, "{mode}: norm {norm}");
+        }
+    }
+}
