@@ -113,8 +113,8 @@ impl ModelChain {
         let windows: Vec<Vec<String>> = todo.iter().map(|(_, t)| self.windows(t)).collect();
         let flat: Vec<&String> = windows.iter().flatten().collect();
         let requests = self.plan(&flat);
-        let results = join_all(requests.iter().map(|range| {
-            self.embed_request(flat[range.clone()].iter().map(|s| s.to_string()).collect())
+        let results = join_all(requests.into_iter().map(|(range, tokens)| {
+            self.embed_request(flat[range].iter().map(|s| s.to_string()).collect(), tokens)
         }))
         .await;
         let mut vectors = results.into_iter().flatten();
@@ -318,10 +318,15 @@ impl ModelChain {
 
     /// One embeddings request, falling back to the next provider when one is
     /// down, and bisecting a batch the endpoint rejects to isolate the input.
-    fn embed_request(&self, mut inputs: Vec<String>) -> BoxFuture<'_, Vec<RowResult<Vec<f32>>>> {
+    /// `estimate` is the inputs' token estimate, for usage when the
+    /// provider reports none.
+    fn embed_request(
+        &self,
+        mut inputs: Vec<String>,
+        estimate: usize,
+    ) -> BoxFuture<'_, Vec<RowResult<Vec<f32>>>> {
         async move {
             let n = inputs.len();
-            let estimate: usize = inputs.iter().map(|t| estimate_tokens(t)).sum();
             let mut last = None;
             for ep in &self.endpoints {
                 let outcome = ep.call(|| ep.backend.embed(inputs.clone())).await;
@@ -337,7 +342,7 @@ impl ModelChain {
                     Err(e) if e.is_rejection() && n > 1 => {
                         let right = inputs.split_off(n / 2);
                         let (a, b) =
-                            join(self.embed_request(inputs), self.embed_request(right)).await;
+                            join(self.embed_halves(inputs), self.embed_halves(right)).await;
                         return a.into_iter().chain(b).collect();
                     }
                     Err(e) => {
@@ -353,6 +358,12 @@ impl ModelChain {
             vec![Err(failure); n]
         }
         .boxed()
+    }
+
+    /// A bisected half; only a rejected batch gets here, so re-counting is rare.
+    fn embed_halves(&self, inputs: Vec<String>) -> BoxFuture<'_, Vec<RowResult<Vec<f32>>>> {
+        let estimate = inputs.iter().map(|t| estimate_tokens(t)).sum();
+        self.embed_request(inputs, estimate)
     }
 
     /// An input as the windows sent to the endpoint: one, unless it is
@@ -387,9 +398,10 @@ impl ModelChain {
         parts
     }
 
-    /// Request boundaries over `inputs`: a request closes when it reaches the
-    /// provider's input count or token budget.
-    fn plan(&self, inputs: &[&String]) -> Vec<std::ops::Range<usize>> {
+    /// Request boundaries over `inputs`, with each request's token estimate:
+    /// a request closes when it reaches the provider's input count or token
+    /// budget.
+    fn plan(&self, inputs: &[&String]) -> Vec<(std::ops::Range<usize>, usize)> {
         let config = &self.endpoints[0].config;
         let (max_inputs, max_tokens) = (
             config.max_inputs_per_request.max(1),
@@ -400,14 +412,14 @@ impl ModelChain {
         for (i, text) in inputs.iter().enumerate() {
             let t = estimate_tokens(text);
             if i > start && (i - start >= max_inputs || tokens + t > max_tokens) {
-                ranges.push(start..i);
+                ranges.push((start..i, tokens));
                 start = i;
                 tokens = 0;
             }
             tokens += t;
         }
         if start < inputs.len() {
-            ranges.push(start..inputs.len());
+            ranges.push((start..inputs.len(), tokens));
         }
         ranges
     }
