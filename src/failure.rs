@@ -42,6 +42,8 @@ pub enum ErrorKind {
     ModelMalformed,
     /// The model's output did not validate against its schema, even after a repair attempt.
     ModelInvalidOutput,
+    /// A Kafka message that is not JSON or breaks schemas/document_event.schema.json.
+    MalformedEvent,
 }
 
 impl ErrorKind {
@@ -65,6 +67,7 @@ impl ErrorKind {
             ErrorKind::ModelRejected => "model_rejected",
             ErrorKind::ModelMalformed => "model_malformed",
             ErrorKind::ModelInvalidOutput => "model_invalid_output",
+            ErrorKind::MalformedEvent => "malformed_event",
         }
     }
 

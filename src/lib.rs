@@ -8,6 +8,7 @@ pub mod cli;
 pub mod extract;
 pub mod failure;
 pub mod jobs;
+pub mod metrics;
 pub mod models;
 pub mod sinks;
 pub mod sources;

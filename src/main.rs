@@ -5,7 +5,7 @@ fn main() -> std::process::ExitCode {
     let cli = docstream::cli::Cli::parse();
     let default_level = match cli.verbose {
         0 => "warn",
-        1 => "info,docstream=info",
+        1 => "warn,docstream=info",
         _ => "debug",
     };
     tracing_subscriber::fmt()

@@ -1,9 +1,13 @@
 //! Command-line interface: one file per command.
 
 mod backfill;
+mod ingest;
+mod kafka_args;
 mod models;
+mod publish;
 mod query;
 mod serve_models;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -23,6 +27,8 @@ use crate::storage::StorageOptions;
     after_help = "Examples:\n  \
         docstream models fetch\n  \
         docstream backfill samples --lake ./lake\n  \
+        docstream ingest --brokers localhost:9092 --topic documents --lake ./lake\n  \
+        docstream watch s3://inbox/ --brokers localhost:9092 --topic documents\n  \
         docstream query \"SELECT severity, count(*) FROM risks GROUP BY severity\"\n  \
         docstream query \"SELECT mime, count(*), sum(n_tokens) FROM documents GROUP BY mime\"\n  \
         RUST_LOG=debug docstream backfill s3://archive/2019/ --lake s3://lake/ --s3-endpoint http://127.0.0.1:9000"
@@ -48,6 +54,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Backfill(backfill::Args),
+    Ingest(ingest::Args),
+    Watch(watch::Args),
+    Publish(publish::Args),
     Query(query::Args),
     Models(models::Args),
     ServeModels(serve_models::Args),
@@ -60,6 +69,9 @@ impl Cli {
         };
         match self.command {
             Command::Backfill(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Ingest(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Watch(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Publish(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Query(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Models(args) => args.run(self.pipeline.as_deref()),
             Command::ServeModels(args) => args.run(self.pipeline.as_deref()).await,

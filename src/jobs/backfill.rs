@@ -15,12 +15,13 @@ use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::extract::{extract, Limits};
+use super::document::{content_hash, doc_id, extract_document, Origin};
+use crate::extract::Limits;
 use crate::failure::{self, ErrorKind, Failure};
 use crate::sinks::lake::{DocKey, Lake};
 use crate::sources::bucket::{Bucket, SourceObject};
 use crate::stages::batcher::Batcher;
-use crate::stages::extracted::{self, ExtractedDoc};
+use crate::stages::extracted::ExtractedDoc;
 use crate::stages::pipeline::BatchConfig;
 use crate::stages::runner::StageRunner;
 use crate::storage::StorageOptions;
@@ -108,7 +109,8 @@ impl Backfill {
                         summary.warnings += 1;
                         failures.push(w);
                     }
-                    batcher.push(*doc);
+                    let size = doc.size();
+                    batcher.push(*doc, size);
                 }
                 Outcome::Failed(f) => {
                     summary.failed += 1;
@@ -140,23 +142,28 @@ impl Backfill {
         done: &HashSet<DocKey>,
     ) -> (u64, Outcome) {
         let size = object.meta.size;
-        let doc_id = doc_id(&object.uri);
-        let fail = |hash: String, stage: &str, kind: ErrorKind, error: String| Failure {
-            doc_id: doc_id.clone(),
-            content_hash: hash,
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("size".into(), size.into());
+        metadata.insert("e_tag".into(), object.meta.e_tag.clone().into());
+        let mut origin = Origin {
+            doc_id: doc_id(&object.uri),
+            tenant: self.tenant.clone(),
             source_uri: object.uri.clone(),
-            stage: stage.to_string(),
-            kind,
-            error,
-            attempts: 1,
+            content_hash: meta_hash(&object),
+            event_time: Some(object.meta.last_modified),
+            title: None,
+            metadata,
         };
+        let is_done = |o: &Origin| done.contains(&(o.doc_id.clone(), o.content_hash.clone()));
         if size > self.limits.max_input_bytes {
-            let hash = meta_hash(&object);
-            if done.contains(&(doc_id.clone(), hash.clone())) {
+            if is_done(&origin) {
                 return (size, Outcome::Skipped);
             }
             let e = crate::extract::too_large(size, &self.limits);
-            return (size, Outcome::Failed(fail(hash, "read", e.kind, e.message)));
+            return (
+                size,
+                Outcome::Failed(origin.failure("read", e.kind, e.message)),
+            );
         }
         let bytes = match bucket.read(&object).await {
             Ok(b) => b,
@@ -164,68 +171,18 @@ impl Backfill {
                 let msg = format!("cannot read the object: {e}");
                 return (
                     size,
-                    Outcome::Failed(fail(meta_hash(&object), "read", ErrorKind::Read, msg)),
+                    Outcome::Failed(origin.failure("read", ErrorKind::Read, msg)),
                 );
             }
         };
-        let hash = hex::encode(Sha256::digest(&bytes));
-        if done.contains(&(doc_id.clone(), hash.clone())) {
+        origin.content_hash = content_hash(&bytes);
+        if is_done(&origin) {
             return (size, Outcome::Skipped);
         }
-        let (name, limits) = (object.uri.clone(), self.limits);
-        let job = tokio::task::spawn_blocking(move || extract(&bytes, &name, &limits));
-        let extracted = match tokio::time::timeout(limits.timeout(), job).await {
-            Err(_) => {
-                let msg = format!(
-                    "extraction took longer than {}s (extract.timeout_secs)",
-                    limits.timeout_secs
-                );
-                return (
-                    size,
-                    Outcome::Failed(fail(hash, "extract", ErrorKind::Timeout, msg)),
-                );
-            }
-            Ok(Err(panic)) => {
-                let msg = format!("the extractor crashed ({panic}); please report this file");
-                return (
-                    size,
-                    Outcome::Failed(fail(hash, "extract", ErrorKind::Internal, msg)),
-                );
-            }
-            Ok(Ok(Err(e))) => {
-                return (
-                    size,
-                    Outcome::Failed(fail(hash, "extract", e.kind, e.message)),
-                )
-            }
-            Ok(Ok(Ok(x))) => x,
-        };
-        let warning = (extracted.invalid_utf8 > 0).then(|| {
-            let msg = format!(
-                "{} invalid UTF-8 sequence(s) replaced with U+FFFD; the document landed",
-                extracted.invalid_utf8
-            );
-            fail(hash.clone(), "extract", ErrorKind::InvalidUtf8, msg)
-        });
-        let metadata = serde_json::json!({
-            "size": size,
-            "e_tag": object.meta.e_tag,
-            "format": extracted.format.name(),
-            "invalid_utf8": extracted.invalid_utf8,
-        });
-        let doc = ExtractedDoc {
-            doc_id,
-            tenant: self.tenant.clone(),
-            source_uri: object.uri,
-            content_hash: hash,
-            mime: extracted.format.mime().to_string(),
-            title: extracted.title,
-            text: extracted.text,
-            event_time: Some(object.meta.last_modified),
-            ingested_at: Utc::now(),
-            metadata: metadata.to_string(),
-        };
-        (size, Outcome::Landed(Box::new(doc), warning))
+        match extract_document(origin, bytes, object.uri, self.limits).await {
+            Ok((doc, warning)) => (size, Outcome::Landed(Box::new(doc), warning)),
+            Err(failure) => (size, Outcome::Failed(failure)),
+        }
     }
 
     /// Runs the stages on the open batch and commits every table. `documents`
@@ -233,35 +190,18 @@ impl Backfill {
     async fn flush(
         &self,
         lake: &mut Lake,
-        batcher: &mut Batcher,
+        batcher: &mut Batcher<ExtractedDoc>,
         failures: &mut Vec<Failure>,
         summary: &mut Summary,
     ) -> Result<()> {
         let docs = batcher.take();
-        let now = Utc::now();
-        let mut outputs = Vec::new();
-        if !docs.is_empty() {
-            let batch = extracted::to_batch(&docs)?;
-            let (out, stage_failures) = self.runner.run(&batch).await;
-            outputs = out;
-            summary.stage_failures += stage_failures.len();
-            failures.extend(stage_failures.into_iter().map(|f| {
-                let doc = &docs[f.row];
-                Failure {
-                    doc_id: doc.doc_id.clone(),
-                    content_hash: doc.content_hash.clone(),
-                    source_uri: doc.source_uri.clone(),
-                    stage: f.stage,
-                    kind: f.kind,
-                    error: f.error,
-                    attempts: f.attempts as i32,
-                }
-            }));
-        }
+        let (mut outputs, stage_failures) = self.runner.run_docs(&docs).await?;
+        summary.stage_failures += stage_failures.len();
+        failures.extend(stage_failures);
         outputs.sort_by_key(|o| o.table == "documents");
         let failed = std::mem::take(failures);
         if !failed.is_empty() {
-            let batch = failure::to_batch(&failed, now)?;
+            let batch = failure::to_batch(&failed, Utc::now())?;
             summary.commits += usize::from(lake.append("failures", vec![batch]).await? > 0);
         }
         for output in outputs {
@@ -287,11 +227,6 @@ async fn landed_versions(lake: &mut Lake) -> Result<HashSet<DocKey>> {
     let filter = format!("error_kind NOT IN ({})", warnings.join(", "));
     done.extend(lake.keys("failures", Some(&filter)).await?);
     Ok(done)
-}
-
-/// A document's id: hex of the first 16 bytes of sha256(source URI).
-pub fn doc_id(uri: &str) -> String {
-    hex::encode(&Sha256::digest(uri.as_bytes())[..16])
 }
 
 /// Identity of an object that was never read (too large or unreadable).

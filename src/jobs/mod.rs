@@ -1,3 +1,8 @@
 //! The jobs users run, each wiring sources, extraction, stages and sinks.
 
 pub mod backfill;
+pub mod document;
+pub mod event_batch;
+pub mod ingest;
+pub mod publish;
+pub mod watch;

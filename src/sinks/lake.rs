@@ -13,6 +13,8 @@ use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatc
 use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Schema};
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::StreamExt;
@@ -32,7 +34,7 @@ pub struct Lake {
     /// The lake's object store and the root's path in it, for listings.
     store: Arc<dyn ObjectStore>,
     prefix: Path,
-    tables: HashMap<String, DeltaTable>,
+    pub(super) tables: HashMap<String, DeltaTable>,
     /// Keys already in each table, loaded on first write to it.
     landed: HashMap<String, HashSet<DocKey>>,
 }
@@ -183,6 +185,17 @@ impl Lake {
     /// Appends `batches` to `table`, skipping document versions that already
     /// landed there. Returns the number of rows written.
     pub async fn append(&mut self, table: &str, batches: Vec<RecordBatch>) -> Result<usize> {
+        self.append_marked(table, batches, Vec::new()).await
+    }
+
+    /// Like [`Lake::append`], in one commit with transaction markers. With
+    /// markers, the commit happens even without rows, so the markers advance.
+    pub async fn append_marked(
+        &mut self,
+        table: &str,
+        batches: Vec<RecordBatch>,
+        markers: Vec<Transaction>,
+    ) -> Result<usize> {
         if !self.landed.contains_key(table) {
             let keys = self.keys(table, None).await?;
             self.landed.insert(table.to_string(), keys);
@@ -200,6 +213,9 @@ impl Lake {
         }
         let rows: usize = fresh.iter().map(RecordBatch::num_rows).sum();
         if rows == 0 {
+            if !markers.is_empty() {
+                self.commit_markers(table, markers).await?;
+            }
             return Ok(0);
         }
         self.table(table).await?;
@@ -209,6 +225,9 @@ impl Lake {
         let written = current
             .write(fresh)
             .with_save_mode(SaveMode::Append)
+            .with_commit_properties(
+                CommitProperties::default().with_application_transactions(markers),
+            )
             .await
             .with_context(|| format!("cannot commit to table {table}"))?;
         self.tables.insert(table.to_string(), written);
@@ -217,6 +236,50 @@ impl Lake {
             .or_default()
             .extend(new_keys);
         Ok(rows)
+    }
+
+    /// Deletes every row of these documents from `table` (right to erasure).
+    /// Tables without a `doc_id` column are left alone. Returns rows deleted.
+    pub async fn delete_documents(
+        &mut self,
+        table: &str,
+        doc_ids: &HashSet<String>,
+    ) -> Result<usize> {
+        if doc_ids.is_empty() {
+            return Ok(0);
+        }
+        let Some(t) = self.table(table).await? else {
+            return Ok(0);
+        };
+        if t.snapshot()?.schema().field("doc_id").is_none() {
+            return Ok(0);
+        }
+        let Some(current) = self.tables.remove(table) else {
+            bail!("table {table} vanished while deleting");
+        };
+        let mut ids: Vec<&String> = doc_ids.iter().collect();
+        ids.sort();
+        let list: Vec<String> = ids
+            .iter()
+            .map(|id| format!("'{}'", id.replace('\'', "''")))
+            .collect();
+        let predicate = format!("doc_id IN ({})", list.join(", "));
+        let (deleted, metrics) = current
+            .delete()
+            .with_predicate(predicate)
+            .await
+            .with_context(|| format!("cannot delete documents from table {table}"))?;
+        self.tables.insert(table.to_string(), deleted);
+        if let Some(keys) = self.landed.get_mut(table) {
+            keys.retain(|(doc, _)| !doc_ids.contains(doc));
+        }
+        Ok(metrics.num_deleted_rows.unwrap_or(0))
+    }
+
+    /// Forgets the landed keys loaded so far, so the next append re-reads
+    /// them (another writer may have appended meanwhile).
+    pub fn forget_landed(&mut self) {
+        self.landed.clear();
     }
 }
 

@@ -2,3 +2,4 @@
 
 pub mod contract;
 pub mod lake;
+pub mod markers;

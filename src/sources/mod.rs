@@ -1,3 +1,5 @@
-//! Where documents come from.
+//! Where documents come from: bucket listings, Kafka events, bucket changes.
 
 pub mod bucket;
+pub mod event;
+pub mod kafka;

@@ -2,39 +2,39 @@
 
 use std::time::{Duration, Instant};
 
-use super::extracted::ExtractedDoc;
 use super::pipeline::BatchConfig;
 
-pub struct Batcher {
+pub struct Batcher<T> {
     config: BatchConfig,
-    docs: Vec<ExtractedDoc>,
+    items: Vec<T>,
     bytes: usize,
     opened: Option<Instant>,
 }
 
-impl Batcher {
+impl<T> Batcher<T> {
     pub fn new(config: BatchConfig) -> Self {
         Self {
             config,
-            docs: Vec::new(),
+            items: Vec::new(),
             bytes: 0,
             opened: None,
         }
     }
 
-    pub fn push(&mut self, doc: ExtractedDoc) {
+    /// Adds an item that holds `bytes` of memory.
+    pub fn push(&mut self, item: T, bytes: usize) {
         self.opened.get_or_insert_with(Instant::now);
-        self.bytes += doc.size();
-        self.docs.push(doc);
+        self.bytes += bytes;
+        self.items.push(item);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+        self.items.is_empty()
     }
 
     /// Whether the batch should close now.
     pub fn is_full(&self) -> bool {
-        self.docs.len() >= self.config.max_rows.max(1)
+        self.items.len() >= self.config.max_rows.max(1)
             || self.bytes >= self.config.max_bytes
             || self.age_left() == Some(Duration::ZERO)
     }
@@ -45,9 +45,17 @@ impl Batcher {
         self.opened.map(|t| max_age.saturating_sub(t.elapsed()))
     }
 
-    pub fn take(&mut self) -> Vec<ExtractedDoc> {
+    /// Keeps only the items `keep` accepts (e.g. after a partition is revoked).
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        self.items.retain(keep);
+        if self.items.is_empty() {
+            self.take();
+        }
+    }
+
+    pub fn take(&mut self) -> Vec<T> {
         self.bytes = 0;
         self.opened = None;
-        std::mem::take(&mut self.docs)
+        std::mem::take(&mut self.items)
     }
 }

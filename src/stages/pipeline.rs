@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::extract::Limits;
 use crate::models::config::{ModelsConfig, ProviderConfig};
+use crate::sources::kafka::KafkaConfig;
 
 /// The pipeline compiled into the binary, so `docstream` works from any folder.
 const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.toml");
@@ -55,6 +56,9 @@ pub struct Pipeline {
     pub batch: BatchConfig,
     #[serde(default)]
     pub extract: Limits,
+    /// Where `ingest`, `watch` and `publish` find the broker and topic.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
     /// Where local weights and the response cache live.
     #[serde(default)]
     pub models: ModelsConfig,

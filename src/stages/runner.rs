@@ -15,9 +15,9 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
-use super::extracted;
+use super::extracted::{self, ExtractedDoc};
 use super::pipeline::Stage;
-use crate::failure::ErrorKind;
+use crate::failure::{ErrorKind, Failure};
 use crate::models::chain::ModelChain;
 use crate::models::error::ModelFailure;
 use crate::models::hub::ModelHub;
@@ -30,12 +30,12 @@ pub struct StageOutput {
 }
 
 /// A stage that failed on one document.
-pub struct StageFailure {
-    pub stage: String,
-    pub row: usize,
-    pub kind: ErrorKind,
-    pub attempts: u32,
-    pub error: String,
+struct StageFailure {
+    stage: String,
+    row: usize,
+    kind: ErrorKind,
+    attempts: u32,
+    error: String,
 }
 
 pub struct StageRunner {
@@ -105,10 +105,39 @@ impl StageRunner {
         Ok(())
     }
 
+    /// Runs every stage on `docs`; a stage's failure on a document comes back
+    /// as a `failures` row.
+    pub async fn run_docs(
+        &self,
+        docs: &[ExtractedDoc],
+    ) -> Result<(Vec<StageOutput>, Vec<Failure>)> {
+        if docs.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let batch = extracted::to_batch(docs)?;
+        let (outputs, failures) = self.run(&batch).await;
+        let failures = failures
+            .into_iter()
+            .map(|f| {
+                let doc = &docs[f.row];
+                Failure {
+                    doc_id: doc.doc_id.clone(),
+                    content_hash: doc.content_hash.clone(),
+                    source_uri: doc.source_uri.clone(),
+                    stage: f.stage,
+                    kind: f.kind,
+                    error: f.error,
+                    attempts: f.attempts as i32,
+                }
+            })
+            .collect();
+        Ok((outputs, failures))
+    }
+
     /// Runs every stage on `batch`. A stage that fails on the whole batch is
     /// re-run on halves until the failing documents are isolated, so one bad
     /// document becomes one failure and the rest of the batch still lands.
-    pub async fn run(&self, batch: &RecordBatch) -> (Vec<StageOutput>, Vec<StageFailure>) {
+    async fn run(&self, batch: &RecordBatch) -> (Vec<StageOutput>, Vec<StageFailure>) {
         let mut outputs: Vec<StageOutput> = Vec::new();
         let mut failures = Vec::new();
         let whole = self.context(batch).ok();

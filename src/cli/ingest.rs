@@ -1,0 +1,125 @@
+//! `docstream ingest`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::kafka_args::{shutdown_signal, KafkaArgs};
+use crate::jobs::event_batch::EventReader;
+use crate::jobs::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::models::hub::ModelHub;
+use crate::stages::pipeline::{select_stages, Pipeline};
+use crate::stages::runner::StageRunner;
+use crate::storage::{parse_location, StorageOptions};
+
+/// Consume document events from Kafka into the lake, exactly once.
+///
+/// Run one or many: workers with the same --group split the topic's
+/// partitions and take over a dead worker's partitions. Each table commit
+/// records the Kafka offsets it holds, so a killed worker resumes exactly
+/// where the lake stands. SIGTERM finishes the open batch, commits, and
+/// leaves the group.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    docstream ingest --brokers localhost:9092 --topic documents --group docstream --lake ./lake\n  \
+    docstream ingest --lake s3://lake/ --s3-endpoint http://127.0.0.1:9000 --metrics-addr 0.0.0.0:9464\n  \
+    docstream ingest --stages documents,chunks --batch-rows 50000     # no model calls, big files\n  \
+    docstream ingest --exit-when-idle 10     # drain the topic, then stop\n  \
+    curl -s localhost:9464/metrics | grep consumer_lag")]
+pub struct Args {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Consumer group: workers in one group share the partitions. Default: the pipeline's kafka.group.
+    #[arg(long)]
+    pub group: Option<String>,
+
+    /// Lake root (local folder or s3://). Default: the pipeline's lake.uri.
+    #[arg(long)]
+    pub lake: Option<String>,
+
+    /// Tenant for events that name none. Default: the pipeline's source.tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+
+    /// Close a micro-batch after this many events.
+    #[arg(long, value_name = "N")]
+    pub batch_rows: Option<usize>,
+
+    /// Close a micro-batch after this many seconds (bounds latency under low traffic).
+    #[arg(long, value_name = "SECS")]
+    pub batch_age: Option<f64>,
+
+    /// Serve Prometheus metrics on this address (/metrics).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Exit once no event arrived for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub exit_when_idle: Option<f64>,
+
+    /// Override a stage parameter, e.g. chunks.max_tokens=256. Repeatable.
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    pub sets: Vec<String>,
+
+    /// Run only these stages (comma-separated), e.g. documents,chunks to skip model calls.
+    #[arg(long, value_delimiter = ',', value_name = "STAGE,...")]
+    pub stages: Vec<String>,
+}
+
+impl Args {
+    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
+        let (p, stages) = Pipeline::load(pipeline, &self.sets)?;
+        let stages = select_stages(stages, &self.stages)?;
+        let hub = ModelHub::for_stages(&p, &stages)?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let mut kafka = self.kafka.apply(p.kafka.clone());
+        if let Some(g) = self.group {
+            kafka.group = g;
+        }
+        let mut batch = p.batch;
+        if let Some(rows) = self.batch_rows {
+            batch.max_rows = rows;
+        }
+        if let Some(age) = self.batch_age {
+            batch.max_age_secs = age;
+        }
+        let metrics = Arc::new(Metrics::default());
+        if let Some(addr) = self.metrics_addr {
+            metrics.serve(addr).await?;
+        }
+        let parallelism = match p.source.parallelism {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
+            n => n,
+        };
+        let lake = self.lake.unwrap_or(p.lake.uri.clone());
+        let job = Ingest {
+            reader: EventReader::new(
+                kafka.topic.clone(),
+                self.tenant.unwrap_or(p.source.tenant.clone()),
+                p.extract,
+                kafka.max_event_bytes,
+                parallelism,
+                storage.clone(),
+            ),
+            kafka,
+            pipeline: p.name.clone(),
+            lake: parse_location(&lake)?,
+            storage,
+            batch,
+            runner: StageRunner::new(stages, hub, &run_id)?,
+            metrics,
+            exit_when_idle: self.exit_when_idle.map(Duration::from_secs_f64),
+        };
+        let s = job.run(shutdown_signal()).await?;
+        println!(
+            "ingest stopped: {} events in {} batches — {} upserts, {} deletes, {} failure rows — into {lake}",
+            s.events, s.batches, s.upserts, s.deletes, s.failures
+        );
+        Ok(())
+    }
+}

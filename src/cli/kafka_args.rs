@@ -1,0 +1,48 @@
+//! Broker and topic flags shared by `ingest`, `watch` and `publish`.
+
+use crate::sources::kafka::KafkaConfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (Apache Kafka, Redpanda, MSK). Default: the pipeline's kafka.brokers.
+    #[arg(long, env = "DOCSTREAM_BROKERS", value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
+
+    /// Topic of document events. Default: the pipeline's kafka.topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+}
+
+impl KafkaArgs {
+    pub fn apply(&self, mut config: KafkaConfig) -> KafkaConfig {
+        if let Some(b) = &self.brokers {
+            config.brokers = b.clone();
+        }
+        if let Some(t) = &self.topic {
+            config.topic = t.clone();
+        }
+        config
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

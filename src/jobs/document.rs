@@ -1,0 +1,97 @@
+//! One document version, from bytes to an `extracted` row: shared by the
+//! jobs that read files (backfill) and events (ingest).
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::extract::{extract, Limits};
+use crate::failure::{ErrorKind, Failure};
+use crate::stages::extracted::ExtractedDoc;
+
+/// What is known about a document version before extraction.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub doc_id: String,
+    pub tenant: String,
+    pub source_uri: String,
+    pub content_hash: String,
+    pub event_time: Option<DateTime<Utc>>,
+    /// A title given by the producer wins over the extracted one.
+    pub title: Option<String>,
+    /// Lands in `documents.metadata`, with the format added.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Origin {
+    pub fn failure(&self, stage: &str, kind: ErrorKind, error: impl Into<String>) -> Failure {
+        Failure {
+            doc_id: self.doc_id.clone(),
+            content_hash: self.content_hash.clone(),
+            source_uri: self.source_uri.clone(),
+            stage: stage.to_string(),
+            kind,
+            error: error.into(),
+            attempts: 1,
+        }
+    }
+}
+
+/// A document's id: hex of the first 16 bytes of sha256(source URI).
+pub fn doc_id(uri: &str) -> String {
+    hex::encode(&Sha256::digest(uri.as_bytes())[..16])
+}
+
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Extracts `bytes` on a blocking thread under the extraction timeout.
+/// Returns the document and, for documents that landed with a problem
+/// (invalid UTF-8), a warning row.
+pub async fn extract_document(
+    origin: Origin,
+    bytes: Bytes,
+    name: String,
+    limits: Limits,
+) -> Result<(ExtractedDoc, Option<Failure>), Failure> {
+    let job = tokio::task::spawn_blocking(move || extract(&bytes, &name, &limits));
+    let extracted = match tokio::time::timeout(limits.timeout(), job).await {
+        Err(_) => {
+            let msg = format!(
+                "extraction took longer than {}s (extract.timeout_secs)",
+                limits.timeout_secs
+            );
+            return Err(origin.failure("extract", ErrorKind::Timeout, msg));
+        }
+        Ok(Err(panic)) => {
+            let msg = format!("the extractor crashed ({panic}); please report this file");
+            return Err(origin.failure("extract", ErrorKind::Internal, msg));
+        }
+        Ok(Ok(Err(e))) => return Err(origin.failure("extract", e.kind, e.message)),
+        Ok(Ok(Ok(x))) => x,
+    };
+    let warning = (extracted.invalid_utf8 > 0).then(|| {
+        let msg = format!(
+            "{} invalid UTF-8 sequence(s) replaced with U+FFFD; the document landed",
+            extracted.invalid_utf8
+        );
+        origin.failure("extract", ErrorKind::InvalidUtf8, msg)
+    });
+    let mut metadata = origin.metadata;
+    metadata.insert("format".into(), extracted.format.name().into());
+    metadata.insert("invalid_utf8".into(), extracted.invalid_utf8.into());
+    let doc = ExtractedDoc {
+        doc_id: origin.doc_id,
+        tenant: origin.tenant,
+        source_uri: origin.source_uri,
+        content_hash: origin.content_hash,
+        mime: extracted.format.mime().to_string(),
+        title: origin.title.or(extracted.title),
+        text: extracted.text,
+        event_time: origin.event_time,
+        ingested_at: Utc::now(),
+        metadata: serde_json::Value::Object(metadata).to_string(),
+    };
+    Ok((doc, warning))
+}

@@ -1,0 +1,233 @@
+//! A micro-batch of Kafka records turned into work: extracted documents,
+//! deletions and failure rows, each tied to the record it came from.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use super::document::{content_hash, extract_document, Origin};
+use crate::extract::Limits;
+use crate::failure::{ErrorKind, Failure};
+use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
+use crate::sources::kafka::Record;
+use crate::stages::extracted::ExtractedDoc;
+use crate::storage::StorageOptions;
+
+/// Where a record sits in its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What one record asks of the lake.
+pub enum Work {
+    /// A document version to run through the stages; with a warning row
+    /// when it landed with a problem.
+    Upsert(Box<ExtractedDoc>, Option<Failure>),
+    /// Erase the document from every table.
+    Delete(String),
+    /// The record produced only a failure row.
+    Failed(Failure),
+    /// Superseded by a later delete of the same document in this batch.
+    Superseded,
+}
+
+impl Work {
+    /// The (doc_id, content_hash) rows of this record carry in the tables.
+    pub fn key(&self) -> Option<(String, String)> {
+        match self {
+            Work::Upsert(d, _) => Some((d.doc_id.clone(), d.content_hash.clone())),
+            Work::Failed(f) => Some((f.doc_id.clone(), f.content_hash.clone())),
+            Work::Delete(_) | Work::Superseded => None,
+        }
+    }
+}
+
+/// Turns records into work, reading referenced objects with bounded parallelism.
+pub struct EventReader {
+    pub topic: String,
+    pub tenant: String,
+    pub limits: Limits,
+    pub max_event_bytes: usize,
+    pub parallelism: usize,
+    pub storage: StorageOptions,
+    /// Object stores by bucket, so each is built once.
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl EventReader {
+    pub fn new(
+        topic: String,
+        tenant: String,
+        limits: Limits,
+        max_event_bytes: usize,
+        parallelism: usize,
+        storage: StorageOptions,
+    ) -> Self {
+        Self {
+            topic,
+            tenant,
+            limits,
+            max_event_bytes,
+            parallelism,
+            storage,
+            stores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One piece of work per record, in the records' order.
+    pub async fn read(&self, records: &[Record]) -> Vec<(Position, Work)> {
+        let decoded: Vec<_> = records
+            .iter()
+            .map(|r| (r, decode(&r.payload, self.max_event_bytes)))
+            .collect();
+        let superseded = &superseded(&decoded);
+        futures::stream::iter(decoded.into_iter().enumerate())
+            .map(|(i, (record, event))| async move {
+                let position = Position {
+                    partition: record.partition,
+                    offset: record.offset,
+                };
+                let work = match event {
+                    _ if superseded.contains(&i) => Work::Superseded,
+                    Err(e) => {
+                        Work::Failed(self.record_failure(record, "decode", e.kind, e.message))
+                    }
+                    Ok(event) => self.work(record, event).await,
+                };
+                (position, work)
+            })
+            .buffered(self.parallelism.max(1))
+            .collect()
+            .await
+    }
+
+    async fn work(&self, record: &Record, event: DocumentEvent) -> Work {
+        let name = event.name_for_extraction();
+        let bytes = match &event.action {
+            Action::Delete => return Work::Delete(event.doc_id),
+            Action::Inline { text, .. } => Bytes::from(text.clone().into_bytes()),
+            Action::Fetch(object) => match self.fetch(object).await {
+                Ok(b) => b,
+                Err((kind, msg)) => {
+                    let mut f = self.record_failure(record, "read", kind, msg);
+                    f.doc_id = event.doc_id;
+                    f.source_uri = event.source_uri;
+                    return Work::Failed(f);
+                }
+            },
+        };
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "kafka".into(),
+            serde_json::json!({"topic": self.topic, "partition": record.partition, "offset": record.offset}),
+        );
+        if let Some(m) = &event.metadata {
+            metadata.insert("event".into(), m.clone());
+        }
+        if let Action::Fetch(o) = &event.action {
+            metadata.insert("e_tag".into(), o.etag.clone().into());
+            metadata.insert("size".into(), (bytes.len() as u64).into());
+        }
+        let record_time = record
+            .timestamp_ms
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
+        let origin = Origin {
+            doc_id: event.doc_id,
+            tenant: event.tenant.unwrap_or_else(|| self.tenant.clone()),
+            source_uri: event.source_uri,
+            content_hash: content_hash(&bytes),
+            event_time: event.event_time.or(record_time),
+            title: event.title,
+            metadata,
+        };
+        match extract_document(origin, bytes, name, self.limits).await {
+            Ok((doc, warning)) => Work::Upsert(Box::new(doc), warning),
+            Err(failure) => Work::Failed(failure),
+        }
+    }
+
+    /// A failure row for a record whose content was never read: its key is
+    /// the record's position, so every such record keeps its own row.
+    fn record_failure(
+        &self,
+        record: &Record,
+        stage: &str,
+        kind: ErrorKind,
+        error: String,
+    ) -> Failure {
+        let position = format!("{}/{}/{}", self.topic, record.partition, record.offset);
+        let key = record
+            .key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .filter(|k| !k.is_empty());
+        Failure {
+            doc_id: key.map_or_else(|| format!("kafka:{position}"), str::to_string),
+            content_hash: format!("kafka:{position}"),
+            source_uri: format!("kafka://{position}"),
+            stage: stage.to_string(),
+            kind,
+            error,
+            attempts: 1,
+        }
+    }
+
+    async fn fetch(&self, object: &ObjectRef) -> Result<Bytes, (ErrorKind, String)> {
+        if let Some(size) = object.size.filter(|s| *s > self.limits.max_input_bytes) {
+            let e = crate::extract::too_large(size, &self.limits);
+            return Err((e.kind, e.message));
+        }
+        let read_error = |e: String| (ErrorKind::Read, format!("cannot read {}: {e}", object.uri));
+        let url = Url::parse(&object.uri).map_err(|e| read_error(e.to_string()))?;
+        let (store, path) = self.store(&url).map_err(|e| read_error(format!("{e:#}")))?;
+        let got = store
+            .get(&path)
+            .await
+            .map_err(|e| read_error(e.to_string()))?;
+        if got.meta.size > self.limits.max_input_bytes {
+            let e = crate::extract::too_large(got.meta.size, &self.limits);
+            return Err((e.kind, e.message));
+        }
+        got.bytes().await.map_err(|e| read_error(e.to_string()))
+    }
+
+    fn store(&self, url: &Url) -> anyhow::Result<(Arc<dyn ObjectStore>, object_store::path::Path)> {
+        let bucket = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = stores.get(&bucket) {
+            let path = object_store::path::Path::from_url_path(url.path())?;
+            return Ok((store.clone(), path));
+        }
+        let (store, path) = self.storage.object_store(url)?;
+        stores.insert(bucket, store.clone());
+        Ok((store, path))
+    }
+}
+
+/// Upserts followed, in the same partition of this batch, by a delete of
+/// the same document: their rows would be erased anyway.
+fn superseded<E>(decoded: &[(&Record, Result<DocumentEvent, E>)]) -> HashSet<usize> {
+    let mut deleted_later: HashSet<(i32, &str)> = HashSet::new();
+    let mut out = HashSet::new();
+    for (i, (record, event)) in decoded.iter().enumerate().rev() {
+        let Ok(event) = event else { continue };
+        let key = (record.partition, event.doc_id.as_str());
+        match event.action {
+            Action::Delete => {
+                deleted_later.insert(key);
+            }
+            _ if deleted_later.contains(&key) => {
+                out.insert(i);
+            }
+            _ => {}
+        }
+    }
+    out
+}

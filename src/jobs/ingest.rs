@@ -1,0 +1,445 @@
+//! Ingest: document events from a Kafka consumer group, through the stages,
+//! into the lake, exactly once.
+//!
+//! Each table commit of a micro-batch carries a transaction marker per
+//! partition (see `sinks::markers`). When partitions are assigned, their
+//! start offsets come from those markers, inside the rebalance, before any
+//! fetch. Before each commit the worker re-reads the table's markers: if
+//! another writer moved them, this worker no longer owns the partition and
+//! stops rather than write a duplicate. Kafka's committed offsets are only
+//! a hint for tools.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::kernel::Transaction;
+use url::Url;
+
+use super::event_batch::{EventReader, Position, Work};
+use crate::failure::{self, Failure};
+use crate::metrics::Metrics;
+use crate::sinks::lake::{DocKey, Lake};
+use crate::sinks::markers::app_id;
+use crate::sources::kafka::{Assignment, GroupConsumer, KafkaConfig, Record};
+use crate::stages::batcher::Batcher;
+use crate::stages::pipeline::BatchConfig;
+use crate::stages::runner::{StageOutput, StageRunner};
+use crate::storage::StorageOptions;
+
+pub struct Ingest {
+    pub kafka: KafkaConfig,
+    /// The pipeline's name: part of every marker's app id.
+    pub pipeline: String,
+    pub lake: Url,
+    pub storage: StorageOptions,
+    pub batch: BatchConfig,
+    pub reader: EventReader,
+    pub runner: StageRunner,
+    pub metrics: Arc<Metrics>,
+    /// Stop once no event arrived for this long (drain a topic, then exit).
+    pub exit_when_idle: Option<Duration>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub events: usize,
+    pub upserts: usize,
+    pub deletes: usize,
+    pub failures: usize,
+    pub batches: usize,
+}
+
+/// Markers per (table, partition), as this worker last saw or wrote them.
+type Landed = HashMap<(String, i32), i64>;
+
+/// What this worker owns and where it stands.
+#[derive(Default)]
+struct Ownership {
+    /// Next offset to accept per owned partition (`None`: any).
+    next: HashMap<i32, Option<i64>>,
+    landed: Landed,
+}
+
+impl Ingest {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary> {
+        self.runner.check().await?;
+        let mut lake = Lake::open(&self.lake, &self.storage).await?;
+        let tables = self.tables();
+        let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        lake.create_contract_tables(&names).await?;
+
+        let lake = Arc::new(tokio::sync::Mutex::new(lake));
+        let seen = Arc::new(Mutex::new(Landed::new()));
+        let consumer = GroupConsumer::subscribe(
+            &self.kafka,
+            self.start_offsets(lake.clone(), tables.clone(), seen.clone()),
+        )?;
+        tracing::info!(topic = %self.kafka.topic, group = %self.kafka.group, "consuming");
+
+        let mut own = Ownership::default();
+        let mut pending: Batcher<Record> = Batcher::new(self.batch);
+        let mut summary = Summary::default();
+        let mut last_event = Instant::now();
+        let mut stats = tokio::time::interval(Duration::from_secs(5));
+        tokio::pin!(shutdown);
+        loop {
+            let age = pending.age_left().unwrap_or(Duration::from_secs(3600));
+            let idle = self.exit_when_idle.map_or(Duration::from_secs(3600), |d| {
+                d.saturating_sub(last_event.elapsed())
+            });
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down: committing the open batch");
+                    break;
+                }
+                received = consumer.recv() => {
+                    apply(&consumer, &seen, &mut own, &mut pending)?;
+                    match received {
+                        Ok(record) => {
+                            last_event = Instant::now();
+                            if accept(&mut own, &record) {
+                                let size = record.payload.len() + 64;
+                                pending.push(record, size);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("kafka: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    if pending.is_full() {
+                        self.flush(&lake, &consumer, &seen, &mut own, &mut pending, &mut summary).await?;
+                    }
+                }
+                _ = tokio::time::sleep(age), if !pending.is_empty() => {
+                    self.flush(&lake, &consumer, &seen, &mut own, &mut pending, &mut summary).await?;
+                }
+                _ = tokio::time::sleep(idle), if self.exit_when_idle.is_some() && pending.is_empty() => {
+                    tracing::info!("no events for {:?}; exiting", self.exit_when_idle);
+                    break;
+                }
+                _ = stats.tick() => self.metrics.set_lag(&self.kafka.topic, &consumer.lag()),
+            }
+        }
+        self.flush(
+            &lake,
+            &consumer,
+            &seen,
+            &mut own,
+            &mut pending,
+            &mut summary,
+        )
+        .await?;
+        consumer.leave();
+        Ok(summary)
+    }
+
+    /// Every table a batch commits to, `documents` last: a reader that sees a
+    /// document sees its chunks.
+    fn tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = self.runner.tables().iter().map(|t| t.to_string()).collect();
+        tables.push("failures".into());
+        tables.sort_by_key(|t| t == "documents");
+        tables
+    }
+
+    /// Where newly assigned partitions start: one past the oldest marker of
+    /// any table, read in the rebalance itself (the consumer's poll runs on a
+    /// runtime thread, so it may block on the lake).
+    fn start_offsets(
+        &self,
+        lake: Arc<tokio::sync::Mutex<Lake>>,
+        tables: Vec<String>,
+        seen: Arc<Mutex<Landed>>,
+    ) -> crate::sources::kafka::StartOffsets {
+        let handle = tokio::runtime::Handle::current();
+        let (pipeline, topic) = (self.pipeline.clone(), self.kafka.topic.clone());
+        Box::new(move |partitions: &[i32]| {
+            tokio::task::block_in_place(|| {
+                handle.block_on(async {
+                    let mut lake = lake.lock().await;
+                    // Another worker may have landed these partitions' documents.
+                    lake.forget_landed();
+                    let ids: Vec<String> = partitions
+                        .iter()
+                        .map(|p| app_id(&pipeline, &topic, *p))
+                        .collect();
+                    let mut read = Landed::new();
+                    for table in &tables {
+                        let markers = lake.markers(table, &ids).await?;
+                        for (p, id) in partitions.iter().zip(&ids) {
+                            if let Some(v) = markers.get(id) {
+                                read.insert((table.clone(), *p), *v);
+                            }
+                        }
+                    }
+                    let starts = partitions
+                        .iter()
+                        .map(|p| {
+                            let marks: Vec<Option<i64>> = tables
+                                .iter()
+                                .map(|t| read.get(&(t.clone(), *p)).copied())
+                                .collect();
+                            let start = if marks.iter().all(Option::is_none) {
+                                None
+                            } else {
+                                Some(marks.iter().map(|m| m.unwrap_or(-1)).min().unwrap_or(-1) + 1)
+                            };
+                            (*p, start)
+                        })
+                        .collect();
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).extend(read);
+                    Ok(starts)
+                })
+            })
+        })
+    }
+
+    /// Processes the pending records and commits every table.
+    async fn flush(
+        &self,
+        lake: &tokio::sync::Mutex<Lake>,
+        consumer: &GroupConsumer,
+        seen: &Mutex<Landed>,
+        own: &mut Ownership,
+        pending: &mut Batcher<Record>,
+        summary: &mut Summary,
+    ) -> Result<()> {
+        apply(consumer, seen, own, pending)?;
+        let records = pending.take();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let closed = Instant::now();
+        let work = self.reader.read(&records).await;
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for (pos, _) in &work {
+            let e = last.entry(pos.partition).or_insert(pos.offset);
+            *e = (*e).max(pos.offset);
+        }
+
+        // Documents once per version, even when published twice in a batch.
+        let mut docs = Vec::new();
+        let mut keys_seen = HashSet::new();
+        let mut failures: Vec<(Position, Failure)> = Vec::new();
+        for (pos, w) in &work {
+            match w {
+                Work::Upsert(doc, warning) => {
+                    if keys_seen.insert((doc.doc_id.clone(), doc.content_hash.clone())) {
+                        docs.push((**doc).clone());
+                    }
+                    failures.extend(warning.iter().map(|f| (*pos, f.clone())));
+                    summary.upserts += 1;
+                }
+                Work::Failed(f) => failures.push((*pos, f.clone())),
+                Work::Delete(_) => summary.deletes += 1,
+                Work::Superseded => {}
+            }
+        }
+        let (outputs, stage_failures) = self.runner.run_docs(&docs).await?;
+        let position_of: HashMap<DocKey, Position> = work
+            .iter()
+            .filter_map(|(pos, w)| w.key().map(|k| (k, *pos)))
+            .collect();
+        for f in stage_failures {
+            let key = (f.doc_id.clone(), f.content_hash.clone());
+            if let Some(pos) = position_of.get(&key) {
+                failures.push((*pos, f));
+            }
+        }
+        for (_, f) in &failures {
+            self.metrics.count_failure(&f.stage, f.kind.as_str());
+        }
+        summary.failures += failures.len();
+        summary.events += records.len();
+
+        let mut lake = lake.lock().await;
+        let mut by_table: HashMap<String, Vec<RecordBatch>> = HashMap::new();
+        for StageOutput { table, batches } in outputs {
+            if table == "usage" {
+                batches.iter().for_each(|b| self.metrics.count_usage(b));
+            }
+            by_table.entry(table).or_default().extend(batches);
+        }
+        if !failures.is_empty() {
+            let rows: Vec<Failure> = failures.iter().map(|(_, f)| f.clone()).collect();
+            by_table
+                .entry("failures".into())
+                .or_default()
+                .push(failure::to_batch(&rows, Utc::now())?);
+        }
+        for table in self.tables() {
+            let batches = by_table.remove(&table).unwrap_or_default();
+            self.commit_table(&mut lake, own, &table, &work, &last, batches)
+                .await?;
+        }
+        drop(lake);
+        let next: HashMap<i32, i64> = last.iter().map(|(p, o)| (*p, o + 1)).collect();
+        if let Err(e) = consumer.commit(&next) {
+            tracing::warn!("{e:#}");
+        }
+        summary.batches += 1;
+        self.metrics.batch_events.observe(records.len() as f64);
+        self.metrics
+            .batch_seconds
+            .observe(closed.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// One table's share of a batch: erasures, then the rows of records the
+    /// table does not hold yet, in one commit with the batch's markers.
+    async fn commit_table(
+        &self,
+        lake: &mut Lake,
+        own: &mut Ownership,
+        table: &str,
+        work: &[(Position, Work)],
+        last: &BTreeMap<i32, i64>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let ids: Vec<String> = last
+            .keys()
+            .map(|p| app_id(&self.pipeline, &self.kafka.topic, *p))
+            .collect();
+        let current = lake.markers(table, &ids).await?;
+        for (p, id) in last.keys().zip(&ids) {
+            let ours = own.landed.get(&(table.to_string(), *p)).copied();
+            let now = current.get(id).copied();
+            if now != ours {
+                bail!(
+                    "partition {p} of topic {} moved on in table {table} (marker {now:?}, this worker expected {ours:?}): another worker owns it now. \
+                     This worker stopped so nothing lands twice; restart it and it resumes from the lake",
+                    self.kafka.topic
+                );
+            }
+        }
+        let is_new = |pos: &Position| {
+            own.landed
+                .get(&(table.to_string(), pos.partition))
+                .is_none_or(|landed| pos.offset > *landed)
+        };
+        let erase: HashSet<String> = work
+            .iter()
+            .filter(|(pos, _)| is_new(pos))
+            .filter_map(|(_, w)| match w {
+                Work::Delete(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !erase.is_empty() {
+            let n = lake.delete_documents(table, &erase).await?;
+            tracing::debug!(table, rows = n, docs = erase.len(), "erased");
+        }
+        let fresh: HashSet<DocKey> = work
+            .iter()
+            .filter(|(pos, _)| is_new(pos))
+            .filter_map(|(_, w)| w.key())
+            .collect();
+        let any_new = work.iter().any(|(pos, _)| is_new(pos));
+        let kept = batches
+            .iter()
+            .map(|b| of_keys(b, &fresh, any_new))
+            .collect::<Result<Vec<_>>>()?;
+        let markers = last
+            .keys()
+            .zip(&ids)
+            .map(|(p, id)| Transaction::new(id, last[p]))
+            .collect();
+        let rows = lake
+            .append_marked(table, kept, markers)
+            .await
+            .with_context(|| format!("writing table {table}"))?;
+        self.metrics.count_rows(table, rows);
+        for (p, offset) in last {
+            own.landed.insert((table.to_string(), *p), *offset);
+        }
+        Ok(())
+    }
+}
+
+/// Takes in partition changes: new partitions start where the lake says;
+/// revoked ones drop their pending records (their new owner reads them).
+fn apply(
+    consumer: &GroupConsumer,
+    seen: &Mutex<Landed>,
+    own: &mut Ownership,
+    pending: &mut Batcher<Record>,
+) -> Result<()> {
+    for change in consumer.changes() {
+        match change {
+            Assignment::Assigned(starts) => {
+                let mut read = seen.lock().unwrap_or_else(|p| p.into_inner());
+                for (p, start) in starts {
+                    own.landed.retain(|(_, q), _| *q != p);
+                    own.landed.extend(
+                        read.iter()
+                            .filter(|((_, q), _)| *q == p)
+                            .map(|(k, v)| (k.clone(), *v)),
+                    );
+                    read.retain(|(_, q), _| *q != p);
+                    own.next.insert(p, start);
+                    tracing::info!(partition = p, start = ?start, "assigned");
+                }
+            }
+            Assignment::Revoked(partitions) => {
+                let gone: HashSet<i32> = partitions.into_iter().collect();
+                pending.retain(|r| !gone.contains(&r.partition));
+                own.next.retain(|p, _| !gone.contains(p));
+                own.landed.retain(|(_, p), _| !gone.contains(p));
+                tracing::info!(partitions = ?gone, "revoked");
+            }
+            Assignment::Failed(e) => {
+                bail!("cannot take over partitions: {e}. Check that the lake is reachable, then restart")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a record is the next one of a partition this worker owns. Drops
+/// records fetched before a rebalance and re-deliveries.
+fn accept(own: &mut Ownership, record: &Record) -> bool {
+    let Some(next) = own.next.get_mut(&record.partition) else {
+        return false;
+    };
+    if next.is_some_and(|n| record.offset < n) {
+        return false;
+    }
+    *next = Some(record.offset + 1);
+    true
+}
+
+/// The rows of `batch` whose (doc_id, content_hash) is in `keys`. Tables
+/// without those columns (usage) keep every row when any record is new.
+fn of_keys(batch: &RecordBatch, keys: &HashSet<DocKey>, any_new: bool) -> Result<RecordBatch> {
+    let (Some(ids), Some(hashes)) = (
+        batch.column_by_name("doc_id"),
+        batch.column_by_name("content_hash"),
+    ) else {
+        return Ok(if any_new {
+            batch.clone()
+        } else {
+            batch.slice(0, 0)
+        });
+    };
+    let (ids, hashes) = (cast(ids, &DataType::Utf8)?, cast(hashes, &DataType::Utf8)?);
+    let (ids, hashes) = (ids.as_string::<i32>(), hashes.as_string::<i32>());
+    let mask: BooleanArray = (0..batch.num_rows())
+        .map(|i| {
+            Some(
+                ids.is_valid(i)
+                    && hashes.is_valid(i)
+                    && keys.contains(&(ids.value(i).to_string(), hashes.value(i).to_string())),
+            )
+        })
+        .collect();
+    Ok(filter_record_batch(batch, &mask)?)
+}
