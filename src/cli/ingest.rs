@@ -54,11 +54,15 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     pub batch_age: Option<f64>,
 
+    /// Larger events become failures rows. Default: the pipeline's kafka.max_event_bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_event_bytes: Option<usize>,
+
     /// Serve Prometheus metrics on this address (/metrics).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Exit once no event arrived for this many seconds.
+    /// Exit once no event arrived for this many seconds after partitions were assigned.
     #[arg(long, value_name = "SECS")]
     pub exit_when_idle: Option<f64>,
 
@@ -77,9 +81,12 @@ impl Args {
         let stages = select_stages(stages, &self.stages)?;
         let hub = ModelHub::for_stages(&p, &stages)?;
         let run_id = uuid::Uuid::new_v4().to_string();
-        let mut kafka = self.kafka.apply(p.kafka.clone());
+        let mut kafka = self.kafka.apply(p.kafka.clone())?;
         if let Some(g) = self.group {
             kafka.group = g;
+        }
+        if let Some(max) = self.max_event_bytes {
+            kafka.max_event_bytes = max;
         }
         let mut batch = p.batch;
         if let Some(rows) = self.batch_rows {

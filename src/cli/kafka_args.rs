@@ -11,17 +11,32 @@ pub struct KafkaArgs {
     /// Topic of document events. Default: the pipeline's kafka.topic.
     #[arg(long)]
     pub topic: Option<String>,
+
+    /// A librdkafka property, e.g. -X session.timeout.ms=10000. Repeatable;
+    /// wins over the pipeline's kafka.properties.
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]
+    pub properties: Vec<String>,
 }
 
 impl KafkaArgs {
-    pub fn apply(&self, mut config: KafkaConfig) -> KafkaConfig {
+    pub fn apply(&self, mut config: KafkaConfig) -> anyhow::Result<KafkaConfig> {
         if let Some(b) = &self.brokers {
             config.brokers = b.clone();
         }
         if let Some(t) = &self.topic {
             config.topic = t.clone();
         }
-        config
+        for property in &self.properties {
+            let (key, value) = property.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "-X {property}: write it as KEY=VALUE, e.g. -X session.timeout.ms=10000"
+                )
+            })?;
+            config
+                .properties
+                .insert(key.trim().to_string(), value.trim().to_string());
+        }
+        Ok(config)
     }
 }
 

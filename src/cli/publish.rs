@@ -49,7 +49,7 @@ pub struct Args {
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
         let (p, _) = Pipeline::load(pipeline, &[])?;
-        let kafka = self.kafka.apply(p.kafka);
+        let kafka = self.kafka.apply(p.kafka)?;
         let events = match (&self.ndjson, &self.source) {
             (Some(file), _) if file == "-" => ndjson(std::io::stdin().lock(), self.verbatim)?,
             (Some(file), _) => {

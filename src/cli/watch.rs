@@ -50,7 +50,7 @@ pub struct Args {
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
         let (p, _) = Pipeline::load(pipeline, &[])?;
-        let kafka = self.kafka.apply(p.kafka);
+        let kafka = self.kafka.apply(p.kafka)?;
         let url = parse_location(&self.source)?;
         let state = self.state.unwrap_or_else(|| {
             let id = Sha256::digest(format!("{url}|{}|{}", kafka.brokers, kafka.topic));

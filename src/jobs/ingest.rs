@@ -101,7 +101,9 @@ impl Ingest {
                     break;
                 }
                 received = consumer.recv() => {
-                    apply(&consumer, &seen, &mut own, &mut pending)?;
+                    if apply(&consumer, &seen, &mut own, &mut pending)? {
+                        last_event = Instant::now();
+                    }
                     match received {
                         Ok(record) => {
                             last_event = Instant::now();
@@ -367,12 +369,14 @@ impl Ingest {
 
 /// Takes in partition changes: new partitions start where the lake says;
 /// revoked ones drop their pending records (their new owner reads them).
+/// Returns whether partitions were assigned.
 fn apply(
     consumer: &GroupConsumer,
     seen: &Mutex<Landed>,
     own: &mut Ownership,
     pending: &mut Batcher<Record>,
-) -> Result<()> {
+) -> Result<bool> {
+    let mut assigned = false;
     for change in consumer.changes() {
         match change {
             Assignment::Assigned(starts) => {
@@ -388,6 +392,7 @@ fn apply(
                     own.next.insert(p, start);
                     tracing::info!(partition = p, start = ?start, "assigned");
                 }
+                assigned = true;
             }
             Assignment::Revoked(partitions) => {
                 let gone: HashSet<i32> = partitions.into_iter().collect();
@@ -401,7 +406,7 @@ fn apply(
             }
         }
     }
-    Ok(())
+    Ok(assigned)
 }
 
 /// Whether a record is the next one of a partition this worker owns. Drops

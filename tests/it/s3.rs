@@ -1,20 +1,6 @@
 //! Backfill from and into a real S3-compatible server (s3s-fs on 127.0.0.1).
 
-use std::process::{Command, Stdio};
-
 use crate::harness::*;
-
-const KEY: &str = "docstream-test";
-const SECRET: &str = "docstream-test-secret";
-
-fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", KEY.to_string()),
-        ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_ENDPOINT_URL", endpoint.to_string()),
-    ]
-}
 
 #[test]
 fn backfill_from_bucket_into_bucket() {
@@ -26,21 +12,8 @@ fn backfill_from_bucket_into_bucket() {
     copy_tree(&repo().join("samples"), &data.join("archive/2019"));
     let n_files = file_count(&repo().join("samples")) as i64;
 
-    let port = free_port();
-    let _server = Server(
-        Command::new(tool("s3s-fs"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", KEY, "--secret-key", SECRET])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start s3s-fs"),
-    );
-    wait_for_port(port);
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let env = s3_env(&endpoint);
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s3 = S3Server::start(&data);
+    let env_ref = s3.env();
     let run_backfill = || {
         ok(docstream()
             .args([
