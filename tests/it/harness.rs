@@ -258,19 +258,22 @@ impl Broker {
     }
 }
 
-/// `docstream ingest` against `broker`, with the spine stages, as a child
-/// process (the caller kills or waits for it).
-pub fn ingest(broker: &Broker, topic: &str, lake: &Path, extra: &[&str]) -> std::process::Child {
-    docstream()
-        .args(["ingest", "--brokers", &broker.addr, "--topic", topic])
+/// `docstream ingest` against `broker`, with the spine stages.
+pub fn ingest_command(broker: &Broker, topic: &str, lake: &Path, extra: &[&str]) -> Command {
+    let mut c = docstream();
+    c.args(["ingest", "--brokers", &broker.addr, "--topic", topic])
         .arg("--lake")
         .arg(lake)
         .args(SPINE)
         .args(extra)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// `ingest` as a child process (the caller kills or waits for it).
+pub fn ingest(broker: &Broker, topic: &str, lake: &Path, extra: &[&str]) -> std::process::Child {
+    ingest_command(broker, topic, lake, extra).spawn().unwrap()
 }
 
 /// `docstream publish` of an ndjson file to `broker`.
