@@ -5,10 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::stage_args::StageArgs;
 use crate::jobs::backfill::Backfill;
-use crate::models::hub::ModelHub;
-use crate::stages::pipeline::{select_stages, Pipeline};
-use crate::stages::runner::StageRunner;
 use crate::storage::{parse_location, StorageOptions};
 
 /// Process every document under a folder or bucket prefix into the lake.
@@ -43,21 +41,13 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub batch_rows: Option<usize>,
 
-    /// Override a stage parameter, e.g. chunks.max_tokens=256. Repeatable.
-    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
-    pub sets: Vec<String>,
-
-    /// Run only these stages (comma-separated), e.g. documents,chunks to skip model calls.
-    #[arg(long, value_delimiter = ',', value_name = "STAGE,...")]
-    pub stages: Vec<String>,
+    #[command(flatten)]
+    pub stages: StageArgs,
 }
 
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, stages) = Pipeline::load(pipeline, &self.sets)?;
-        let stages = select_stages(stages, &self.stages)?;
-        let hub = ModelHub::for_stages(&p, &stages)?;
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let (p, runner) = self.stages.load(pipeline)?;
         let source = self.source.or(p.source.uri.clone()).ok_or_else(|| {
             anyhow::anyhow!("name a folder or bucket to backfill, e.g. `docstream backfill ./docs`")
         })?;
@@ -74,7 +64,7 @@ impl Args {
             parallelism: self.parallelism.unwrap_or(p.source.parallelism),
             batch,
             limits: p.extract,
-            runner: StageRunner::new(stages, hub, &run_id)?,
+            runner,
         };
         let started = std::time::Instant::now();
         let bar = ProgressBar::new(0).with_style(

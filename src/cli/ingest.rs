@@ -8,12 +8,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::kafka_args::{shutdown_signal, KafkaArgs};
+use super::stage_args::StageArgs;
 use crate::jobs::event_batch::EventReader;
 use crate::jobs::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::models::hub::ModelHub;
-use crate::stages::pipeline::{select_stages, Pipeline};
-use crate::stages::runner::StageRunner;
 use crate::storage::{parse_location, StorageOptions};
 
 /// Consume document events from Kafka into the lake, exactly once.
@@ -66,21 +64,13 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     pub exit_when_idle: Option<f64>,
 
-    /// Override a stage parameter, e.g. chunks.max_tokens=256. Repeatable.
-    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
-    pub sets: Vec<String>,
-
-    /// Run only these stages (comma-separated), e.g. documents,chunks to skip model calls.
-    #[arg(long, value_delimiter = ',', value_name = "STAGE,...")]
-    pub stages: Vec<String>,
+    #[command(flatten)]
+    pub stages: StageArgs,
 }
 
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, stages) = Pipeline::load(pipeline, &self.sets)?;
-        let stages = select_stages(stages, &self.stages)?;
-        let hub = ModelHub::for_stages(&p, &stages)?;
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let (p, runner) = self.stages.load(pipeline)?;
         let mut kafka = self.kafka.apply(p.kafka.clone())?;
         if let Some(g) = self.group {
             kafka.group = g;
@@ -118,13 +108,17 @@ impl Args {
             lake: parse_location(&lake)?,
             storage,
             batch,
-            runner: StageRunner::new(stages, hub, &run_id)?,
+            runner,
             metrics,
             exit_when_idle: self.exit_when_idle.map(Duration::from_secs_f64),
         };
         let s = job.run(shutdown_signal()).await?;
+        let rate = s
+            .rate()
+            .map(|r| format!(" at {r:.0} events/s"))
+            .unwrap_or_default();
         println!(
-            "ingest stopped: {} events in {} batches — {} upserts, {} deletes, {} failure rows — into {lake}",
+            "ingest stopped: {} events in {} batches{rate} — {} upserts, {} deletes, {} failure rows — into {lake}",
             s.events, s.batches, s.upserts, s.deletes, s.failures
         );
         Ok(())

@@ -19,6 +19,12 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    /// The pipeline's `[kafka]` settings with these flags applied.
+    pub fn config(&self, pipeline: Option<&std::path::Path>) -> anyhow::Result<KafkaConfig> {
+        let (p, _) = crate::stages::pipeline::Pipeline::load(pipeline, &[])?;
+        self.apply(p.kafka)
+    }
+
     pub fn apply(&self, mut config: KafkaConfig) -> anyhow::Result<KafkaConfig> {
         if let Some(b) = &self.brokers {
             config.brokers = b.clone();

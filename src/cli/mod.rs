@@ -7,6 +7,7 @@ mod models;
 mod publish;
 mod query;
 mod serve_models;
+mod stage_args;
 mod watch;
 
 use std::path::PathBuf;

@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use super::kafka_args::KafkaArgs;
 use crate::jobs::publish::{ndjson, objects, Publisher};
 use crate::sources::bucket::Bucket;
-use crate::stages::pipeline::Pipeline;
 use crate::storage::{parse_location, StorageOptions};
 
 /// Send document events to Kafka: one per object under a folder or bucket
@@ -48,8 +47,7 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
-        let kafka = self.kafka.apply(p.kafka)?;
+        let kafka = self.kafka.config(pipeline)?;
         let events = match (&self.ndjson, &self.source) {
             (Some(file), _) if file == "-" => ndjson(std::io::stdin().lock(), self.verbatim)?,
             (Some(file), _) => {

@@ -10,7 +10,6 @@ use super::kafka_args::{shutdown_signal, KafkaArgs};
 use crate::jobs::publish::Publisher;
 use crate::jobs::watch::Watch;
 use crate::sources::bucket::Bucket;
-use crate::stages::pipeline::Pipeline;
 use crate::storage::{parse_location, StorageOptions};
 
 /// Poll a bucket prefix and publish one event per new or changed object
@@ -49,8 +48,7 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
-        let kafka = self.kafka.apply(p.kafka)?;
+        let kafka = self.kafka.config(pipeline)?;
         let url = parse_location(&self.source)?;
         let state = self.state.unwrap_or_else(|| {
             let id = Sha256::digest(format!("{url}|{}|{}", kafka.brokers, kafka.topic));

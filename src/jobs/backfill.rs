@@ -181,7 +181,7 @@ impl Backfill {
         }
         match extract_document(origin, bytes, object.uri, self.limits).await {
             Ok((doc, warning)) => (size, Outcome::Landed(Box::new(doc), warning)),
-            Err(failure) => (size, Outcome::Failed(failure)),
+            Err(failure) => (size, Outcome::Failed(*failure)),
         }
     }
 

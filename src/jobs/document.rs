@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::extract::{extract, Limits};
+use crate::extract::{extract, ExtractError, Extracted, Limits};
 use crate::failure::{ErrorKind, Failure};
 use crate::stages::extracted::ExtractedDoc;
 
@@ -54,22 +54,49 @@ pub async fn extract_document(
     bytes: Bytes,
     name: String,
     limits: Limits,
-) -> Result<(ExtractedDoc, Option<Failure>), Failure> {
+) -> Result<(ExtractedDoc, Option<Failure>), Box<Failure>> {
     let job = tokio::task::spawn_blocking(move || extract(&bytes, &name, &limits));
-    let extracted = match tokio::time::timeout(limits.timeout(), job).await {
+    match tokio::time::timeout(limits.timeout(), job).await {
         Err(_) => {
             let msg = format!(
                 "extraction took longer than {}s (extract.timeout_secs)",
                 limits.timeout_secs
             );
-            return Err(origin.failure("extract", ErrorKind::Timeout, msg));
+            Err(Box::new(origin.failure("extract", ErrorKind::Timeout, msg)))
         }
         Ok(Err(panic)) => {
             let msg = format!("the extractor crashed ({panic}); please report this file");
-            return Err(origin.failure("extract", ErrorKind::Internal, msg));
+            Err(Box::new(origin.failure(
+                "extract",
+                ErrorKind::Internal,
+                msg,
+            )))
         }
-        Ok(Ok(Err(e))) => return Err(origin.failure("extract", e.kind, e.message)),
-        Ok(Ok(Ok(x))) => x,
+        Ok(Ok(result)) => finish(origin, result),
+    }
+}
+
+/// Extracts small documents on the calling thread, for batches of many
+/// short texts where a blocking task per document would cost more than the
+/// work. Callers bound the input size: every format's extractor is linear
+/// in it, so no timeout is needed.
+pub fn extract_small(
+    origin: Origin,
+    bytes: &[u8],
+    name: &str,
+    limits: &Limits,
+) -> Result<(ExtractedDoc, Option<Failure>), Box<Failure>> {
+    finish(origin, extract(bytes, name, limits))
+}
+
+/// The `extracted` row for an extraction's result, or its failure row.
+fn finish(
+    origin: Origin,
+    result: Result<Extracted, ExtractError>,
+) -> Result<(ExtractedDoc, Option<Failure>), Box<Failure>> {
+    let extracted = match result {
+        Ok(x) => x,
+        Err(e) => return Err(Box::new(origin.failure("extract", e.kind, e.message))),
     };
     let warning = (extracted.invalid_utf8 > 0).then(|| {
         let msg = format!(

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
-use super::document::{content_hash, extract_document, Origin};
+use super::document::{content_hash, extract_document, extract_small, Origin};
 use crate::extract::Limits;
 use crate::failure::{ErrorKind, Failure};
 use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
@@ -24,6 +24,10 @@ pub struct Position {
     pub partition: i32,
     pub offset: i64,
 }
+
+/// Inline texts up to this size are extracted in bulk, without a blocking
+/// task and timeout each (extraction is linear in the input).
+const SMALL_INLINE_BYTES: usize = 64 << 10;
 
 /// What one record asks of the lake.
 pub enum Work {
@@ -39,6 +43,16 @@ pub enum Work {
 }
 
 impl Work {
+    /// A label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Work::Upsert(..) => "upsert",
+            Work::Delete(_) => "delete",
+            Work::Failed(_) => "failed",
+            Work::Superseded => "superseded",
+        }
+    }
+
     /// The (doc_id, content_hash) rows of this record carry in the tables.
     pub fn key(&self) -> Option<(String, String)> {
         match self {
@@ -85,29 +99,95 @@ impl EventReader {
     pub async fn read(&self, records: &[Record]) -> Vec<(Position, Work)> {
         let decoded: Vec<_> = records
             .iter()
-            .map(|r| (r, decode(&r.payload, self.max_event_bytes)))
+            .map(|r| decode(&r.payload, self.max_event_bytes))
             .collect();
-        let superseded = &superseded(&decoded);
-        futures::stream::iter(decoded.into_iter().enumerate())
-            .map(|(i, (record, event))| async move {
-                let position = Position {
-                    partition: record.partition,
-                    offset: record.offset,
-                };
-                let work = match event {
-                    _ if superseded.contains(&i) => Work::Superseded,
-                    Err(e) => {
-                        Work::Failed(self.record_failure(record, "decode", e.kind, e.message))
+        let superseded = superseded(records, &decoded);
+        let mut work: Vec<Option<Work>> = records.iter().map(|_| None).collect();
+        let mut small = Vec::new();
+        let mut large = Vec::new();
+        for (i, (record, event)) in records.iter().zip(decoded).enumerate() {
+            if superseded.contains(&i) {
+                work[i] = Some(Work::Superseded);
+                continue;
+            }
+            match event {
+                Err(e) => {
+                    work[i] = Some(Work::Failed(
+                        self.record_failure(record, "decode", e.kind, e.message),
+                    ))
+                }
+                Ok(event) => match &event.action {
+                    Action::Delete => work[i] = Some(Work::Delete(event.doc_id)),
+                    Action::Inline { text, .. } if text.len() <= SMALL_INLINE_BYTES => {
+                        let (name, bytes) = (event.name_for_extraction(), text.as_bytes().to_vec());
+                        small.push((i, self.origin(record, event, &bytes), bytes, name));
                     }
-                    Ok(event) => self.work(record, event).await,
-                };
-                (position, work)
-            })
+                    _ => large.push((i, record, event)),
+                },
+            }
+        }
+        for (i, w) in self.extract_small_batch(small).await {
+            work[i] = Some(w);
+        }
+        let fetched: Vec<(usize, Work)> = futures::stream::iter(large)
+            .map(|(i, record, event)| async move { (i, self.work(record, event).await) })
             .buffered(self.parallelism.max(1))
             .collect()
-            .await
+            .await;
+        for (i, w) in fetched {
+            work[i] = Some(w);
+        }
+        records
+            .iter()
+            .zip(work)
+            .map(|(r, w)| {
+                let position = Position {
+                    partition: r.partition,
+                    offset: r.offset,
+                };
+                (position, w.unwrap_or(Work::Superseded))
+            })
+            .collect()
     }
 
+    /// Small inline documents, extracted in one blocking task per core.
+    async fn extract_small_batch(
+        &self,
+        small: Vec<(usize, Origin, Vec<u8>, String)>,
+    ) -> Vec<(usize, Work)> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per = small.len().div_ceil(cores).max(1);
+        let mut chunks = Vec::new();
+        let mut rest = small;
+        while !rest.is_empty() {
+            let tail = rest.split_off(per.min(rest.len()));
+            chunks.push(std::mem::replace(&mut rest, tail));
+        }
+        let limits = self.limits;
+        let jobs = chunks.into_iter().map(|chunk| {
+            tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .map(|(i, origin, bytes, name)| {
+                        (i, to_work(extract_small(origin, &bytes, &name, &limits)))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        let mut out = Vec::new();
+        for job in futures::future::join_all(jobs).await {
+            match job {
+                Ok(done) => out.extend(done),
+                Err(panic) => {
+                    tracing::error!("an extractor crashed on a batch of inline events: {panic}")
+                }
+            }
+        }
+        out
+    }
+
+    /// Work for an event whose content must be fetched, or is too large to
+    /// extract without the timeout guard.
     async fn work(&self, record: &Record, event: DocumentEvent) -> Work {
         let name = event.name_for_extraction();
         let bytes = match &event.action {
@@ -123,13 +203,19 @@ impl EventReader {
                 }
             },
         };
+        let origin = self.origin(record, event, &bytes);
+        to_work(extract_document(origin, bytes, name, self.limits).await)
+    }
+
+    /// What is known about the document an event carries, given its bytes.
+    fn origin(&self, record: &Record, event: DocumentEvent, bytes: &[u8]) -> Origin {
         let mut metadata = serde_json::Map::new();
         metadata.insert(
             "kafka".into(),
             serde_json::json!({"topic": self.topic, "partition": record.partition, "offset": record.offset}),
         );
-        if let Some(m) = &event.metadata {
-            metadata.insert("event".into(), m.clone());
+        if let Some(m) = event.metadata {
+            metadata.insert("event".into(), m);
         }
         if let Action::Fetch(o) = &event.action {
             metadata.insert("e_tag".into(), o.etag.clone().into());
@@ -138,18 +224,14 @@ impl EventReader {
         let record_time = record
             .timestamp_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
-        let origin = Origin {
+        Origin {
             doc_id: event.doc_id,
             tenant: event.tenant.unwrap_or_else(|| self.tenant.clone()),
             source_uri: event.source_uri,
-            content_hash: content_hash(&bytes),
+            content_hash: content_hash(bytes),
             event_time: event.event_time.or(record_time),
             title: event.title,
             metadata,
-        };
-        match extract_document(origin, bytes, name, self.limits).await {
-            Ok((doc, warning)) => Work::Upsert(Box::new(doc), warning),
-            Err(failure) => Work::Failed(failure),
         }
     }
 
@@ -213,10 +295,10 @@ impl EventReader {
 
 /// Upserts followed, in the same partition of this batch, by a delete of
 /// the same document: their rows would be erased anyway.
-fn superseded<E>(decoded: &[(&Record, Result<DocumentEvent, E>)]) -> HashSet<usize> {
+fn superseded<E>(records: &[Record], decoded: &[Result<DocumentEvent, E>]) -> HashSet<usize> {
     let mut deleted_later: HashSet<(i32, &str)> = HashSet::new();
     let mut out = HashSet::new();
-    for (i, (record, event)) in decoded.iter().enumerate().rev() {
+    for (i, (record, event)) in records.iter().zip(decoded).enumerate().rev() {
         let Ok(event) = event else { continue };
         let key = (record.partition, event.doc_id.as_str());
         match event.action {
@@ -230,4 +312,11 @@ fn superseded<E>(decoded: &[(&Record, Result<DocumentEvent, E>)]) -> HashSet<usi
         }
     }
     out
+}
+
+fn to_work(result: Result<(ExtractedDoc, Option<Failure>), Box<Failure>>) -> Work {
+    match result {
+        Ok((doc, warning)) => Work::Upsert(Box::new(doc), warning),
+        Err(failure) => Work::Failed(*failure),
+    }
 }

@@ -54,6 +54,17 @@ pub struct Summary {
     pub deletes: usize,
     pub failures: usize,
     pub batches: usize,
+    /// From the first record accepted to the last commit: the busy span.
+    pub first_record: Option<Instant>,
+    pub last_commit: Option<Instant>,
+}
+
+impl Summary {
+    /// Events landed per second over the busy span.
+    pub fn rate(&self) -> Option<f64> {
+        let span = self.last_commit?.duration_since(self.first_record?);
+        Some(self.events as f64 / span.as_secs_f64().max(1e-3))
+    }
 }
 
 /// Markers per (table, partition), as this worker last saw or wrote them.
@@ -108,6 +119,7 @@ impl Ingest {
                         Ok(record) => {
                             last_event = Instant::now();
                             if accept(&mut own, &record) {
+                                summary.first_record.get_or_insert_with(Instant::now);
                                 let size = record.payload.len() + 64;
                                 pending.push(record, size);
                             }
@@ -119,6 +131,11 @@ impl Ingest {
                     }
                     if pending.is_full() {
                         self.flush(&lake, &consumer, &seen, &mut own, &mut pending, &mut summary).await?;
+                    }
+                }
+                _ = consumer.changed() => {
+                    if apply(&consumer, &seen, &mut own, &mut pending)? {
+                        last_event = Instant::now();
                     }
                 }
                 _ = tokio::time::sleep(age), if !pending.is_empty() => {
@@ -233,6 +250,7 @@ impl Ingest {
         let mut keys_seen = HashSet::new();
         let mut failures: Vec<(Position, Failure)> = Vec::new();
         for (pos, w) in &work {
+            self.metrics.count_event(w.outcome());
             match w {
                 Work::Upsert(doc, warning) => {
                     if keys_seen.insert((doc.doc_id.clone(), doc.content_hash.clone())) {
@@ -246,7 +264,9 @@ impl Ingest {
                 Work::Superseded => {}
             }
         }
+        let read = closed.elapsed();
         let (outputs, stage_failures) = self.runner.run_docs(&docs).await?;
+        let staged = closed.elapsed();
         let position_of: HashMap<DocKey, Position> = work
             .iter()
             .filter_map(|(pos, w)| w.key().map(|k| (k, *pos)))
@@ -289,6 +309,14 @@ impl Ingest {
             tracing::warn!("{e:#}");
         }
         summary.batches += 1;
+        summary.last_commit = Some(Instant::now());
+        tracing::debug!(
+            events = records.len(),
+            read_ms = read.as_millis(),
+            stages_ms = (staged - read).as_millis(),
+            commit_ms = (closed.elapsed() - staged).as_millis(),
+            "batch landed"
+        );
         self.metrics.batch_events.observe(records.len() as f64);
         self.metrics
             .batch_seconds

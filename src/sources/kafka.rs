@@ -68,12 +68,19 @@ impl KafkaConfig {
     }
 
     pub fn producer(&self) -> Result<FutureProducer> {
-        self.client()?
-            .set("enable.idempotence", "false")
-            .set("linger.ms", "20")
-            .set("compression.type", "lz4")
-            .create()
+        let mut c = self.client()?;
+        self.defaults(&mut c, &[("linger.ms", "20"), ("compression.type", "lz4")]);
+        c.create()
             .with_context(|| format!("cannot create a Kafka producer for {}", self.brokers))
+    }
+
+    /// Sets the properties the user did not set.
+    fn defaults(&self, c: &mut ClientConfig, defaults: &[(&str, &str)]) {
+        for (key, value) in defaults {
+            if !self.properties.contains_key(*key) {
+                c.set(*key, *value);
+            }
+        }
     }
 }
 
@@ -123,6 +130,8 @@ pub struct GroupContext {
     topic: String,
     start_offsets: StartOffsets,
     changes: Mutex<Vec<Assignment>>,
+    /// Wakes the consumer's owner when `changes` gains an entry.
+    changed: tokio::sync::Notify,
     lag: Mutex<HashMap<i32, i64>>,
 }
 
@@ -181,6 +190,7 @@ impl ConsumerContext for GroupContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(change);
+        self.changed.notify_one();
     }
 }
 
@@ -197,22 +207,27 @@ impl GroupConsumer {
             topic: config.topic.clone(),
             start_offsets,
             changes: Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
             lag: Mutex::new(HashMap::new()),
         };
-        let consumer: StreamConsumer<GroupContext> = config
-            .client()?
+        let mut c = config.client()?;
+        let fetch_max = (config.max_event_bytes + (1 << 20)).to_string();
+        config.defaults(
+            &mut c,
+            &[
+                ("auto.offset.reset", "earliest"),
+                ("statistics.interval.ms", "5000"),
+                ("fetch.message.max.bytes", &fetch_max),
+            ],
+        );
+        let consumer: StreamConsumer<GroupContext> = c
             .set("group.id", &config.group)
+            // Offsets are committed only after the lake holds the batch.
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
             // Eager rebalancing: every partition is revoked, then assigned
             // with its start offset, in one step.
             .set("partition.assignment.strategy", "range,roundrobin")
-            .set("statistics.interval.ms", "5000")
-            .set(
-                "fetch.message.max.bytes",
-                (config.max_event_bytes + (1 << 20)).to_string(),
-            )
             .create_with_context(context)
             .with_context(|| format!("cannot create a Kafka consumer for {}", config.brokers))?;
         consumer
@@ -236,6 +251,12 @@ impl GroupConsumer {
             payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             timestamp_ms: m.timestamp().to_millis(),
         })
+    }
+
+    /// Resolves when partitions changed (in a `recv` that may still be waiting
+    /// for its first message).
+    pub async fn changed(&self) {
+        self.context.changed.notified().await
     }
 
     /// Partition changes since the last call.
