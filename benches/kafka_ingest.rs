@@ -69,6 +69,9 @@ fn run(tansu: &Path, brokers: &str, dir: &Path, events: usize) -> Result<()> {
         events as f64 / publish
     );
 
+    let raw = raw_consume(brokers, events)?;
+    println!("a plain consumer reads the topic at {raw:.0} events/s (the broker's ceiling here)");
+
     // Batches close on rows, so the busy span ends with the last commit.
     let batch_rows = (events / 4).clamp(1, 50_000).to_string();
     for stages in ["documents", "documents,chunks"] {
@@ -253,6 +256,28 @@ fn latency(tansu: &Path, brokers: &str, dir: &Path) -> Result<()> {
         latencies[latencies.len() - 1] * 1e3
     );
     Ok(())
+}
+
+/// Events per second a bare rdkafka consumer reads `bench` at, from its
+/// first message to its last.
+fn raw_consume(brokers: &str, events: usize) -> Result<f64> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "raw")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        rdkafka::consumer::Consumer::subscribe(&consumer, &["bench"])?;
+        let mut first = None;
+        for _ in 0..events {
+            let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await??;
+            std::hint::black_box(rdkafka::Message::payload(&m));
+            first.get_or_insert_with(Instant::now);
+        }
+        let span = first.map_or(Duration::ZERO, |f| f.elapsed());
+        anyhow::Ok(events as f64 / span.as_secs_f64().max(1e-3))
+    })
 }
 
 fn write_events(file: &Path, n: usize) -> Result<u64> {
