@@ -115,7 +115,7 @@ impl Args {
         let s = job.run(shutdown_signal()).await?;
         let rate = s
             .rate()
-            .map(|r| format!(" at {r:.0} events/s"))
+            .map(|r| format!(" at {r:.1} events/s"))
             .unwrap_or_default();
         println!(
             "ingest stopped: {} events in {} batches{rate} — {} upserts, {} deletes, {} failure rows — into {lake}",

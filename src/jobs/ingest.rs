@@ -476,3 +476,60 @@ fn of_keys(batch: &RecordBatch, keys: &HashSet<DocKey>, any_new: bool) -> Result
         .collect();
     Ok(filter_record_batch(batch, &mask)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: i32, offset: i64) -> Record {
+        Record {
+            partition,
+            offset,
+            key: None,
+            payload: Vec::new(),
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn only_owned_partitions_and_new_offsets_are_accepted() {
+        let mut own = Ownership::default();
+        own.next.insert(0, Some(10));
+        own.next.insert(1, None);
+        // Fetched before the start offset took effect, or re-delivered.
+        assert!(!accept(&mut own, &record(0, 9)));
+        assert!(accept(&mut own, &record(0, 10)));
+        assert!(!accept(&mut own, &record(0, 10)));
+        assert!(accept(&mut own, &record(0, 12)));
+        assert!(!accept(&mut own, &record(0, 11)));
+        // No marker yet: whatever Kafka delivers first.
+        assert!(accept(&mut own, &record(1, 5)));
+        assert!(!accept(&mut own, &record(1, 4)));
+        // Not ours (revoked, or never assigned).
+        assert!(!accept(&mut own, &record(2, 0)));
+    }
+
+    #[test]
+    fn rows_are_kept_only_for_new_document_versions() {
+        use deltalake::arrow::array::StringArray;
+        use deltalake::arrow::datatypes::{Field, Schema};
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("doc_id", DataType::Utf8, false),
+            Field::new("content_hash", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "a", "b"])),
+                Arc::new(StringArray::from(vec!["1", "2", "1"])),
+            ],
+        )
+        .unwrap();
+        let keys: HashSet<DocKey> = [("a".to_string(), "2".to_string())].into();
+        let kept = of_keys(&batch, &keys, true).unwrap();
+        assert_eq!(kept.num_rows(), 1);
+        let ids = kept.column(1).as_string::<i32>();
+        assert_eq!(ids.value(0), "2");
+    }
+}
