@@ -175,7 +175,7 @@ fn two_workers_split_partitions_and_survive_one_being_killed() {
     let mut args = vec![
         "-v",
         "--batch-rows",
-        "200",
+        "100",
         "--batch-age",
         "0.5",
         "--group",
@@ -193,14 +193,19 @@ fn two_workers_split_partitions_and_survive_one_being_killed() {
     });
     // Both append to the same tables for a while, then one dies without a
     // goodbye, mid-batch.
-    wait_for_commit(&lake, log_files(&lake) + 10, 60);
+    wait_for_commit(&lake, log_files(&lake) + 6, 60);
     kill(a);
+    let lake_str = lake.to_str().unwrap().to_string();
+    let landed = count(&lake_str, "SELECT count(*) FROM documents");
+    assert!(
+        (landed as usize) < EVENTS,
+        "the kill should leave work for the others ({landed} landed)"
+    );
     // Its replacement joins the group and takes over where the lake says.
     // (tansu 0.6 keeps a dead member's partitions until a member joins, so
     // the test starts one, as an orchestrator would; Apache Kafka also
     // moves them to B once A's session times out.)
     let c = ingest_logged(&broker, "shared", &lake, &args, &log("c"));
-    let lake_str = lake.to_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(180);
     while count(&lake_str, "SELECT count(DISTINCT doc_id) FROM documents") < EVENTS as i64 {
         if Instant::now() > deadline {
@@ -218,7 +223,6 @@ fn two_workers_split_partitions_and_survive_one_being_killed() {
         let out = terminate(worker);
         assert!(out.contains("ingest stopped"), "{out}");
     }
-    assert!(assigned("c"), "the replacement never got partitions");
     assert_exactly_once(&lake, EVENTS);
 }
 
