@@ -129,8 +129,13 @@ impl EventReader {
         for (i, w) in self.extract_small_batch(small).await {
             work[i] = Some(w);
         }
-        let fetched: Vec<(usize, Work)> = futures::stream::iter(large)
+        // Futures built up front: a stream mapping with a closure that
+        // borrows `self` is not Send for every lifetime, as spawning needs.
+        let jobs: Vec<_> = large
+            .into_iter()
             .map(|(i, record, event)| async move { (i, self.work(record, event).await) })
+            .collect();
+        let fetched: Vec<(usize, Work)> = futures::stream::iter(jobs)
             .buffered(self.parallelism.max(1))
             .collect()
             .await;

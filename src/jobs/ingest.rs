@@ -20,6 +20,7 @@ use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::kernel::Transaction;
+use tokio::sync::mpsc::{Receiver, Sender};
 use url::Url;
 
 use super::event_batch::{EventReader, Position, Work};
@@ -70,12 +71,19 @@ impl Summary {
 /// Markers per (table, partition), as this worker last saw or wrote them.
 type Landed = HashMap<(String, i32), i64>;
 
-/// What this worker owns and where it stands.
-#[derive(Default)]
-struct Ownership {
-    /// Next offset to accept per owned partition (`None`: any).
-    next: HashMap<i32, Option<i64>>,
-    landed: Landed,
+/// Next offset to accept per owned partition (`None`: whatever comes first).
+type Next = HashMap<i32, Option<i64>>;
+
+/// Work for the committer task, in the order the consumer saw it. The
+/// consumer keeps reading the next batch while the committer lands this one.
+enum Step {
+    Batch(Vec<Record>),
+    /// Partitions now ours, with the markers read for them.
+    Assigned(Vec<i32>, Landed),
+    /// Partitions being taken away; acknowledged once every batch handed
+    /// over before it is committed, so the next owner starts after them.
+    Revoked(Vec<i32>, tokio::sync::oneshot::Sender<()>),
+    Stop,
 }
 
 impl Ingest {
@@ -88,15 +96,37 @@ impl Ingest {
 
         let lake = Arc::new(tokio::sync::Mutex::new(lake));
         let seen = Arc::new(Mutex::new(Landed::new()));
-        let consumer = GroupConsumer::subscribe(
+        let (steps, queue) = tokio::sync::mpsc::channel::<Step>(1);
+        let consumer = Arc::new(GroupConsumer::subscribe(
             &self.kafka,
-            self.start_offsets(lake.clone(), tables.clone(), seen.clone()),
-        )?;
+            self.start_offsets(lake.clone(), tables, seen.clone()),
+            revoke_hook(steps.clone()),
+        )?);
         tracing::info!(topic = %self.kafka.topic, group = %self.kafka.group, "consuming");
+        let this = Arc::new(self);
+        let committer = tokio::spawn(this.clone().commit_loop(queue, lake, consumer.clone()));
+        let consumed = this.consume(&consumer, &seen, &steps, shutdown).await;
+        // Whatever happened, the committer lands what it was handed.
+        let _ = steps.send(Step::Stop).await;
+        let committed = committer.await;
+        consumer.leave();
+        let mut summary = committed.context("the committer task crashed")??;
+        summary.first_record = consumed?;
+        Ok(summary)
+    }
 
-        let mut own = Ownership::default();
+    /// Reads records into micro-batches and hands each to the committer.
+    /// Returns when the first record was accepted.
+    async fn consume(
+        &self,
+        consumer: &GroupConsumer,
+        seen: &Mutex<Landed>,
+        steps: &Sender<Step>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Option<Instant>> {
+        let mut next = Next::new();
         let mut pending: Batcher<Record> = Batcher::new(self.batch);
-        let mut summary = Summary::default();
+        let mut first_record = None;
         let mut last_event = Instant::now();
         let mut stats = tokio::time::interval(Duration::from_secs(5));
         tokio::pin!(shutdown);
@@ -111,15 +141,16 @@ impl Ingest {
                     tracing::info!("shutting down: committing the open batch");
                     break;
                 }
+                _ = steps.closed() => bail!("the committer stopped"),
                 received = consumer.recv() => {
-                    if apply(&consumer, &seen, &mut own, &mut pending)? {
+                    if apply(consumer, seen, steps, &mut next, &mut pending).await? {
                         last_event = Instant::now();
                     }
                     match received {
                         Ok(record) => {
                             last_event = Instant::now();
-                            if accept(&mut own, &record) {
-                                summary.first_record.get_or_insert_with(Instant::now);
+                            if accept(&mut next, &record) {
+                                first_record.get_or_insert_with(Instant::now);
                                 let size = record.payload.len() + 64;
                                 pending.push(record, size);
                             }
@@ -130,16 +161,16 @@ impl Ingest {
                         }
                     }
                     if pending.is_full() {
-                        self.flush(&lake, &consumer, &seen, &mut own, &mut pending, &mut summary).await?;
+                        hand_over(steps, Step::Batch(pending.take())).await?;
                     }
                 }
                 _ = consumer.changed() => {
-                    if apply(&consumer, &seen, &mut own, &mut pending)? {
+                    if apply(consumer, seen, steps, &mut next, &mut pending).await? {
                         last_event = Instant::now();
                     }
                 }
                 _ = tokio::time::sleep(age), if !pending.is_empty() => {
-                    self.flush(&lake, &consumer, &seen, &mut own, &mut pending, &mut summary).await?;
+                    hand_over(steps, Step::Batch(pending.take())).await?;
                 }
                 _ = tokio::time::sleep(idle), if self.exit_when_idle.is_some() && pending.is_empty() => {
                     tracing::info!("no events for {:?}; exiting", self.exit_when_idle);
@@ -148,16 +179,39 @@ impl Ingest {
                 _ = stats.tick() => self.metrics.set_lag(&self.kafka.topic, &consumer.lag()),
             }
         }
-        self.flush(
-            &lake,
-            &consumer,
-            &seen,
-            &mut own,
-            &mut pending,
-            &mut summary,
-        )
-        .await?;
-        consumer.leave();
+        apply(consumer, seen, steps, &mut next, &mut pending).await?;
+        if !pending.is_empty() {
+            hand_over(steps, Step::Batch(pending.take())).await?;
+        }
+        Ok(first_record)
+    }
+
+    /// Lands batches in order and tracks the markers of owned partitions.
+    async fn commit_loop(
+        self: Arc<Self>,
+        mut queue: Receiver<Step>,
+        lake: Arc<tokio::sync::Mutex<Lake>>,
+        consumer: Arc<GroupConsumer>,
+    ) -> Result<Summary> {
+        let mut landed = Landed::new();
+        let mut summary = Summary::default();
+        while let Some(step) = queue.recv().await {
+            match step {
+                Step::Batch(records) => {
+                    self.flush(&lake, &consumer, &mut landed, records, &mut summary)
+                        .await?
+                }
+                Step::Assigned(partitions, read) => {
+                    landed.retain(|(_, p), _| !partitions.contains(p));
+                    landed.extend(read);
+                }
+                Step::Revoked(partitions, done) => {
+                    landed.retain(|(_, p), _| !partitions.contains(p));
+                    let _ = done.send(());
+                }
+                Step::Stop => break,
+            }
+        }
         Ok(summary)
     }
 
@@ -222,21 +276,15 @@ impl Ingest {
         })
     }
 
-    /// Processes the pending records and commits every table.
+    /// Processes a batch of records and commits every table.
     async fn flush(
         &self,
         lake: &tokio::sync::Mutex<Lake>,
         consumer: &GroupConsumer,
-        seen: &Mutex<Landed>,
-        own: &mut Ownership,
-        pending: &mut Batcher<Record>,
+        landed: &mut Landed,
+        records: Vec<Record>,
         summary: &mut Summary,
     ) -> Result<()> {
-        apply(consumer, seen, own, pending)?;
-        let records = pending.take();
-        if records.is_empty() {
-            return Ok(());
-        }
         let closed = Instant::now();
         let work = self.reader.read(&records).await;
         let mut last: BTreeMap<i32, i64> = BTreeMap::new();
@@ -300,7 +348,7 @@ impl Ingest {
         }
         for table in self.tables() {
             let batches = by_table.remove(&table).unwrap_or_default();
-            self.commit_table(&mut lake, own, &table, &work, &last, batches)
+            self.commit_table(&mut lake, landed, &table, &work, &last, batches)
                 .await?;
         }
         drop(lake);
@@ -329,7 +377,7 @@ impl Ingest {
     async fn commit_table(
         &self,
         lake: &mut Lake,
-        own: &mut Ownership,
+        landed: &mut Landed,
         table: &str,
         work: &[(Position, Work)],
         last: &BTreeMap<i32, i64>,
@@ -341,7 +389,7 @@ impl Ingest {
             .collect();
         let current = lake.markers(table, &ids).await?;
         for (p, id) in last.keys().zip(&ids) {
-            let ours = own.landed.get(&(table.to_string(), *p)).copied();
+            let ours = landed.get(&(table.to_string(), *p)).copied();
             let now = current.get(id).copied();
             if now != ours {
                 bail!(
@@ -351,29 +399,29 @@ impl Ingest {
                 );
             }
         }
-        let is_new = |pos: &Position| {
-            own.landed
-                .get(&(table.to_string(), pos.partition))
-                .is_none_or(|landed| pos.offset > *landed)
-        };
-        let erase: HashSet<String> = work
+        // Records this table does not hold yet, worked out before any await.
+        let new: Vec<&Work> = work
             .iter()
-            .filter(|(pos, _)| is_new(pos))
-            .filter_map(|(_, w)| match w {
+            .filter(|(pos, _)| {
+                landed
+                    .get(&(table.to_string(), pos.partition))
+                    .is_none_or(|l| pos.offset > *l)
+            })
+            .map(|(_, w)| w)
+            .collect();
+        let erase: HashSet<String> = new
+            .iter()
+            .filter_map(|w| match w {
                 Work::Delete(id) => Some(id.clone()),
                 _ => None,
             })
             .collect();
+        let fresh: HashSet<DocKey> = new.iter().filter_map(|w| w.key()).collect();
+        let any_new = !new.is_empty();
         if !erase.is_empty() {
             let n = lake.delete_documents(table, &erase).await?;
             tracing::debug!(table, rows = n, docs = erase.len(), "erased");
         }
-        let fresh: HashSet<DocKey> = work
-            .iter()
-            .filter(|(pos, _)| is_new(pos))
-            .filter_map(|(_, w)| w.key())
-            .collect();
-        let any_new = work.iter().any(|(pos, _)| is_new(pos));
         let kept = batches
             .iter()
             .map(|b| of_keys(b, &fresh, any_new))
@@ -389,44 +437,47 @@ impl Ingest {
             .with_context(|| format!("writing table {table}"))?;
         self.metrics.count_rows(table, rows);
         for (p, offset) in last {
-            own.landed.insert((table.to_string(), *p), *offset);
+            landed.insert((table.to_string(), *p), *offset);
         }
         Ok(())
     }
 }
 
-/// Takes in partition changes: new partitions start where the lake says;
-/// revoked ones drop their pending records (their new owner reads them).
-/// Returns whether partitions were assigned.
-fn apply(
+/// Takes in partition changes: new partitions start where the lake says
+/// (the committer learns their markers); revoked ones drop their pending
+/// records, which their new owner reads. Returns whether partitions were
+/// assigned.
+async fn apply(
     consumer: &GroupConsumer,
     seen: &Mutex<Landed>,
-    own: &mut Ownership,
+    steps: &Sender<Step>,
+    next: &mut Next,
     pending: &mut Batcher<Record>,
 ) -> Result<bool> {
     let mut assigned = false;
     for change in consumer.changes() {
         match change {
             Assignment::Assigned(starts) => {
-                let mut read = seen.lock().unwrap_or_else(|p| p.into_inner());
+                let partitions: Vec<i32> = starts.keys().copied().collect();
+                let read: Landed = {
+                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    let (ours, rest) = std::mem::take(&mut *seen)
+                        .into_iter()
+                        .partition(|((_, p), _)| partitions.contains(p));
+                    *seen = rest;
+                    ours
+                };
                 for (p, start) in starts {
-                    own.landed.retain(|(_, q), _| *q != p);
-                    own.landed.extend(
-                        read.iter()
-                            .filter(|((_, q), _)| *q == p)
-                            .map(|(k, v)| (k.clone(), *v)),
-                    );
-                    read.retain(|(_, q), _| *q != p);
-                    own.next.insert(p, start);
+                    next.insert(p, start);
                     tracing::info!(partition = p, start = ?start, "assigned");
                 }
+                hand_over(steps, Step::Assigned(partitions, read)).await?;
                 assigned = true;
             }
             Assignment::Revoked(partitions) => {
                 let gone: HashSet<i32> = partitions.into_iter().collect();
                 pending.retain(|r| !gone.contains(&r.partition));
-                own.next.retain(|p, _| !gone.contains(p));
-                own.landed.retain(|(_, p), _| !gone.contains(p));
+                next.retain(|p, _| !gone.contains(p));
                 tracing::info!(partitions = ?gone, "revoked");
             }
             Assignment::Failed(e) => {
@@ -437,10 +488,37 @@ fn apply(
     Ok(assigned)
 }
 
+async fn hand_over(steps: &Sender<Step>, step: Step) -> Result<()> {
+    steps
+        .send(step)
+        .await
+        .map_err(|_| anyhow::anyhow!("the committer stopped"))
+}
+
+/// Blocks a revoke until the committer landed everything handed over before
+/// it. Runs on the consumer's poll, a runtime thread, so it may block.
+fn revoke_hook(steps: Sender<Step>) -> crate::sources::kafka::OnRevoke {
+    let handle = tokio::runtime::Handle::current();
+    Box::new(move |partitions: &[i32]| {
+        let (done, landed) = tokio::sync::oneshot::channel();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                if steps
+                    .send(Step::Revoked(partitions.to_vec(), done))
+                    .await
+                    .is_ok()
+                {
+                    let _ = landed.await;
+                }
+            })
+        })
+    })
+}
+
 /// Whether a record is the next one of a partition this worker owns. Drops
 /// records fetched before a rebalance and re-deliveries.
-fn accept(own: &mut Ownership, record: &Record) -> bool {
-    let Some(next) = own.next.get_mut(&record.partition) else {
+fn accept(next: &mut Next, record: &Record) -> bool {
+    let Some(next) = next.get_mut(&record.partition) else {
         return false;
     };
     if next.is_some_and(|n| record.offset < n) {
@@ -493,9 +571,9 @@ mod tests {
 
     #[test]
     fn only_owned_partitions_and_new_offsets_are_accepted() {
-        let mut own = Ownership::default();
-        own.next.insert(0, Some(10));
-        own.next.insert(1, None);
+        let mut own = Next::new();
+        own.insert(0, Some(10));
+        own.insert(1, None);
         // Fetched before the start offset took effect, or re-delivered.
         assert!(!accept(&mut own, &record(0, 9)));
         assert!(accept(&mut own, &record(0, 10)));

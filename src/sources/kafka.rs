@@ -126,9 +126,14 @@ pub enum Assignment {
 /// position.
 pub type StartOffsets = Box<dyn Fn(&[i32]) -> Result<HashMap<i32, Option<i64>>> + Send + Sync>;
 
+/// Runs before partitions are given up, inside the rebalance: the place to
+/// finish work on them.
+pub type OnRevoke = Box<dyn Fn(&[i32]) + Send + Sync>;
+
 pub struct GroupContext {
     topic: String,
     start_offsets: StartOffsets,
+    on_revoke: OnRevoke,
     changes: Mutex<Vec<Assignment>>,
     /// Wakes the consumer's owner when `changes` gains an entry.
     changed: tokio::sync::Notify,
@@ -176,7 +181,10 @@ impl ConsumerContext for GroupContext {
                     Err(e) => Assignment::Failed(format!("{e:#}")),
                 }
             }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Assignment::Revoked(partitions),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                (self.on_revoke)(&partitions);
+                Assignment::Revoked(partitions)
+            }
             other => Assignment::Failed(format!("rebalance failed: {other:?}")),
         };
         let applied = match &change {
@@ -202,10 +210,15 @@ pub struct GroupConsumer {
 }
 
 impl GroupConsumer {
-    pub fn subscribe(config: &KafkaConfig, start_offsets: StartOffsets) -> Result<Self> {
+    pub fn subscribe(
+        config: &KafkaConfig,
+        start_offsets: StartOffsets,
+        on_revoke: OnRevoke,
+    ) -> Result<Self> {
         let context = GroupContext {
             topic: config.topic.clone(),
             start_offsets,
+            on_revoke,
             changes: Mutex::new(Vec::new()),
             changed: tokio::sync::Notify::new(),
             lag: Mutex::new(HashMap::new()),
@@ -295,7 +308,7 @@ impl GroupConsumer {
     }
 
     /// Leaves the group, so the others take over at once.
-    pub fn leave(self) {
+    pub fn leave(&self) {
         self.consumer.unsubscribe();
         // Serve the revoke callback before closing.
         let _ = self.changes();
