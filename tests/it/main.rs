@@ -1,12 +1,11 @@
 //! Integration tests against the real binary, a real lake on disk, a real
-//! S3-compatible server (s3s-fs), a Kafka-protocol broker (tansu) and
-//! delta-rs's Python reader.
+//! S3-compatible server (s3s-fs) and delta-rs's Python reader. The Kafka
+//! tests are their own binary (tests/kafka).
 
 mod backfill;
 mod extraction;
 mod harness;
 mod interop;
-mod kafka;
 mod kill_rerun;
 mod models;
 mod s3;

@@ -3,9 +3,10 @@
 //! events that break the schema.
 
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use crate::broker::*;
 use crate::harness::*;
 
 /// Fast failure detection, so a killed worker's partitions move quickly.
@@ -219,9 +220,16 @@ fn two_workers_split_partitions_and_survive_one_being_killed() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    for worker in [b, c] {
-        let out = terminate(worker);
-        assert!(out.contains("ingest stopped"), "{out}");
+    for (name, worker) in [("b", b), ("c", c)] {
+        let pid = worker.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let out = worker.wait_with_output().unwrap();
+        let log = std::fs::read_to_string(log(name)).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "worker {name} failed on SIGTERM:\n{log}"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ingest stopped"));
     }
     assert_exactly_once(&lake, EVENTS);
 }
