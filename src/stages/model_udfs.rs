@@ -181,6 +181,9 @@ impl AsyncScalarUDFImpl for ModelUdf {
                     _ => Task::Classify(labels(args.args.get(1))?),
                 };
                 let results = self.chain.generate(&task, &texts).await;
+                if let Some(f) = rejection(results.iter().flatten()) {
+                    return Err(external(f));
+                }
                 let values = results
                     .into_iter()
                     .map(|r| r.map(|r| r.map(|g| shape(&task, g))).transpose())
@@ -195,6 +198,13 @@ impl AsyncScalarUDFImpl for ModelUdf {
 
 fn external(f: ModelFailure) -> DataFusionError {
     DataFusionError::External(Box::new(f))
+}
+
+/// When rows failed for different reasons, a rejection names the batch's
+/// failure: retrying never fixes it, so it is the cause worth reporting.
+fn rejection<'a, T: 'a>(rows: impl IntoIterator<Item = &'a RowResult<T>>) -> Option<ModelFailure> {
+    rows.into_iter()
+        .find_map(|r| r.as_ref().err().filter(|f| f.error.is_rejection()).cloned())
 }
 
 /// The label set: a constant, comma-separated string argument.
@@ -256,6 +266,9 @@ fn embeddings_array(vectors: Vec<Option<RowResult<Vec<f32>>>>, ty: &DataType) ->
     let DataType::FixedSizeList(field, dims) = ty else {
         return exec_err!("embed: unexpected return type {ty}");
     };
+    if let Some(f) = rejection(vectors.iter().flatten()) {
+        return Err(external(f));
+    }
     let dims = *dims as usize;
     let mut values = Vec::with_capacity(vectors.len() * dims);
     let mut valid = Vec::with_capacity(vectors.len());
