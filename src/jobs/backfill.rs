@@ -195,6 +195,7 @@ impl Backfill {
         summary: &mut Summary,
     ) -> Result<()> {
         let docs = batcher.take();
+        let docs: Vec<&ExtractedDoc> = docs.iter().collect();
         let (mut outputs, stage_failures) = self.runner.run_docs(&docs).await?;
         summary.stage_failures += stage_failures.len();
         failures.extend(stage_failures);

@@ -302,7 +302,7 @@ impl Ingest {
             match w {
                 Work::Upsert(doc, warning) => {
                     if keys_seen.insert((doc.doc_id.clone(), doc.content_hash.clone())) {
-                        docs.push((**doc).clone());
+                        docs.push(&**doc);
                     }
                     failures.extend(warning.iter().map(|f| (*pos, f.clone())));
                     summary.upserts += 1;

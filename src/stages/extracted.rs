@@ -51,7 +51,7 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-pub fn to_batch(docs: &[ExtractedDoc]) -> deltalake::arrow::error::Result<RecordBatch> {
+pub fn to_batch(docs: &[&ExtractedDoc]) -> deltalake::arrow::error::Result<RecordBatch> {
     let strings = |f: fn(&ExtractedDoc) -> &str| -> ArrayRef {
         Arc::new(docs.iter().map(|d| Some(f(d))).collect::<StringArray>())
     };

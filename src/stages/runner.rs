@@ -109,7 +109,7 @@ impl StageRunner {
     /// as a `failures` row.
     pub async fn run_docs(
         &self,
-        docs: &[ExtractedDoc],
+        docs: &[&ExtractedDoc],
     ) -> Result<(Vec<StageOutput>, Vec<Failure>)> {
         if docs.is_empty() {
             return Ok((Vec::new(), Vec::new()));
