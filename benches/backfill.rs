@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         source: parse_location(archive.to_str().unwrap_or_default())?,
         lake: parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?,
         storage: StorageOptions::default(),
+        checkpoint_interval: pipeline.lake.checkpoint_interval,
         tenant: "bench".into(),
         parallelism: 0,
         batch: pipeline.batch,

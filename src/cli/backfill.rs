@@ -60,6 +60,7 @@ impl Args {
             source: parse_location(&source)?,
             lake: parse_location(&lake)?,
             storage,
+            checkpoint_interval: p.lake.checkpoint_interval,
             tenant: self.tenant.unwrap_or(p.source.tenant.clone()),
             parallelism: self.parallelism.unwrap_or(p.source.parallelism),
             batch,

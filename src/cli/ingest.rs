@@ -12,6 +12,7 @@ use super::stage_args::StageArgs;
 use crate::jobs::event_batch::EventReader;
 use crate::jobs::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::stages::pipeline::LakeConfig;
 use crate::storage::{parse_location, StorageOptions};
 
 /// Consume document events from Kafka into the lake, exactly once.
@@ -60,6 +61,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Compact each table's small files in the background every N batches
+    /// (0 = never). Default: the pipeline's lake.compact_every_commits.
+    #[arg(long, value_name = "N")]
+    pub compact_every: Option<u64>,
+
     /// Exit once no event arrived for this many seconds after partitions were assigned.
     #[arg(long, value_name = "SECS")]
     pub exit_when_idle: Option<f64>,
@@ -107,6 +113,10 @@ impl Args {
             pipeline: p.name.clone(),
             lake: parse_location(&lake)?,
             storage,
+            upkeep: LakeConfig {
+                compact_every_commits: self.compact_every.unwrap_or(p.lake.compact_every_commits),
+                ..p.lake.clone()
+            },
             batch,
             runner,
             metrics,

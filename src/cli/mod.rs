@@ -3,9 +3,12 @@
 mod backfill;
 mod ingest;
 mod kafka_args;
+mod maintenance;
 mod models;
 mod publish;
 mod query;
+mod report;
+mod search;
 mod serve_models;
 mod stage_args;
 mod watch;
@@ -31,7 +34,10 @@ use crate::storage::StorageOptions;
         docstream ingest --brokers localhost:9092 --topic documents --lake ./lake\n  \
         docstream watch s3://inbox/ --brokers localhost:9092 --topic documents\n  \
         docstream query \"SELECT severity, count(*) FROM risks GROUP BY severity\"\n  \
-        docstream query \"SELECT mime, count(*), sum(n_tokens) FROM documents GROUP BY mime\"\n  \
+        docstream search \"budget overrun on the data migration\" --k 5\n  \
+        docstream ask \"Which projects have unmitigated security risks, and who owns them?\"\n  \
+        docstream report risks-by-week\n  \
+        docstream optimize --lake s3://lake/ && docstream vacuum --retain-hours 168\n  \
         RUST_LOG=debug docstream backfill s3://archive/2019/ --lake s3://lake/ --s3-endpoint http://127.0.0.1:9000"
 )]
 pub struct Cli {
@@ -59,6 +65,11 @@ pub enum Command {
     Watch(watch::Args),
     Publish(publish::Args),
     Query(query::Args),
+    Search(search::SearchArgs),
+    Ask(search::AskArgs),
+    Report(report::Args),
+    Optimize(maintenance::OptimizeArgs),
+    Vacuum(maintenance::VacuumArgs),
     Models(models::Args),
     ServeModels(serve_models::Args),
 }
@@ -74,6 +85,11 @@ impl Cli {
             Command::Watch(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Publish(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Query(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Search(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Ask(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Report(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Optimize(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Vacuum(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Models(args) => args.run(self.pipeline.as_deref()),
             Command::ServeModels(args) => args.run(self.pipeline.as_deref()).await,
         }

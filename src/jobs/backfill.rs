@@ -30,6 +30,8 @@ pub struct Backfill {
     pub source: Url,
     pub lake: Url,
     pub storage: StorageOptions,
+    /// Tables created here write a checkpoint every N commits.
+    pub checkpoint_interval: u64,
     pub tenant: String,
     pub parallelism: usize,
     pub batch: BatchConfig,
@@ -63,7 +65,9 @@ impl Backfill {
         let started = Instant::now();
         self.runner.check().await?;
         let bucket = Bucket::open(&self.source, &self.storage)?;
-        let mut lake = Lake::open(&self.lake, &self.storage).await?;
+        let mut lake = Lake::open(&self.lake, &self.storage)
+            .await?
+            .with_checkpoint_interval(self.checkpoint_interval);
         let mut tables = self.runner.tables();
         tables.push("failures");
         lake.create_contract_tables(&tables).await?;

@@ -27,10 +27,11 @@ use super::event_batch::{EventReader, Position, Work};
 use crate::failure::{self, Failure};
 use crate::metrics::Metrics;
 use crate::sinks::lake::{DocKey, Lake};
+use crate::sinks::maintenance::AutoCompactor;
 use crate::sinks::markers::app_id;
 use crate::sources::kafka::{Assignment, GroupConsumer, KafkaConfig, Record};
 use crate::stages::batcher::Batcher;
-use crate::stages::pipeline::BatchConfig;
+use crate::stages::pipeline::{BatchConfig, LakeConfig};
 use crate::stages::runner::{StageOutput, StageRunner};
 use crate::storage::StorageOptions;
 
@@ -40,6 +41,8 @@ pub struct Ingest {
     pub pipeline: String,
     pub lake: Url,
     pub storage: StorageOptions,
+    /// `[lake]` settings: checkpoint interval and background compaction.
+    pub upkeep: LakeConfig,
     pub batch: BatchConfig,
     pub reader: EventReader,
     pub runner: StageRunner,
@@ -89,7 +92,9 @@ enum Step {
 impl Ingest {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary> {
         self.runner.check().await?;
-        let mut lake = Lake::open(&self.lake, &self.storage).await?;
+        let mut lake = Lake::open(&self.lake, &self.storage)
+            .await?
+            .with_checkpoint_interval(self.upkeep.checkpoint_interval);
         let tables = self.tables();
         let names: Vec<&str> = tables.iter().map(String::as_str).collect();
         lake.create_contract_tables(&names).await?;
@@ -195,11 +200,14 @@ impl Ingest {
     ) -> Result<Summary> {
         let mut landed = Landed::new();
         let mut summary = Summary::default();
+        let mut compactor =
+            AutoCompactor::new(self.upkeep.compact_every_commits, &self.lake, &self.storage);
         while let Some(step) = queue.recv().await {
             match step {
                 Step::Batch(records) => {
                     self.flush(&lake, &consumer, &mut landed, records, &mut summary)
-                        .await?
+                        .await?;
+                    compactor.committed(&self.tables());
                 }
                 Step::Assigned(partitions, read) => {
                     landed.retain(|(_, p), _| !partitions.contains(p));
@@ -212,6 +220,7 @@ impl Ingest {
                 Step::Stop => break,
             }
         }
+        compactor.finish().await;
         Ok(summary)
     }
 

@@ -91,6 +91,21 @@ impl ModelChain {
         Ok(dims)
     }
 
+    /// Input tokens one structured call to the first provider takes.
+    pub fn input_budget(&self) -> usize {
+        let first = &self.endpoints[0];
+        first
+            .config
+            .context_tokens
+            .saturating_sub(first.config.max_output_tokens + PROMPT_OVERHEAD)
+            .max(64)
+    }
+
+    /// `text`'s tokens for the first provider's model.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.endpoints[0].backend.count_tokens(text)
+    }
+
     /// Embeds a column: cached vectors are reused, the rest are sent in
     /// batches capped by count and tokens.
     pub async fn embed(&self, texts: &[Option<&str>]) -> Vec<Option<RowResult<Vec<f32>>>> {
@@ -187,13 +202,8 @@ impl ModelChain {
                     _ => {}
                 }
             }
-            let first = &self.endpoints[0];
-            let budget = first
-                .config
-                .context_tokens
-                .saturating_sub(first.config.max_output_tokens + PROMPT_OVERHEAD)
-                .max(64);
-            let tokens = first.backend.count_tokens(&text);
+            let budget = self.input_budget();
+            let tokens = self.count_tokens(&text);
             let result = if tokens <= budget {
                 self.call_structured(task, &text).await
             } else {

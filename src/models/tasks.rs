@@ -9,6 +9,7 @@ const SUMMARY: &str = include_str!("../../schemas/models/summary.schema.json");
 const RISKS: &str = include_str!("../../schemas/models/risks.schema.json");
 const ACTION_ITEMS: &str = include_str!("../../schemas/models/action_items.schema.json");
 const CLASSIFICATION: &str = include_str!("../../schemas/models/classification.schema.json");
+const ANSWER: &str = include_str!("../../schemas/models/answer.schema.json");
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Task {
@@ -16,6 +17,8 @@ pub enum Task {
     Risks,
     ActionItems,
     Classify(Vec<String>),
+    /// Answer a question from numbered excerpts (`docstream ask`).
+    Answer,
 }
 
 impl Task {
@@ -25,6 +28,7 @@ impl Task {
             Task::Risks => "risks",
             Task::ActionItems => "action_items",
             Task::Classify(_) => "classification",
+            Task::Answer => "answer",
         }
     }
 
@@ -43,6 +47,7 @@ impl Task {
             Task::Risks => RISKS,
             Task::ActionItems => ACTION_ITEMS,
             Task::Classify(_) => CLASSIFICATION,
+            Task::Answer => ANSWER,
         };
         // Compiled in and parsed by the tests.
         let mut schema: Value = serde_json::from_str(text).unwrap_or(Value::Null);
@@ -66,6 +71,9 @@ impl Task {
             Task::Classify(_) => {
                 "Classify the document as exactly one of the allowed types, with your confidence between 0 and 1."
             }
+            Task::Answer => {
+                return "Answer the question using ONLY the numbered excerpts. Write each claim as one short sentence, with the numbers of the excerpts that state it in sources. If the excerpts do not contain the answer, reply with found false and no claims. Never use outside knowledge. Reply with JSON only.".into()
+            }
         };
         let labels = match self {
             Task::Classify(labels) => format!(" Allowed types: {}.", labels.join(", ")),
@@ -75,7 +83,11 @@ impl Task {
     }
 
     pub fn user_prompt(&self, text: &str) -> String {
-        format!("Document:\n{text}")
+        match self {
+            // Already excerpts plus the question.
+            Task::Answer => text.to_string(),
+            _ => format!("Document:\n{text}"),
+        }
     }
 
     /// Whether a long document's parts are combined by another model call
@@ -125,6 +137,16 @@ impl Task {
                     .unwrap_or(Value::Null)
             }
             Task::Summary => return parts.into_iter().next().unwrap_or(Value::Null),
+            Task::Answer => {
+                let found = parts.iter().any(|p| p["found"] == json!(true));
+                let claims: Vec<Value> = parts
+                    .iter()
+                    .filter_map(|p| p["claims"].as_array())
+                    .flatten()
+                    .cloned()
+                    .collect();
+                return json!({"found": found, "claims": claims});
+            }
         };
         let mut seen = HashSet::new();
         let items: Vec<Value> = parts
@@ -154,7 +176,7 @@ mod tests {
 
     #[test]
     fn schemas_parse_and_labels_apply() {
-        for t in [Task::Summary, Task::Risks, Task::ActionItems] {
+        for t in [Task::Summary, Task::Risks, Task::ActionItems, Task::Answer] {
             assert!(t.schema().is_object(), "{}", t.name());
         }
         let c = Task::Classify(vec!["memo".into(), "contract".into()]);

@@ -84,7 +84,7 @@ impl UsageLog {
     }
 }
 
-pub fn to_batch(run_id: &str, records: &[UsageRecord]) -> Result<RecordBatch> {
+pub fn to_batch(run_id: &str, tenant: &str, records: &[UsageRecord]) -> Result<RecordBatch> {
     let schema = contract::schema("usage").ok_or_else(|| anyhow::anyhow!("no usage schema"))?;
     let strings = |f: &dyn Fn(&UsageRecord) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(records.iter().map(f)))
@@ -99,6 +99,9 @@ pub fn to_batch(run_id: &str, records: &[UsageRecord]) -> Result<RecordBatch> {
             Ok(match field.name().as_str() {
                 "run_id" => Arc::new(StringArray::from_iter_values(
                     records.iter().map(|_| run_id),
+                )),
+                "tenant" => Arc::new(StringArray::from_iter_values(
+                    records.iter().map(|_| tenant),
                 )),
                 "stage" => strings(&|r| &r.stage),
                 "provider" => strings(&|r| &r.provider),

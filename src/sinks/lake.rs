@@ -37,6 +37,8 @@ pub struct Lake {
     pub(super) tables: HashMap<String, DeltaTable>,
     /// Keys already in each table, loaded on first write to it.
     landed: HashMap<String, HashSet<DocKey>>,
+    /// Table properties set on the tables this lake creates.
+    properties: Vec<(String, Option<String>)>,
 }
 
 impl Lake {
@@ -62,7 +64,22 @@ impl Lake {
             storage: storage.clone(),
             tables: HashMap::new(),
             landed: HashMap::new(),
+            properties: Vec::new(),
         })
+    }
+
+    /// Tables this lake creates write a Delta checkpoint every `n` commits,
+    /// so opening them reads one checkpoint plus at most `n` commits.
+    pub fn with_checkpoint_interval(mut self, n: u64) -> Self {
+        self.properties.push((
+            "delta.checkpointInterval".into(),
+            Some(n.max(1).to_string()),
+        ));
+        self
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
     }
 
     fn table_url(&self, name: &str) -> Result<Url> {
@@ -110,6 +127,7 @@ impl Lake {
             let created = table
                 .write(vec![RecordBatch::new_empty(schema)])
                 .with_save_mode(SaveMode::Append)
+                .with_configuration(self.properties.clone())
                 .await
                 .with_context(|| format!("cannot create table {name}"))?;
             self.tables.insert(name.to_string(), created);
@@ -222,9 +240,27 @@ impl Lake {
         let Some(current) = self.tables.remove(table) else {
             bail!("table {table} vanished while writing");
         };
-        let written = current
+        // A contract column the table lacks (added in a later release) is
+        // added to the table by this commit.
+        let evolve = match current.snapshot() {
+            Ok(snapshot) => {
+                let existing = snapshot.schema();
+                fresh[0]
+                    .schema()
+                    .fields()
+                    .iter()
+                    .any(|f| existing.field(f.name()).is_none())
+            }
+            Err(_) => false,
+        };
+        let mut write = current
             .write(fresh)
             .with_save_mode(SaveMode::Append)
+            .with_configuration(self.properties.clone());
+        if evolve {
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+        }
+        let written = write
             .with_commit_properties(
                 CommitProperties::default().with_application_transactions(markers),
             )

@@ -1,5 +1,6 @@
-//! Where rows land: Delta tables under one lake root.
+//! Where rows land: Delta tables under one lake root, and their upkeep.
 
 pub mod contract;
 pub mod lake;
+pub mod maintenance;
 pub mod markers;

@@ -258,7 +258,7 @@ fn shape(task: &Task, g: Generated) -> Value {
             with_model(&mut items);
             items
         }
-        Task::Classify(_) => value,
+        Task::Classify(_) | Task::Answer => value,
     }
 }
 

@@ -65,7 +65,41 @@ pub struct Pipeline {
     /// Model endpoints, by the name stages use.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Which providers `search`, `ask` and `embed_query` use, and the reports.
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
     pub stages: Vec<StageConfig>,
+    /// Folder of the pipeline file, which relative paths start from;
+    /// `None` for the built-in pipeline.
+    #[serde(skip)]
+    pub base: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Providers that embed queries. Default: the `embeddings` table's stage's.
+    pub embed_providers: Vec<String>,
+    /// Providers that answer `ask`. Default: the `summaries` table's stage's.
+    pub answer_providers: Vec<String>,
+    /// Folder of report SQL files (relative to the pipeline file); they are
+    /// added to the built-in reports, replacing any of the same name.
+    pub reports: Option<String>,
+    /// `ask` shows the model only chunks at least this cosine-similar to
+    /// the question. Depends on the embedding model: with MiniLM, related
+    /// questions score 0.3 and up, unrelated ones about 0.1.
+    pub min_similarity: f32,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            embed_providers: Vec::new(),
+            answer_providers: Vec::new(),
+            reports: None,
+            min_similarity: 0.25,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,11 +124,20 @@ impl Default for SourceConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LakeConfig {
     pub uri: String,
+    /// Tables docstream creates write a Delta checkpoint every N commits.
+    pub checkpoint_interval: u64,
+    /// `ingest` compacts a table's small files every N of its commits, in
+    /// the background (0 = never; run `docstream optimize` instead).
+    pub compact_every_commits: u64,
 }
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self { uri: "lake".into() }
+        Self {
+            uri: "lake".into(),
+            checkpoint_interval: 100,
+            compact_every_commits: 0,
+        }
     }
 }
 
@@ -165,7 +208,42 @@ impl Pipeline {
             pipeline.set_param(assignment)?;
         }
         let stages = pipeline.resolve_stages(base.as_deref())?;
+        pipeline.base = base;
         Ok((pipeline, stages))
+    }
+
+    /// Providers that embed queries: `[analytics] embed_providers`, else
+    /// those of the stage writing `embeddings`, so queries and chunks share
+    /// one vector space.
+    pub fn embed_providers(&self) -> Result<Vec<String>> {
+        self.analytics_providers(
+            &self.analytics.embed_providers,
+            "embeddings",
+            "embed_providers",
+        )
+    }
+
+    /// Providers that answer questions: `[analytics] answer_providers`, else
+    /// those of the stage writing `summaries`.
+    pub fn answer_providers(&self) -> Result<Vec<String>> {
+        self.analytics_providers(
+            &self.analytics.answer_providers,
+            "summaries",
+            "answer_providers",
+        )
+    }
+
+    fn analytics_providers(&self, set: &[String], table: &str, key: &str) -> Result<Vec<String>> {
+        if !set.is_empty() {
+            return Ok(set.to_vec());
+        }
+        self.stages
+            .iter()
+            .find(|s| s.table == table && !s.providers.is_empty())
+            .map(|s| s.providers.clone())
+            .with_context(|| {
+                format!("the pipeline has no model stage writing {table}; set [analytics] {key} = [\"provider\"]")
+            })
     }
 
     fn set_param(&mut self, assignment: &str) -> Result<()> {

@@ -106,20 +106,36 @@ impl StageRunner {
     }
 
     /// Runs every stage on `docs`; a stage's failure on a document comes back
-    /// as a `failures` row.
+    /// as a `failures` row. Documents run in one group per tenant, so each
+    /// model request, and its `usage` row, belongs to one tenant.
     pub async fn run_docs(
         &self,
         docs: &[&ExtractedDoc],
     ) -> Result<(Vec<StageOutput>, Vec<Failure>)> {
-        if docs.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+        let mut tenants: Vec<&str> = Vec::new();
+        for d in docs {
+            if !tenants.contains(&d.tenant.as_str()) {
+                tenants.push(&d.tenant);
+            }
         }
-        let batch = extracted::to_batch(docs)?;
-        let (outputs, failures) = self.run(&batch).await;
-        let failures = failures
-            .into_iter()
-            .map(|f| {
-                let doc = &docs[f.row];
+        let mut outputs: Vec<StageOutput> = Vec::new();
+        let mut failures = Vec::new();
+        for tenant in tenants {
+            let group: Vec<&ExtractedDoc> = docs
+                .iter()
+                .copied()
+                .filter(|d| d.tenant == tenant)
+                .collect();
+            let batch = extracted::to_batch(&group)?;
+            let (out, failed) = self.run(&batch, tenant).await;
+            for o in out {
+                match outputs.iter_mut().find(|x| x.table == o.table) {
+                    Some(x) => x.batches.extend(o.batches),
+                    None => outputs.push(o),
+                }
+            }
+            failures.extend(failed.into_iter().map(|f| {
+                let doc = group[f.row];
                 Failure {
                     doc_id: doc.doc_id.clone(),
                     content_hash: doc.content_hash.clone(),
@@ -129,15 +145,19 @@ impl StageRunner {
                     error: f.error,
                     attempts: f.attempts as i32,
                 }
-            })
-            .collect();
+            }));
+        }
         Ok((outputs, failures))
     }
 
     /// Runs every stage on `batch`. A stage that fails on the whole batch is
     /// re-run on halves until the failing documents are isolated, so one bad
     /// document becomes one failure and the rest of the batch still lands.
-    async fn run(&self, batch: &RecordBatch) -> (Vec<StageOutput>, Vec<StageFailure>) {
+    async fn run(
+        &self,
+        batch: &RecordBatch,
+        tenant: &str,
+    ) -> (Vec<StageOutput>, Vec<StageFailure>) {
         let mut outputs: Vec<StageOutput> = Vec::new();
         let mut failures = Vec::new();
         let whole = self.context(batch).ok();
@@ -172,7 +192,7 @@ impl StageRunner {
                 batches,
             });
         }
-        if let Some(usage) = self.usage_output() {
+        if let Some(usage) = self.usage_output(tenant) {
             outputs.push(usage);
         }
         (outputs, failures)
@@ -268,12 +288,12 @@ impl StageRunner {
     }
 
     /// This batch's model request batches, as rows for `usage`.
-    fn usage_output(&self) -> Option<StageOutput> {
+    fn usage_output(&self, tenant: &str) -> Option<StageOutput> {
         let records = self.hub.as_ref()?.drain_usage();
         if records.is_empty() {
             return None;
         }
-        match usage::to_batch(&self.run_id, &records) {
+        match usage::to_batch(&self.run_id, tenant, &records) {
             Ok(b) => Some(StageOutput {
                 table: "usage".into(),
                 batches: vec![b],

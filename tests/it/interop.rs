@@ -46,3 +46,126 @@ os._exit(0)
         assert_eq!(counts[table].as_i64().unwrap(), ours, "{table}");
     }
 }
+
+/// Active data files of a table, from delta-rs's Python reader.
+const PY_READ: &str = r#"
+import json, os, sys
+from deltalake import DeltaTable
+out = {}
+for name in sys.argv[2:]:
+    t = DeltaTable(sys.argv[1] + "/" + name)
+    out[name] = {"rows": t.to_pyarrow_table().num_rows, "files": len(t.file_uris())}
+print(json.dumps(out), flush=True)
+os._exit(0)
+"#;
+
+fn python_read(lake: &str, tables: &[&str]) -> serde_json::Value {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", PY_READ, lake])
+        .args(tables)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python deltalake failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn optimize_and_vacuum_keep_every_row_for_other_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    // Checkpoints every 4 commits; one document per batch: many small files.
+    let pipeline = tmp.path().join("small.toml");
+    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
+    let stages = repo().join("sql/stages");
+    std::fs::write(
+        &pipeline,
+        default
+            .replace("checkpoint_interval = 100", "checkpoint_interval = 4")
+            .replace("../sql/stages", stages.to_str().unwrap()),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        ok(docstream()
+            .arg("--pipeline")
+            .arg(&pipeline)
+            .args(extra)
+            .args(["--lake", lake_s])
+            .output()
+            .unwrap())
+    };
+    run(&[
+        "backfill",
+        "samples",
+        "--stages",
+        "documents,chunks",
+        "--batch-rows",
+        "1",
+    ]);
+    let tables = ["documents", "chunks", "failures"];
+    let before = python_read(lake_s, &tables);
+    let checkpoints = |table: &str| {
+        std::fs::read_dir(lake.join(table).join("_delta_log"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".checkpoint.parquet")
+            })
+            .count()
+    };
+    assert!(
+        checkpoints("documents") > 0,
+        "no checkpoint after 6+ commits"
+    );
+    assert!(before["chunks"]["files"].as_u64().unwrap() >= 6, "{before}");
+
+    let out = run(&["optimize", "--zorder"]);
+    assert!(out.contains("documents:"), "{out}");
+    let out = run(&["vacuum", "--retain-hours", "0", "--dry-run", "--force"]);
+    assert!(out.contains("would delete"), "{out}");
+    let refused = docstream()
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .args(["vacuum", "--retain-hours", "0", "--lake", lake_s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--force"),
+        "a 0-hour retention needs --force: {stderr}"
+    );
+    run(&["vacuum", "--retain-hours", "0", "--force"]);
+
+    let after = python_read(lake_s, &tables);
+    for table in tables {
+        let rows = |v: &serde_json::Value| v[table]["rows"].as_i64().unwrap();
+        assert_eq!(rows(&after), rows(&before), "{table}");
+        assert_eq!(
+            rows(&after),
+            count(lake_s, &format!("SELECT count(*) FROM {table}")),
+            "{table}"
+        );
+    }
+    assert_eq!(after["chunks"]["files"], 1, "{after}");
+    assert_eq!(after["documents"]["files"], 1, "{after}");
+    // Vacuum removed the replaced files from storage too.
+    let parquet = std::fs::read_dir(lake.join("chunks"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count();
+    assert_eq!(parquet, 1);
+}

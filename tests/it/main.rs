@@ -2,6 +2,7 @@
 //! S3-compatible server (s3s-fs) and delta-rs's Python reader. The Kafka
 //! tests are their own binary (tests/kafka).
 
+mod analytics;
 mod backfill;
 mod extraction;
 mod harness;

@@ -1,0 +1,353 @@
+//! Hybrid search over chunks: vector top-k (cosine against the query's
+//! embedding) and keyword top-k (BM25 over chunk text), fused by
+//! reciprocal rank: score = Σ 1 / (60 + rank) over the lists a chunk is in.
+//! Only each document's current version is searched.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::keyword::{self, Bm25};
+use super::query::{quote, Analytics};
+
+/// RRF's damping constant (Cormack et al.): ranks past the first few
+/// matter less, and no single list dominates.
+const RRF_K: f64 = 60.0;
+
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub tenant: Option<String>,
+    /// On the document's date: event_time, else ingest time.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Filters {
+    fn sql(&self) -> String {
+        let mut conds = vec!["true".to_string()];
+        if let Some(t) = &self.tenant {
+            conds.push(format!("tenant = {}", quote(t)));
+        }
+        // Microseconds, like the columns: text goes through nanoseconds,
+        // which end in 2262.
+        let ts = |t: &DateTime<Utc>| format!("to_timestamp_micros({})", t.timestamp_micros());
+        if let Some(t) = &self.since {
+            conds.push(format!("coalesce(event_time, ingested_at) >= {}", ts(t)));
+        }
+        if let Some(t) = &self.until {
+            conds.push(format!("coalesce(event_time, ingested_at) < {}", ts(t)));
+        }
+        conds.join(" AND ")
+    }
+}
+
+/// One chunk found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub rank: usize,
+    pub doc_id: String,
+    pub chunk_idx: i32,
+    pub title: Option<String>,
+    pub source_uri: String,
+    pub tenant: String,
+    /// The fused RRF score.
+    pub score: f64,
+    pub vector_rank: Option<usize>,
+    pub cosine: Option<f32>,
+    pub keyword_rank: Option<usize>,
+    pub bm25: Option<f64>,
+    pub snippet: String,
+    #[serde(skip)]
+    pub text: String,
+}
+
+impl Hit {
+    /// A chunk not yet ranked or described.
+    pub fn new(doc_id: &str, chunk_idx: i32) -> Self {
+        Self {
+            rank: 0,
+            doc_id: doc_id.to_string(),
+            chunk_idx,
+            title: None,
+            source_uri: String::new(),
+            tenant: String::new(),
+            score: 0.0,
+            vector_rank: None,
+            cosine: None,
+            keyword_rank: None,
+            bm25: None,
+            snippet: String::new(),
+            text: String::new(),
+        }
+    }
+}
+
+type ChunkKey = (String, i32);
+
+/// The `k` best chunks for `query`. Each retriever contributes its best
+/// `candidates`; without an embedding provider (or embeddings), the search
+/// is keyword-only, and says so in the log.
+pub async fn search(
+    analytics: &Analytics,
+    query: &str,
+    k: usize,
+    candidates: usize,
+    filters: &Filters,
+) -> Result<Vec<Hit>> {
+    if !analytics.has_table("chunks") || !analytics.has_table("documents") {
+        bail!("the lake has no chunks to search yet; run `docstream backfill` first");
+    }
+    let docs = format!(
+        "SELECT doc_id, content_hash FROM current_documents WHERE {}",
+        filters.sql()
+    );
+    let vector = match analytics.embedding_model() {
+        Some(model) if analytics.has_table("embeddings") => {
+            vector_hits(analytics, &docs, model, query, candidates).await?
+        }
+        _ => {
+            tracing::warn!("no embeddings to compare with: keyword search only");
+            Vec::new()
+        }
+    };
+    let wanted: HashSet<ChunkKey> = vector.iter().map(|(key, _)| key.clone()).collect();
+    let (keyword, mut texts) = keyword_hits(analytics, &docs, query, &wanted).await?;
+    let keyword: Vec<(ChunkKey, f64)> = keyword.into_iter().take(candidates).collect();
+
+    let mut fused: HashMap<ChunkKey, Hit> = HashMap::new();
+    for (i, (key, cosine)) in vector.iter().enumerate() {
+        let hit = fused
+            .entry(key.clone())
+            .or_insert_with(|| Hit::new(&key.0, key.1));
+        hit.vector_rank = Some(i + 1);
+        hit.cosine = Some(*cosine);
+        hit.score += 1.0 / (RRF_K + (i + 1) as f64);
+    }
+    for (i, (key, bm25)) in keyword.iter().enumerate() {
+        let hit = fused
+            .entry(key.clone())
+            .or_insert_with(|| Hit::new(&key.0, key.1));
+        hit.keyword_rank = Some(i + 1);
+        hit.bm25 = Some(*bm25);
+        hit.score += 1.0 / (RRF_K + (i + 1) as f64);
+    }
+    let mut hits: Vec<Hit> = fused.into_values().collect();
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.doc_id.cmp(&b.doc_id))
+            .then_with(|| a.chunk_idx.cmp(&b.chunk_idx))
+    });
+    hits.truncate(k);
+    let terms = keyword::terms(query);
+    for (i, hit) in hits.iter_mut().enumerate() {
+        hit.rank = i + 1;
+        hit.text = texts
+            .remove(&(hit.doc_id.clone(), hit.chunk_idx))
+            .unwrap_or_default();
+        hit.snippet = snippet(&hit.text, &terms);
+    }
+    describe(analytics, &mut hits).await?;
+    Ok(hits)
+}
+
+/// Chunks of `docs` by cosine similarity to the query, best first.
+async fn vector_hits(
+    analytics: &Analytics,
+    docs: &str,
+    model: &str,
+    query: &str,
+    n: usize,
+) -> Result<Vec<(ChunkKey, f32)>> {
+    let sql = format!(
+        "WITH docs AS ({docs})
+         SELECT e.doc_id, e.chunk_idx, cosine_similarity(e.embedding, embed_query({q})) AS score
+         FROM embeddings e JOIN docs d ON e.doc_id = d.doc_id AND e.content_hash = d.content_hash
+         WHERE e.model = {m}
+         ORDER BY score DESC NULLS LAST, e.doc_id, e.chunk_idx
+         LIMIT {n}",
+        q = quote(query),
+        m = quote(model),
+    );
+    let mut out = Vec::new();
+    for b in analytics.sql(&sql).await? {
+        let ids = cast(b.column(0), &DataType::Utf8)?;
+        let (ids, idx, score) = (
+            ids.as_string::<i32>(),
+            b.column(1)
+                .as_primitive::<deltalake::arrow::datatypes::Int32Type>(),
+            b.column(2)
+                .as_primitive::<deltalake::arrow::datatypes::Float32Type>(),
+        );
+        for i in 0..b.num_rows() {
+            if score.is_valid(i) {
+                out.push(((ids.value(i).to_string(), idx.value(i)), score.value(i)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Chunks of `docs` by BM25, best first, and the texts of the matching
+/// chunks and of `wanted` ones (for snippets).
+async fn keyword_hits(
+    analytics: &Analytics,
+    docs: &str,
+    query: &str,
+    wanted: &HashSet<ChunkKey>,
+) -> Result<(Vec<(ChunkKey, f64)>, HashMap<ChunkKey, String>)> {
+    let sql = format!(
+        "WITH docs AS ({docs})
+         SELECT c.doc_id, c.chunk_idx, c.text
+         FROM chunks c JOIN docs d ON c.doc_id = d.doc_id AND c.content_hash = d.content_hash"
+    );
+    let mut bm25 = Bm25::new(keyword::terms(query));
+    let mut texts = HashMap::new();
+    let mut stream = analytics.stream(&sql).await?;
+    while let Some(b) = stream.next().await {
+        let b = b?;
+        let ids = cast(b.column(0), &DataType::Utf8)?;
+        let text = cast(b.column(2), &DataType::Utf8)?;
+        let (ids, idx, text) = (
+            ids.as_string::<i32>(),
+            b.column(1)
+                .as_primitive::<deltalake::arrow::datatypes::Int32Type>(),
+            text.as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            let key = (ids.value(i).to_string(), idx.value(i));
+            let t = text.value(i);
+            if bm25.add(key.clone(), t) || wanted.contains(&key) {
+                texts.insert(key, t.to_string());
+            }
+        }
+    }
+    Ok((bm25.ranked(), texts))
+}
+
+/// Fills in each hit's document title, source and tenant.
+async fn describe(analytics: &Analytics, hits: &mut [Hit]) -> Result<()> {
+    if hits.is_empty() {
+        return Ok(());
+    }
+    let ids: HashSet<&str> = hits.iter().map(|h| h.doc_id.as_str()).collect();
+    let list: Vec<String> = ids.into_iter().map(quote).collect();
+    let sql = format!(
+        "SELECT doc_id, title, source_uri, tenant FROM current_documents WHERE doc_id IN ({})",
+        list.join(", ")
+    );
+    let mut about: HashMap<String, (Option<String>, String, String)> = HashMap::new();
+    for b in analytics.sql(&sql).await? {
+        let cols: Vec<_> = (0..4)
+            .map(|c| cast(b.column(c), &DataType::Utf8))
+            .collect::<Result<_, _>>()?;
+        let s: Vec<_> = cols.iter().map(|c| c.as_string::<i32>()).collect();
+        for i in 0..b.num_rows() {
+            about.insert(
+                s[0].value(i).to_string(),
+                (
+                    s[1].is_valid(i).then(|| s[1].value(i).to_string()),
+                    s[2].value(i).to_string(),
+                    s[3].value(i).to_string(),
+                ),
+            );
+        }
+    }
+    for hit in hits {
+        if let Some((title, uri, tenant)) = about.get(&hit.doc_id) {
+            hit.title = title.clone();
+            hit.source_uri = uri.clone();
+            hit.tenant = tenant.clone();
+        }
+    }
+    Ok(())
+}
+
+/// About 240 characters of `text` around the first query term in it (the
+/// start when none is), on one line.
+fn snippet(text: &str, terms: &[String]) -> String {
+    const WIDTH: usize = 240;
+    let lower = text.to_lowercase();
+    // Lowercasing can change byte lengths; fall back to the start then.
+    let at = terms
+        .iter()
+        .filter_map(|t| lower.find(t.as_str()))
+        .min()
+        .filter(|_| lower.len() == text.len())
+        .unwrap_or(0);
+    let mut start = at.saturating_sub(WIDTH / 3);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (start + WIDTH).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let body = text[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let lead = if start > 0 { "…" } else { "" };
+    let tail = if end < text.len() { "…" } else { "" };
+    format!("{lead}{body}{tail}")
+}
+
+/// Hits as rows, for the CSV, JSON, NDJSON and Parquet outputs.
+pub fn to_batch(hits: &[Hit]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("rank", DataType::UInt64, false),
+        Field::new("doc_id", DataType::Utf8, false),
+        Field::new("chunk_idx", DataType::Int32, false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("source_uri", DataType::Utf8, false),
+        Field::new("tenant", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("vector_rank", DataType::UInt64, true),
+        Field::new("cosine", DataType::Float32, true),
+        Field::new("keyword_rank", DataType::UInt64, true),
+        Field::new("bm25", DataType::Float64, true),
+        Field::new("snippet", DataType::Utf8, false),
+    ]));
+    let mut decoder = deltalake::arrow::json::ReaderBuilder::new(schema.clone()).build_decoder()?;
+    decoder.serialize(hits)?;
+    Ok(decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_center_on_the_first_term() {
+        let text = format!(
+            "{} the vendor delay hit us. {}",
+            "x ".repeat(200),
+            "y ".repeat(200)
+        );
+        let s = snippet(&text, &["delay".into()]);
+        assert!(s.contains("vendor delay"), "{s}");
+        assert!(s.starts_with('…') && s.ends_with('…'));
+        assert_eq!(snippet("short text", &["none".into()]), "short text");
+        // Multi-byte text never splits a character.
+        let s = snippet(&"é".repeat(500), &["zz".into()]);
+        assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn filters_quote_their_values() {
+        let f = Filters {
+            tenant: Some("o'brien".into()),
+            ..Default::default()
+        };
+        assert_eq!(f.sql(), "true AND tenant = 'o''brien'");
+    }
+}

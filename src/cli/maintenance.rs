@@ -1,0 +1,171 @@
+//! `docstream optimize` and `docstream vacuum`.
+
+use std::num::NonZeroU64;
+use std::path::Path;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::sinks::lake::Lake;
+use crate::sinks::maintenance::CompactOptions;
+use crate::stages::pipeline::Pipeline;
+use crate::storage::{parse_location, StorageOptions};
+
+/// Which tables of which lake.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Lake root. Default: the pipeline's lake.uri.
+    #[arg(long)]
+    pub lake: Option<String>,
+
+    /// Only these tables (comma-separated). Default: every table.
+    #[arg(long, value_delimiter = ',', value_name = "TABLE,...")]
+    pub tables: Vec<String>,
+}
+
+impl Target {
+    async fn open(
+        self,
+        pipeline: Option<&Path>,
+        storage: &StorageOptions,
+    ) -> Result<(Lake, Vec<String>)> {
+        let (p, _) = Pipeline::load(pipeline, &[])?;
+        let lake = Lake::open(&parse_location(&self.lake.unwrap_or(p.lake.uri))?, storage).await?;
+        let all = lake.table_names().await?;
+        if let Some(unknown) = self.tables.iter().find(|t| !all.contains(t)) {
+            anyhow::bail!(
+                "no table '{unknown}' in {}; tables: {}",
+                lake.root(),
+                all.join(", ")
+            );
+        }
+        let tables = if self.tables.is_empty() {
+            all
+        } else {
+            self.tables
+        };
+        Ok((lake, tables))
+    }
+}
+
+fn progress(tables: usize, verb: &str) -> Result<ProgressBar> {
+    let bar = ProgressBar::new(tables as u64).with_style(ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tables {msg}",
+    )?);
+    bar.set_message(verb.to_string());
+    Ok(bar)
+}
+
+/// Compact small files into large ones, optionally z-ordered by doc_id.
+///
+/// Safe while `ingest` and `backfill` write: compaction changes no rows,
+/// and Delta's conflict check lets concurrent appends through. Readers of
+/// older versions keep working until `vacuum` removes the replaced files.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    docstream optimize\n  \
+    docstream optimize --lake s3://lake/ --tables chunks,embeddings --zorder\n  \
+    docstream optimize --target-size-mb 256 --checkpoint")]
+pub struct OptimizeArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Cluster rows by doc_id across the rewritten files, so reading one
+    /// document touches few files.
+    #[arg(long)]
+    pub zorder: bool,
+
+    /// Target file size. Default: the table's delta.targetFileSize (100 MiB).
+    #[arg(long, value_name = "MB")]
+    pub target_size_mb: Option<NonZeroU64>,
+
+    /// Also write a checkpoint of each table afterwards.
+    #[arg(long)]
+    pub checkpoint: bool,
+}
+
+impl OptimizeArgs {
+    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
+        let (mut lake, tables) = self.target.open(pipeline, &storage).await?;
+        let options = CompactOptions {
+            zorder_by_doc_id: self.zorder,
+            target_bytes: self
+                .target_size_mb
+                .and_then(|mb| NonZeroU64::new(mb.get() << 20)),
+        };
+        let bar = progress(tables.len(), "compacting")?;
+        let mut lines = Vec::new();
+        for table in &tables {
+            bar.set_message(table.clone());
+            let done = lake.compact(table, options).await?;
+            if self.checkpoint {
+                lake.checkpoint(table).await?;
+            }
+            lines.push(format!(
+                "{table}: {} files ({:.1} MiB) -> {} files ({:.1} MiB)",
+                done.files_removed,
+                done.bytes_removed as f64 / (1u64 << 20) as f64,
+                done.files_added,
+                done.bytes_added as f64 / (1u64 << 20) as f64,
+            ));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        for l in lines {
+            println!("{l}");
+        }
+        println!("replaced files stay until `docstream vacuum` removes them");
+        Ok(())
+    }
+}
+
+/// Delete data files that no table version within the retention still reads.
+///
+/// Run after optimize to reclaim space. Time travel to versions older than
+/// the retention stops working for the files removed.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    docstream vacuum --dry-run\n  \
+    docstream vacuum --retain-hours 168 --lake s3://lake/\n  \
+    docstream vacuum --retain-hours 0 --force    # a lake nobody else reads")]
+pub struct VacuumArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Keep files that versions of the last N hours still read.
+    #[arg(long, value_name = "HOURS", default_value_t = 168)]
+    pub retain_hours: u64,
+
+    /// List what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Allow a retention under the table's deletedFileRetentionDuration (7 days).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl VacuumArgs {
+    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
+        let (mut lake, tables) = self.target.open(pipeline, &storage).await?;
+        let retain = chrono::Duration::hours(self.retain_hours as i64);
+        let bar = progress(tables.len(), "vacuuming")?;
+        let mut lines = Vec::new();
+        for table in &tables {
+            bar.set_message(table.clone());
+            let done = lake.vacuum(table, retain, self.dry_run, self.force).await?;
+            let verb = if self.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
+            lines.push(format!("{table}: {verb} {} files", done.files_deleted));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        for l in lines {
+            println!("{l}");
+        }
+        Ok(())
+    }
+}

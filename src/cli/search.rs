@@ -1,0 +1,232 @@
+//! `docstream search` and `docstream ask`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::analytics::ask::{ask, AskOptions};
+use crate::analytics::output::{Format, OutputArgs};
+use crate::analytics::query::{Analytics, Models};
+use crate::analytics::search::{search, to_batch, Filters, Hit};
+use crate::models::chain::ModelChain;
+use crate::stages::pipeline::Pipeline;
+use crate::storage::{parse_location, StorageOptions};
+
+/// Where and what to search.
+#[derive(Debug, clap::Args)]
+pub struct Scope {
+    /// Lake root. Default: the pipeline's lake.uri.
+    #[arg(long)]
+    pub lake: Option<String>,
+
+    /// Only documents of this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+
+    /// Only documents dated on or after this (YYYY-MM-DD or RFC 3339);
+    /// a document's date is its event_time, else when it was ingested.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub since: Option<DateTime<Utc>>,
+
+    /// Only documents dated before this (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Scope {
+    /// The lake with the query embedder (keyword-only search still works
+    /// without one) and, with `answer`, the answer model.
+    async fn open(
+        self,
+        pipeline: Option<&Path>,
+        storage: &StorageOptions,
+        answer: bool,
+    ) -> Result<Opened> {
+        let (p, _) = Pipeline::load(pipeline, &[])?;
+        let models = Models::open(&p, true, true, answer)?;
+        let lake = parse_location(&self.lake.clone().unwrap_or(p.lake.uri.clone()))?;
+        let analytics = Analytics::open(&lake, storage, models.embedder).await?;
+        let filters = Filters {
+            tenant: self.tenant,
+            since: self.since,
+            until: self.until,
+        };
+        Ok(Opened {
+            min_similarity: p.analytics.min_similarity,
+            analytics,
+            filters,
+            answerer: models.answerer,
+        })
+    }
+}
+
+struct Opened {
+    analytics: Analytics,
+    filters: Filters,
+    answerer: Option<std::sync::Arc<ModelChain>>,
+    min_similarity: f32,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("'{s}' is not YYYY-MM-DD or an RFC 3339 time"))
+}
+
+/// Find the chunks that best match a text: vector similarity and keywords
+/// (BM25), fused by reciprocal rank.
+///
+/// Searches each document's current version. The query is embedded with
+/// the pipeline's embedding provider, so it matches the stored vectors.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    docstream search \"budget overrun on the data migration\"\n  \
+    docstream search \"vendor delay\" --k 5 --tenant acme --since 2026-01-01\n  \
+    docstream search \"security incident\" --format json | jq '.[0].doc_id'")]
+pub struct SearchArgs {
+    /// What to look for, in plain words.
+    pub query: String,
+
+    /// How many chunks to return.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+
+    /// Candidates each retriever contributes before fusion.
+    #[arg(long, default_value_t = 100)]
+    pub candidates: usize,
+
+    #[command(flatten)]
+    pub scope: Scope,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl SearchArgs {
+    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
+        let opened = self.scope.open(pipeline, &storage, false).await?;
+        let hits = search(
+            &opened.analytics,
+            &self.query,
+            self.k,
+            self.candidates.max(self.k),
+            &opened.filters,
+        )
+        .await?;
+        if self.output.format == Format::Table && self.output.out.is_none() {
+            print_hits(&hits);
+            return Ok(());
+        }
+        self.output.emit(&[to_batch(&hits)?])
+    }
+}
+
+fn print_hits(hits: &[Hit]) {
+    if hits.is_empty() {
+        println!("no matching chunks");
+    }
+    for h in hits {
+        let why: Vec<String> = [
+            h.cosine.map(|c| format!("cosine {c:.3}")),
+            h.bm25.map(|b| format!("bm25 {b:.2}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        println!(
+            "{}. {} [{}#{}]  score {:.4} ({})  {}",
+            h.rank,
+            h.title.as_deref().unwrap_or(&h.source_uri),
+            h.doc_id,
+            h.chunk_idx,
+            h.score,
+            why.join(", "),
+            h.tenant
+        );
+        println!("   {}\n", h.snippet);
+    }
+}
+
+/// Answer a question from the documents, citing [doc_id#chunk_idx] for
+/// each claim.
+///
+/// Retrieves the chunks most similar to the question and has the
+/// pipeline's answer model reply from them alone. When no chunk is
+/// relevant, or the model finds no answer in them, it says the answer is
+/// not in the documents instead of guessing.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    docstream ask \"Which projects have unmitigated security risks, and who owns them?\"\n  \
+    docstream ask \"What did the vendor promise?\" --tenant acme --format json")]
+pub struct AskArgs {
+    /// The question.
+    pub question: String,
+
+    /// Chunks to retrieve (the most relevant that fit the model's context are used).
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+
+    /// Minimum cosine similarity for a chunk to count as relevant.
+    /// Default: the pipeline's analytics.min_similarity.
+    #[arg(long, value_name = "SCORE")]
+    pub min_similarity: Option<f32>,
+
+    #[command(flatten)]
+    pub scope: Scope,
+
+    /// text (default) or json.
+    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+impl AskArgs {
+    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
+        let opened = self.scope.open(pipeline, &storage, true).await?;
+        let answerer = opened
+            .answerer
+            .context("no answer model: set [analytics] answer_providers")?;
+        let options = AskOptions {
+            k: self.k,
+            min_similarity: self.min_similarity.unwrap_or(opened.min_similarity),
+            filters: opened.filters,
+        };
+        let answer = ask(&opened.analytics, &answerer, &self.question, &options).await?;
+        match self.format {
+            Format::Json | Format::Ndjson => {
+                let json = serde_json::json!({
+                    "question": self.question,
+                    "answer": answer.text(),
+                    "found": answer.found,
+                    "claims": answer.claims,
+                    "model": answer.model,
+                    "context": answer.context,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).context("cannot print the answer")?
+                );
+            }
+            Format::Table | Format::Csv => {
+                println!("{}", answer.text());
+                if answer.found {
+                    println!("\nSources:");
+                    let mut seen = Vec::new();
+                    for c in answer.claims.iter().flat_map(|c| &c.citations) {
+                        let tag = c.tag();
+                        if !seen.contains(&tag) {
+                            println!("  {tag} {}", c.title.as_deref().unwrap_or(""));
+                            seen.push(tag);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
