@@ -13,10 +13,10 @@ use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatc
 use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Schema};
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -24,6 +24,9 @@ use url::Url;
 
 use super::contract;
 use crate::storage::{as_directory, StorageOptions};
+
+/// Tries of a delete that conflicts with concurrent compactions.
+const DELETE_ATTEMPTS: u32 = 5;
 
 /// A document version: (doc_id, content_hash).
 pub type DocKey = (String, String);
@@ -158,6 +161,21 @@ impl Lake {
         Ok(self.tables.get(name).filter(|t| t.version().is_some()))
     }
 
+    /// Re-reads `table`'s log, so reads and commits see other writers' commits.
+    pub async fn refresh(&mut self, table: &str) -> Result<()> {
+        match self.tables.get_mut(table) {
+            Some(t) if t.version().is_some() => t
+                .update_incremental(None)
+                .await
+                .with_context(|| format!("cannot refresh table {table}")),
+            // Never committed when last seen: look again from scratch.
+            _ => {
+                self.tables.remove(table);
+                Ok(())
+            }
+        }
+    }
+
     /// Registers every table of the lake on `ctx` under its own name.
     pub async fn register_all(&mut self, ctx: &SessionContext) -> Result<Vec<String>> {
         let names = self.table_names().await?;
@@ -284,15 +302,6 @@ impl Lake {
         if doc_ids.is_empty() {
             return Ok(0);
         }
-        let Some(t) = self.table(table).await? else {
-            return Ok(0);
-        };
-        if t.snapshot()?.schema().field("doc_id").is_none() {
-            return Ok(0);
-        }
-        let Some(current) = self.tables.remove(table) else {
-            bail!("table {table} vanished while deleting");
-        };
         let mut ids: Vec<&String> = doc_ids.iter().collect();
         ids.sort();
         let list: Vec<String> = ids
@@ -300,11 +309,41 @@ impl Lake {
             .map(|id| format!("'{}'", id.replace('\'', "''")))
             .collect();
         let predicate = format!("doc_id IN ({})", list.join(", "));
-        let (deleted, metrics) = current
-            .delete()
-            .with_predicate(predicate)
-            .await
-            .with_context(|| format!("cannot delete documents from table {table}"))?;
+        // A compaction that rewrote the files this delete read conflicts
+        // with it; deleting again from the new version is the same delete.
+        let mut attempt = 0;
+        let (deleted, metrics) = loop {
+            attempt += 1;
+            let Some(t) = self.table(table).await? else {
+                return Ok(0);
+            };
+            if t.snapshot()?.schema().field("doc_id").is_none() {
+                return Ok(0);
+            }
+            let Some(current) = self.tables.remove(table) else {
+                bail!("table {table} vanished while deleting");
+            };
+            match current
+                .clone()
+                .delete()
+                .with_predicate(predicate.clone())
+                .await
+            {
+                Ok(done) => break done,
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(e),
+                }) if attempt < DELETE_ATTEMPTS => {
+                    tracing::info!(table, attempt, "delete conflicted ({e}); retrying");
+                    self.tables.insert(table.to_string(), current);
+                    self.refresh(table).await?;
+                }
+                Err(e) => {
+                    self.tables.insert(table.to_string(), current);
+                    return Err(e)
+                        .with_context(|| format!("cannot delete documents from table {table}"));
+                }
+            }
+        };
         self.tables.insert(table.to_string(), deleted);
         if let Some(keys) = self.landed.get_mut(table) {
             keys.retain(|(doc, _)| !doc_ids.contains(doc));

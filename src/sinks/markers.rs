@@ -20,21 +20,6 @@ pub fn app_id(pipeline: &str, topic: &str, partition: i32) -> String {
 }
 
 impl Lake {
-    /// Re-reads `table`'s log, so markers and commits see other writers.
-    pub async fn refresh(&mut self, table: &str) -> Result<()> {
-        match self.tables.get_mut(table) {
-            Some(t) if t.version().is_some() => t
-                .update_incremental(None)
-                .await
-                .with_context(|| format!("cannot refresh table {table}")),
-            // Never committed when last seen: look again from scratch.
-            _ => {
-                self.tables.remove(table);
-                Ok(())
-            }
-        }
-    }
-
     /// The version each app id last committed to `table`, read from the
     /// table's latest state. App ids without a marker are absent.
     pub async fn markers(

@@ -181,6 +181,9 @@ fn two_workers_split_partitions_and_survive_one_being_killed() {
         "0.5",
         "--group",
         "pair",
+        // Background compaction racing both workers' appends.
+        "--compact-every",
+        "4",
     ];
     args.extend(GROUP);
     let log = |name: &str| tmp.path().join(format!("{name}.log"));
@@ -231,6 +234,10 @@ fn two_workers_split_partitions_and_survive_one_being_killed() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("ingest stopped"));
     }
+    let compacted = ["a", "b", "c"]
+        .iter()
+        .any(|n| std::fs::read_to_string(log(n)).is_ok_and(|l| l.contains("compacted")));
+    assert!(compacted, "no worker compacted while ingesting");
     assert_exactly_once(&lake, EVENTS);
 }
 
