@@ -237,39 +237,31 @@ pub fn compute(metric: Metric, a: &Vectors, b: &Vectors, rows: usize) -> Result<
 /// Lanes summed independently, so the compiler emits SIMD multiply-adds.
 const LANES: usize = 16;
 
-fn dot(x: &[f32], y: &[f32]) -> f32 {
+/// Σ term(x[i], y[i]), in `LANES` independent partial sums.
+#[inline(always)]
+fn sum_lanes(x: &[f32], y: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];
     let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
     let tail: f32 = xc
         .remainder()
         .iter()
         .zip(yc.remainder())
-        .map(|(a, b)| a * b)
+        .map(|(a, b)| term(*a, *b))
         .sum();
     for (a, b) in xc.zip(yc) {
         for k in 0..LANES {
-            acc[k] += a[k] * b[k];
+            acc[k] += term(a[k], b[k]);
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    sum_lanes(x, y, |a, b| a * b)
+}
+
 fn squared_distance(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
-    let tail: f32 = xc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum();
-    for (a, b) in xc.zip(yc) {
-        for k in 0..LANES {
-            let d = a[k] - b[k];
-            acc[k] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    sum_lanes(x, y, |a, b| (a - b) * (a - b))
 }
 
 #[cfg(test)]

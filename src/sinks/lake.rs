@@ -271,9 +271,11 @@ impl Lake {
             }
             Err(_) => false,
         };
+        let layout = super::parquet_layout::writer_properties(&fresh[0].schema());
         let mut write = current
             .write(fresh)
             .with_save_mode(SaveMode::Append)
+            .with_writer_properties(layout)
             .with_configuration(self.properties.clone());
         if evolve {
             write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);

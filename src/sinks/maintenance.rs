@@ -53,7 +53,14 @@ impl Lake {
         } else {
             OptimizeType::Compact
         };
-        let mut builder = current.clone().optimize().with_type(kind);
+        let layout = super::parquet_layout::writer_properties(
+            &current.snapshot()?.snapshot().arrow_schema(),
+        );
+        let mut builder = current
+            .clone()
+            .optimize()
+            .with_type(kind)
+            .with_writer_properties(layout);
         if let Some(bytes) = options.target_bytes {
             builder = builder.with_target_size(bytes);
         }

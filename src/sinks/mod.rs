@@ -4,3 +4,4 @@ pub mod contract;
 pub mod lake;
 pub mod maintenance;
 pub mod markers;
+pub mod parquet_layout;

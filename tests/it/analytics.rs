@@ -190,10 +190,7 @@ fn report(lake: &str, name: &str) -> Vec<Value> {
         .args(["report", name, "--format", "ndjson", "--lake", lake])
         .output()
         .unwrap());
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    ndjson(&out)
 }
 
 fn int(v: &Value) -> i64 {

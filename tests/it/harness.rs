@@ -62,6 +62,11 @@ pub fn query(lake: &str, sql: &str, env: &[(&str, &str)]) -> Vec<serde_json::Val
         .envs(env.iter().copied())
         .output()
         .unwrap());
+    ndjson(&out)
+}
+
+/// One JSON value per non-empty line.
+pub fn ndjson(out: &str) -> Vec<serde_json::Value> {
     out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())

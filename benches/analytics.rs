@@ -1,0 +1,510 @@
+//! Analytics at scale, side by side in one run:
+//! 1. top-10 cosine over N × 384 embeddings stored in Delta: cold (page
+//!    cache evicted, fresh session), warm (same session again) and with the
+//!    vectors in memory, against the memory-bandwidth bound of reading the
+//!    vectors once;
+//! 2. the built-in reports over an M-row `chunks` table;
+//! 3. opening a table after C commits, with and without checkpoints.
+//!
+//! `cargo bench --workspace --bench analytics`. Sizes: VECTORS (default
+//! 1000000), CHUNKS (10000000), COMMITS (5000).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use deltalake::arrow::array::{
+    ArrayRef, Float32Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use deltalake::arrow::buffer::OffsetBuffer;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::protocol::SaveMode;
+use docstream::analytics::query::Analytics;
+use docstream::analytics::reports;
+use docstream::sinks::contract;
+use docstream::sinks::lake::Lake;
+use docstream::stages::pipeline::Pipeline;
+use docstream::storage::{parse_location, StorageOptions};
+
+const DIMS: usize = 384;
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        vectors(size("VECTORS", 1_000_000)).await?;
+        report_latency(size("CHUNKS", 10_000_000)).await?;
+        table_open(size("COMMITS", 5_000)).await
+    })
+}
+
+/// Seconds `f` takes, best of `runs`.
+async fn best<F, Fut, T>(runs: usize, mut f: F) -> Result<(f64, T)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut best = f64::MAX;
+    let mut out = None;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let v = f().await?;
+        best = best.min(started.elapsed().as_secs_f64());
+        out = Some(v);
+    }
+    Ok((best, out.expect("runs > 0")))
+}
+
+/// Evicts a folder's files from the page cache, so the next read is cold.
+fn evict(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            evict(&path)?;
+        } else {
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: a valid open descriptor; advice only, no memory access.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
+    Ok(())
+}
+
+fn unit_vectors(rows: usize, seed: u64) -> Vec<f32> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut values = Vec::with_capacity(rows * DIMS);
+    for _ in 0..rows {
+        let v: Vec<f32> = (0..DIMS).map(|_| rng.f32() * 2.0 - 1.0).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        values.extend(v.iter().map(|x| x / norm));
+    }
+    values
+}
+
+fn embeddings_batch(start: usize, values: Vec<f32>) -> Result<RecordBatch> {
+    let rows = values.len() / DIMS;
+    let schema = contract::schema("embeddings").expect("contract table");
+    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(DIMS, rows));
+    let list = ListArray::try_new(item, offsets, Arc::new(Float32Array::from(values)), None)?;
+    let mut list = Some(Arc::new(list) as ArrayRef);
+    let idx = || start..start + rows;
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "doc_id" => Arc::new(StringArray::from_iter_values(
+                    idx().map(|i| format!("d{:07}", i / 4)),
+                )),
+                "chunk_idx" => {
+                    Arc::new(Int32Array::from_iter_values(idx().map(|i| (i % 4) as i32)))
+                }
+                "model" => Arc::new(StringArray::from(vec!["bench-384"; rows])),
+                "dims" => Arc::new(Int32Array::from(vec![DIMS as i32; rows])),
+                "embedding" => list.take().expect("one embedding column"),
+                _ => Arc::new(StringArray::from(vec!["h"; rows])),
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+fn top10_sql(query: &[f32]) -> String {
+    let literal: Vec<String> = query.iter().map(|x| format!("{x}")).collect();
+    format!(
+        "SELECT doc_id, chunk_idx, cosine_similarity(embedding, make_array({})) AS score \
+         FROM embeddings ORDER BY score DESC LIMIT 10",
+        literal.join(",")
+    )
+}
+
+async fn vectors(rows: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?;
+    let storage = StorageOptions::default();
+    let mut lake = Lake::open(&root, &storage).await?;
+    // The same rows with delta-rs's default Parquet layout, for comparison.
+    let default_root = parse_location(tmp.path().join("default").to_str().unwrap_or_default())?;
+    let default_path = tmp.path().join("default/embeddings");
+    std::fs::create_dir_all(&default_path)?;
+    let mut default_table = deltalake::DeltaTableBuilder::from_url(parse_location(
+        default_path.to_str().unwrap_or_default(),
+    )?)?
+    .build()?;
+    let written = Instant::now();
+    let per_commit = 100_000;
+    for start in (0..rows).step_by(per_commit) {
+        let n = per_commit.min(rows - start);
+        let batch = embeddings_batch(start, unit_vectors(n, start as u64))?;
+        lake.append("embeddings", vec![batch.clone()]).await?;
+        default_table = default_table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .await?;
+    }
+    let bytes = (rows * DIMS * 4) as f64;
+    println!(
+        "vectors: {rows} x {DIMS} written twice in {:.1}s, {:.0} MiB of f32; Parquet: {:.0} MiB docstream layout, {:.0} MiB default",
+        written.elapsed().as_secs_f64(),
+        bytes / 1048576.0,
+        dir_bytes(&tmp.path().join("lake/embeddings"))? as f64 / 1048576.0,
+        dir_bytes(&default_path)? as f64 / 1048576.0,
+    );
+
+    // The bound: one pass over the same bytes in memory, summing them.
+    let plain = unit_vectors(rows, 7);
+    let (bound, _) = best(5, || async {
+        Ok(plain
+            .chunks_exact(16)
+            .fold([0f32; 16], |mut acc, c| {
+                for k in 0..16 {
+                    acc[k] += c[k];
+                }
+                acc
+            })
+            .iter()
+            .sum::<f32>())
+    })
+    .await?;
+    println!(
+        "  memory-bandwidth bound (one pass over {:.0} MiB): {:.3}s = {:.1} GB/s",
+        bytes / 1048576.0,
+        bound,
+        bytes / bound / 1e9
+    );
+    drop(plain);
+
+    let query = unit_vectors(1, 99);
+    let sql = top10_sql(&query);
+    let mut timings = Vec::new();
+    let mut answers = Vec::new();
+    for lake_root in [&root, &default_root] {
+        evict(tmp.path())?;
+        let started = Instant::now();
+        let analytics = Analytics::open(lake_root, &storage, None).await?;
+        answers.push(format!("{:?}", analytics.sql(&sql).await?));
+        let cold = started.elapsed().as_secs_f64();
+        let (warm, rows) = best(3, || analytics.sql(&sql)).await?;
+        answers.push(format!("{rows:?}"));
+        timings.push((cold, warm));
+    }
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "the runs disagree"
+    );
+    let [(cold, warm), (default_cold, default_warm)] = timings[..] else {
+        unreachable!("two layouts")
+    };
+    let analytics = Analytics::open(&root, &storage, None).await?;
+
+    // The same query over the vectors already in memory.
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    docstream::analytics::vector::register(&ctx);
+    let all = analytics.sql("SELECT * FROM embeddings").await?;
+    let partitions = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = all.len().div_ceil(partitions);
+    let table = MemTable::try_new(
+        all[0].schema(),
+        all.chunks(per.max(1)).map(|c| c.to_vec()).collect(),
+    )?;
+    ctx.register_table("embeddings", Arc::new(table))?;
+    let (memory, _) = best(3, || async { Ok(ctx.sql(&sql).await?.collect().await?) }).await?;
+
+    println!(
+        "  top-10 cosine, cold (page cache evicted, table opened): {cold:.3}s; default layout {default_cold:.3}s"
+    );
+    println!(
+        "  top-10 cosine, warm (same session, Parquet from page cache): {warm:.3}s = {:.1}x the bound; default layout {default_warm:.3}s ({:.2}x)",
+        warm / bound,
+        default_warm / warm
+    );
+    println!(
+        "  top-10 cosine, vectors in memory: {memory:.3}s = {:.1}x the bound",
+        memory / bound
+    );
+    Ok(())
+}
+
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        total += if entry.file_type()?.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            entry.metadata()?.len()
+        };
+    }
+    Ok(total)
+}
+
+fn documents_batch(start: usize, n: usize, day0: i64) -> Result<RecordBatch> {
+    let schema = contract::schema("documents").expect("contract table");
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            let idx = start..start + n;
+            match f.name().as_str() {
+                "doc_id" => Arc::new(StringArray::from_iter_values(
+                    idx.map(|i| format!("d{i:08}")),
+                )),
+                "tenant" => Arc::new(StringArray::from_iter_values(
+                    idx.map(|i| format!("t{}", i % 7)),
+                )),
+                "source_uri" => Arc::new(StringArray::from_iter_values(
+                    idx.map(|i| format!("s3://archive/{i}.txt")),
+                )),
+                "content_hash" => Arc::new(StringArray::from(vec!["h"; n])),
+                "mime" => Arc::new(StringArray::from(vec!["text/plain"; n])),
+                "n_chars" => Arc::new(Int64Array::from(vec![4000; n])),
+                "n_tokens" => Arc::new(Int64Array::from_iter_values(
+                    idx.map(|i| 800 + (i % 50) as i64),
+                )),
+                "ingested_at" | "event_time" => Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        idx.map(|i| day0 + (i % 30) as i64 * 86_400_000_000),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                _ => deltalake::arrow::array::new_null_array(f.data_type(), n),
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+fn chunks_batch(docs: std::ops::Range<usize>, per_doc: usize) -> Result<RecordBatch> {
+    let schema = contract::schema("chunks").expect("contract table");
+    let n = docs.len() * per_doc;
+    let pairs = || docs.clone().flat_map(|d| (0..per_doc).map(move |c| (d, c)));
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "doc_id" => Arc::new(StringArray::from(
+                    pairs().map(|(d, _)| format!("d{d:08}")).collect::<Vec<_>>(),
+                )),
+                "content_hash" => Arc::new(StringArray::from(vec!["h"; n])),
+                "chunk_idx" => Arc::new(Int32Array::from(
+                    pairs().map(|(_, c)| c as i32).collect::<Vec<_>>(),
+                )),
+                "text" => Arc::new(StringArray::from(
+                    pairs()
+                        .map(|(d, c)| format!("chunk {c} of document {d}: the vendor shipped late"))
+                        .collect::<Vec<_>>(),
+                )),
+                "n_tokens" => Arc::new(Int32Array::from(vec![80; n])),
+                "char_start" | "char_end" => Arc::new(Int64Array::from(vec![0; n])),
+                _ => deltalake::arrow::array::new_null_array(f.data_type(), n),
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Rows `rows` of `table` with varied values for the columns reports
+/// group and filter on; row i belongs to document i / per_doc.
+fn synthetic(
+    table: &str,
+    rows: std::ops::Range<usize>,
+    per_doc: f64,
+    day0: i64,
+) -> Result<RecordBatch> {
+    let schema = contract::schema(table).expect("contract table");
+    let n = rows.len();
+    let pick = |values: &'static [&'static str]| -> ArrayRef {
+        Arc::new(StringArray::from(
+            rows.clone()
+                .map(|i| values[i % values.len()])
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let day = |i: usize| day0 + (i % 30) as i64 * 86_400_000_000;
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match (f.name().as_str(), f.data_type()) {
+                ("doc_id", _) => Arc::new(StringArray::from(
+                    rows.clone()
+                        .map(|i| format!("d{:08}", (i as f64 / per_doc) as usize))
+                        .collect::<Vec<_>>(),
+                )),
+                ("content_hash", _) => pick(&["h"]),
+                ("severity", _) => pick(&["low", "medium", "high", "critical"]),
+                ("category", _) => pick(&["security", "budget", "vendor", "schedule", "legal"]),
+                ("priority" | "likelihood", _) => pick(&["low", "medium", "high"]),
+                ("mitigation", _) => Arc::new(StringArray::from(
+                    rows.clone()
+                        .map(|i| (i % 3 == 0).then_some("a plan"))
+                        .collect::<Vec<_>>(),
+                )),
+                ("owner", _) => pick(&["Dana", "Sam", "Li"]),
+                ("tenant", _) => pick(&["t0", "t1", "t2", "t3", "t4", "t5", "t6"]),
+                ("model", _) => pick(&["gpt-4o-mini", "text-embedding-3-small"]),
+                ("stage", _) => pick(&["extract", "embeddings", "risks"]),
+                ("error_kind", _) => pick(&["corrupt", "timeout", "model_rejected"]),
+                ("status", _) => pick(&["ok", "ok", "ok", "model_rate_limited"]),
+                (_, DataType::Date32) => Arc::new(deltalake::arrow::array::Date32Array::from(
+                    rows.clone()
+                        .map(|i| (day0 / 86_400_000_000) as i32 + (i % 60) as i32)
+                        .collect::<Vec<_>>(),
+                )),
+                (_, DataType::Timestamp(..)) => Arc::new(
+                    TimestampMicrosecondArray::from(rows.clone().map(day).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+                (_, DataType::Int32) => Arc::new(Int32Array::from(
+                    rows.clone().map(|i| (i % 100) as i32).collect::<Vec<_>>(),
+                )),
+                (_, DataType::Int64) => Arc::new(Int64Array::from(
+                    rows.clone().map(|i| (i % 1000) as i64).collect::<Vec<_>>(),
+                )),
+                (_, DataType::Float64) => Arc::new(deltalake::arrow::array::Float64Array::from(
+                    rows.clone()
+                        .map(|i| (i % 100) as f64 / 1e4)
+                        .collect::<Vec<_>>(),
+                )),
+                (_, DataType::Utf8) => pick(&["text"]),
+                (_, other) => deltalake::arrow::array::new_null_array(other, n),
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+async fn report_latency(chunks: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?;
+    let storage = StorageOptions::default();
+    let mut lake = Lake::open(&root, &storage).await?;
+    let per_doc = 10;
+    let docs = chunks / per_doc;
+    let day0 = chrono::Utc::now().timestamp_micros() - 30 * 86_400_000_000;
+    let written = Instant::now();
+    let step = 100_000;
+    for start in (0..docs).step_by(step) {
+        let end = (start + step).min(docs);
+        lake.append(
+            "documents",
+            vec![documents_batch(start, end - start, day0)?],
+        )
+        .await?;
+        lake.append("chunks", vec![chunks_batch(start..end, per_doc)?])
+            .await?;
+    }
+    // Two risks and one action item per document; a usage row per 10 and a
+    // failure per 100 documents.
+    for (table, per_doc) in [
+        ("risks", 2.0),
+        ("action_items", 1.0),
+        ("usage", 0.1),
+        ("failures", 0.01),
+    ] {
+        let rows = (docs as f64 * per_doc) as usize;
+        for start in (0..rows).step_by(step) {
+            let end = (start + step).min(rows);
+            let batch = synthetic(table, start..end, per_doc, day0)?;
+            lake.append(table, vec![batch]).await?;
+        }
+    }
+    println!(
+        "reports: {docs} documents, {chunks} chunks, {} risks, {docs} action items, {} usage and {} failures rows written in {:.1}s",
+        docs * 2,
+        docs / 10,
+        docs / 100,
+        written.elapsed().as_secs_f64()
+    );
+    let (p, _) = Pipeline::load(None, &[])?;
+    let analytics = Analytics::open(&root, &storage, None).await?;
+    for report in reports::all(&p)? {
+        let (secs, rows) = best(3, || analytics.sql(&report.sql)).await?;
+        let n: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        println!("  report {:<18} {secs:.3}s ({n} rows)", report.name);
+    }
+    let (secs, _) = best(3, || {
+        analytics.sql("SELECT count(*) FROM chunks WHERE text LIKE '%document 4242:%'")
+    })
+    .await?;
+    println!("  full scan of chunks.text (LIKE)  {secs:.3}s");
+    Ok(())
+}
+
+/// One-row appends through docstream's writer, compacting every 100
+/// commits as `ingest --compact-every 100` would (delta-rs's per-commit
+/// cost grows with the number of live files). Returns seconds for the first
+/// and the last 100 commits.
+async fn commit_many(lake_dir: &Path, table: &str, commits: usize) -> Result<(f64, f64)> {
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let root = parse_location(lake_dir.to_str().unwrap_or_default())?;
+    let mut lake = Lake::open(&root, &StorageOptions::default())
+        .await?
+        .with_checkpoint_interval(100);
+    let (mut first, mut last) = (0.0, 0.0);
+    for i in 0..commits {
+        let started = Instant::now();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![i as i64]))],
+        )?;
+        lake.append(table, vec![batch]).await?;
+        let secs = started.elapsed().as_secs_f64();
+        if i < 100 {
+            first += secs;
+        } else if i >= commits.saturating_sub(100) {
+            last += secs;
+        }
+        if i % 100 == 99 {
+            lake.compact(table, Default::default()).await?;
+        }
+    }
+    Ok((first, last))
+}
+
+async fn table_open(commits: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (first, last) = commit_many(tmp.path(), "ours", commits).await?;
+    println!(
+        "{commits} one-row commits (compacted every 100): first 100 took {first:.2}s, last 100 {last:.2}s"
+    );
+    // The same commits without checkpoints: the JSON log alone.
+    let ours = tmp.path().join("ours");
+    let bare = tmp.path().join("bare");
+    std::fs::create_dir_all(bare.join("_delta_log"))?;
+    for entry in std::fs::read_dir(ours.join("_delta_log"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let name = path.file_name().unwrap_or_default();
+            std::fs::copy(&path, bare.join("_delta_log").join(name))?;
+        }
+    }
+    let mut opened = Vec::new();
+    for (label, path) in [("checkpoint every 100", &ours), ("no checkpoints", &bare)] {
+        let url = parse_location(path.to_str().unwrap_or_default())?;
+        let (secs, t) = best(3, || async {
+            Ok(deltalake::open_table(url.clone()).await?)
+        })
+        .await?;
+        let version = t.version().unwrap_or_default();
+        println!("table open at version {version}, {label}: {secs:.3}s");
+        opened.push(secs);
+    }
+    println!(
+        "  without checkpoints, opening is {:.1}x slower",
+        opened[1] / opened[0].max(1e-9)
+    );
+    Ok(())
+}
