@@ -179,7 +179,8 @@ impl AutoCompactor {
             return;
         }
         self.commits += 1;
-        if self.commits % self.every != 0 || self.running.as_ref().is_some_and(|r| !r.is_finished())
+        if !self.commits.is_multiple_of(self.every)
+            || self.running.as_ref().is_some_and(|r| !r.is_finished())
         {
             return;
         }
