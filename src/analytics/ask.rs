@@ -5,7 +5,7 @@
 //!   no embeddings, matching its keywords) are shown to the model; with
 //!   none, the answer is "not in the documents" and no model is called;
 //! - the model returns claims, each with the excerpt numbers that state it
-//!   (a JSON schema, grammar-constrained on local models);
+//!   (a JSON schema, grammar-constrained on local models), or none;
 //! - citations of excerpts that were not shown are dropped, and so are
 //!   claims left without one; with no claim left, the answer is again
 //!   "not in the documents".
@@ -105,13 +105,10 @@ pub async fn ask(
         .flatten()
         .ok_or_else(|| anyhow!("the model returned nothing"))?
         .map_err(|f| anyhow!("the model could not answer: {f}"))?;
-    let mut claims = cited_claims(&generated.value, &context);
-    let found = generated.value["found"] == Value::Bool(true) && !claims.is_empty();
-    if !found {
-        claims.clear();
-    }
+    tracing::debug!(answer = %generated.value, "model answer");
+    let claims = cited_claims(&generated.value, &context);
     Ok(Answer {
-        found,
+        found: !claims.is_empty(),
         claims,
         context,
         model: Some(generated.model),
@@ -183,7 +180,7 @@ mod tests {
     #[test]
     fn citations_outside_the_excerpts_are_dropped() {
         let context = [Hit::new("a", 0), Hit::new("b", 3)];
-        let value = json!({"found": true, "claims": [
+        let value = json!({"claims": [
             {"text": "Grounded.", "sources": [2, 2, 9]},
             {"text": "Invented.", "sources": [7]},
             {"text": "Also grounded.", "sources": [1]},

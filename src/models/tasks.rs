@@ -72,7 +72,7 @@ impl Task {
                 "Classify the document as exactly one of the allowed types, with your confidence between 0 and 1."
             }
             Task::Answer => {
-                return "Answer the question using ONLY the numbered excerpts. Write each claim as one short sentence, with the numbers of the excerpts that state it in sources. If the excerpts do not contain the answer, reply with found false and no claims. Never use outside knowledge. Reply with JSON only.".into()
+                return "Answer the question using ONLY the numbered excerpts. Write each claim as one short sentence, with the numbers of the excerpts that state it in sources. If the excerpts do not contain the answer, reply with no claims. Never use outside knowledge. Reply with JSON only.".into()
             }
         };
         let labels = match self {
@@ -138,14 +138,13 @@ impl Task {
             }
             Task::Summary => return parts.into_iter().next().unwrap_or(Value::Null),
             Task::Answer => {
-                let found = parts.iter().any(|p| p["found"] == json!(true));
                 let claims: Vec<Value> = parts
                     .iter()
                     .filter_map(|p| p["claims"].as_array())
                     .flatten()
                     .cloned()
                     .collect();
-                return json!({"found": found, "claims": claims});
+                return json!({ "claims": claims });
             }
         };
         let mut seen = HashSet::new();

@@ -248,6 +248,10 @@ SELECT doc_id, content_hash, 'seed' AS model, 'Task ' || CAST(chunk_idx AS VARCH
 FROM chunks
 """
 
+# No response cache: every run makes (and records) its embedding requests.
+[models]
+cache = "off"
+
 [providers.minilm]
 kind = "local"
 model = "all-MiniLM-L6-v2"
