@@ -14,7 +14,7 @@ use deltalake::operations::vacuum::VacuumMode;
 use super::lake::Lake;
 
 /// What one table's compaction did.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Compacted {
     pub files_removed: u64,
     pub files_added: u64,
@@ -23,10 +23,9 @@ pub struct Compacted {
 }
 
 /// What one table's vacuum did (or would do, on a dry run).
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct Vacuumed {
     pub files_deleted: usize,
-    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -113,7 +112,6 @@ impl Lake {
                 self.tables.insert(table.to_string(), vacuumed);
                 Ok(Vacuumed {
                     files_deleted: metrics.files_deleted.len(),
-                    dry_run,
                 })
             }
             Err(e) => {
