@@ -24,6 +24,7 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::protocol::SaveMode;
 use docstream::analytics::query::Analytics;
 use docstream::analytics::reports;
+use docstream::analytics::search::{search, Filters};
 use docstream::sinks::contract;
 use docstream::sinks::lake::Lake;
 use docstream::stages::pipeline::Pipeline;
@@ -440,6 +441,14 @@ async fn report_latency(chunks: usize) -> Result<()> {
     })
     .await?;
     println!("  full scan of chunks.text (LIKE)  {secs:.3}s");
+    // Keyword-only search (no embeddings here): BM25 over every chunk's text.
+    let everything = Filters::default();
+    let (secs, hits) = best(3, || {
+        search(&analytics, "document 4242 vendor", 10, 100, &everything)
+    })
+    .await?;
+    assert_eq!(hits.len(), 10);
+    println!("  search (BM25 over every chunk)   {secs:.3}s");
     Ok(())
 }
 

@@ -77,8 +77,12 @@ impl<K> Bm25<K> {
         hit
     }
 
-    /// Matching chunks, best first.
-    pub fn ranked(self) -> Vec<(K, f64)> {
+    /// Matching chunks, best first (ties by key, so partitioning does not
+    /// change the order).
+    pub fn ranked(self) -> Vec<(K, f64)>
+    where
+        K: Ord,
+    {
         let avg = self.words as f64 / self.chunks.max(1) as f64;
         let n = self.chunks as f64;
         let idf: Vec<f64> = self
@@ -99,7 +103,7 @@ impl<K> Bm25<K> {
                 (key, score)
             })
             .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         scored
     }
 }

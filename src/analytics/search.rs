@@ -117,9 +117,11 @@ pub async fn search(
             Vec::new()
         }
     };
-    let wanted: HashSet<ChunkKey> = vector.iter().map(|(key, _)| key.clone()).collect();
-    let (keyword, mut texts) = keyword_hits(analytics, &docs, query, &wanted).await?;
-    let keyword: Vec<(ChunkKey, f64)> = keyword.into_iter().take(candidates).collect();
+    let keyword: Vec<(ChunkKey, f64)> = keyword_hits(analytics, &docs, query)
+        .await?
+        .into_iter()
+        .take(candidates)
+        .collect();
 
     let mut fused: HashMap<ChunkKey, Hit> = HashMap::new();
     for (i, (key, cosine)) in vector.iter().enumerate() {
@@ -146,15 +148,10 @@ pub async fn search(
             .then_with(|| a.chunk_idx.cmp(&b.chunk_idx))
     });
     hits.truncate(k);
-    let terms = keyword::terms(query);
     for (i, hit) in hits.iter_mut().enumerate() {
         hit.rank = i + 1;
-        hit.text = texts
-            .remove(&(hit.doc_id.clone(), hit.chunk_idx))
-            .unwrap_or_default();
-        hit.snippet = snippet(&hit.text, &terms);
     }
-    describe(analytics, &mut hits).await?;
+    describe(analytics, &mut hits, &keyword::terms(query)).await?;
     Ok(hits)
 }
 
@@ -195,21 +192,19 @@ async fn vector_hits(
     Ok(out)
 }
 
-/// Chunks of `docs` by BM25, best first, and the texts of the matching
-/// chunks and of `wanted` ones (for snippets).
+/// Chunks of `docs` by BM25, best first. Texts are scored as they stream
+/// by and not kept, so memory holds one batch plus the matches' counts.
 async fn keyword_hits(
     analytics: &Analytics,
     docs: &str,
     query: &str,
-    wanted: &HashSet<ChunkKey>,
-) -> Result<(Vec<(ChunkKey, f64)>, HashMap<ChunkKey, String>)> {
+) -> Result<Vec<(ChunkKey, f64)>> {
     let sql = format!(
         "WITH docs AS ({docs})
          SELECT c.doc_id, c.chunk_idx, c.text
          FROM chunks c JOIN docs d ON c.doc_id = d.doc_id AND c.content_hash = d.content_hash"
     );
     let mut bm25 = Bm25::new(keyword::terms(query));
-    let mut texts = HashMap::new();
     let mut stream = analytics.stream(&sql).await?;
     while let Some(b) = stream.next().await {
         let b = b?;
@@ -222,49 +217,55 @@ async fn keyword_hits(
             text.as_string::<i32>(),
         );
         for i in 0..b.num_rows() {
-            let key = (ids.value(i).to_string(), idx.value(i));
-            let t = text.value(i);
-            if bm25.add(key.clone(), t) || wanted.contains(&key) {
-                texts.insert(key, t.to_string());
-            }
+            bm25.add((ids.value(i).to_string(), idx.value(i)), text.value(i));
         }
     }
-    Ok((bm25.ranked(), texts))
+    Ok(bm25.ranked())
 }
 
-/// Fills in each hit's document title, source and tenant.
-async fn describe(analytics: &Analytics, hits: &mut [Hit]) -> Result<()> {
+/// Fills in each hit's text, snippet, document title, source and tenant.
+async fn describe(analytics: &Analytics, hits: &mut [Hit], terms: &[String]) -> Result<()> {
     if hits.is_empty() {
         return Ok(());
     }
     let ids: HashSet<&str> = hits.iter().map(|h| h.doc_id.as_str()).collect();
     let list: Vec<String> = ids.into_iter().map(quote).collect();
     let sql = format!(
-        "SELECT doc_id, title, source_uri, tenant FROM current_documents WHERE doc_id IN ({})",
-        list.join(", ")
+        "SELECT c.doc_id, c.chunk_idx, c.text, d.title, d.source_uri, d.tenant
+         FROM chunks c JOIN current_documents d
+           ON c.doc_id = d.doc_id AND c.content_hash = d.content_hash
+         WHERE c.doc_id IN ({ids}) AND d.doc_id IN ({ids})",
+        ids = list.join(", ")
     );
-    let mut about: HashMap<String, (Option<String>, String, String)> = HashMap::new();
+    let mut about: HashMap<ChunkKey, [Option<String>; 4]> = HashMap::new();
     for b in analytics.sql(&sql).await? {
-        let cols: Vec<_> = (0..4)
-            .map(|c| cast(b.column(c), &DataType::Utf8))
+        let idx = b
+            .column(1)
+            .as_primitive::<deltalake::arrow::datatypes::Int32Type>();
+        let cols: Vec<_> = [0, 2, 3, 4, 5]
+            .iter()
+            .map(|c| cast(b.column(*c), &DataType::Utf8))
             .collect::<Result<_, _>>()?;
         let s: Vec<_> = cols.iter().map(|c| c.as_string::<i32>()).collect();
+        let get = |col: usize, i: usize| s[col].is_valid(i).then(|| s[col].value(i).to_string());
         for i in 0..b.num_rows() {
-            about.insert(
-                s[0].value(i).to_string(),
-                (
-                    s[1].is_valid(i).then(|| s[1].value(i).to_string()),
-                    s[2].value(i).to_string(),
-                    s[3].value(i).to_string(),
-                ),
-            );
+            let key = (s[0].value(i).to_string(), idx.value(i));
+            if hits
+                .iter()
+                .any(|h| h.doc_id == key.0 && h.chunk_idx == key.1)
+            {
+                about.insert(key, [get(1, i), get(2, i), get(3, i), get(4, i)]);
+            }
         }
     }
     for hit in hits {
-        if let Some((title, uri, tenant)) = about.get(&hit.doc_id) {
-            hit.title = title.clone();
-            hit.source_uri = uri.clone();
-            hit.tenant = tenant.clone();
+        if let Some([text, title, uri, tenant]) = about.remove(&(hit.doc_id.clone(), hit.chunk_idx))
+        {
+            hit.text = text.unwrap_or_default();
+            hit.snippet = snippet(&hit.text, terms);
+            hit.title = title;
+            hit.source_uri = uri.unwrap_or_default();
+            hit.tenant = tenant.unwrap_or_default();
         }
     }
     Ok(())
