@@ -124,21 +124,23 @@ pub async fn search(
         .collect();
 
     let mut fused: HashMap<ChunkKey, Hit> = HashMap::new();
-    for (i, (key, cosine)) in vector.iter().enumerate() {
+    // Each list adds 1 / (RRF_K + rank) to its chunks and records why.
+    let mut add = |rank: usize, key: &ChunkKey, note: &dyn Fn(&mut Hit)| {
         let hit = fused
             .entry(key.clone())
             .or_insert_with(|| Hit::new(&key.0, key.1));
-        hit.vector_rank = Some(i + 1);
-        hit.cosine = Some(*cosine);
-        hit.score += 1.0 / (RRF_K + (i + 1) as f64);
+        hit.score += 1.0 / (RRF_K + rank as f64);
+        note(hit);
+    };
+    for (i, (key, cosine)) in vector.iter().enumerate() {
+        add(i + 1, key, &|h| {
+            (h.vector_rank, h.cosine) = (Some(i + 1), Some(*cosine))
+        });
     }
     for (i, (key, bm25)) in keyword.iter().enumerate() {
-        let hit = fused
-            .entry(key.clone())
-            .or_insert_with(|| Hit::new(&key.0, key.1));
-        hit.keyword_rank = Some(i + 1);
-        hit.bm25 = Some(*bm25);
-        hit.score += 1.0 / (RRF_K + (i + 1) as f64);
+        add(i + 1, key, &|h| {
+            (h.keyword_rank, h.bm25) = (Some(i + 1), Some(*bm25))
+        });
     }
     let mut hits: Vec<Hit> = fused.into_values().collect();
     hits.sort_by(|a, b| {
