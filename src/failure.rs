@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use docstream_udfs::models::error::CallError;
+
 /// Why a unit of work failed. The names are stable: they land in
 /// `failures.error_kind` and users filter on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,24 @@ impl ErrorKind {
 
     /// Kinds recorded next to a document that still landed.
     pub const WARNINGS: [ErrorKind; 1] = [ErrorKind::InvalidUtf8];
+}
+
+/// The `failures` kind of a model call that failed for good.
+impl From<&CallError> for ErrorKind {
+    fn from(e: &CallError) -> Self {
+        match e {
+            CallError::Status { status: 429, .. } => ErrorKind::ModelRateLimited,
+            CallError::Status { status, .. } if *status >= 500 || *status == 408 => {
+                ErrorKind::ModelUnavailable
+            }
+            CallError::Status { .. } => ErrorKind::ModelRejected,
+            CallError::Timeout(_) => ErrorKind::ModelTimeout,
+            CallError::Connect(_) | CallError::CircuitOpen(_) => ErrorKind::ModelUnavailable,
+            CallError::Malformed(_) => ErrorKind::ModelMalformed,
+            CallError::InvalidOutput(_) => ErrorKind::ModelInvalidOutput,
+            CallError::Local(_) => ErrorKind::ModelUnavailable,
+        }
+    }
 }
 
 impl fmt::Display for ErrorKind {

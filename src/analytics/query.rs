@@ -52,7 +52,8 @@ impl Analytics {
         }
         let resolved = Resolved::default();
         if let Some(chain) = &embedder {
-            embed_query::register(&ctx, chain.embedding_dims()?, resolved.clone());
+            let dims = chain.embedding_dims().map_err(|e| anyhow::anyhow!(e))?;
+            embed_query::register(&ctx, dims, resolved.clone());
         }
         Ok(Self {
             ctx,

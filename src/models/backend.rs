@@ -3,32 +3,14 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 
 use super::config::{LongInput, ModelsConfig, ProviderConfig, ProviderKind};
+use super::endpoint::{ChatRequest, ModelBackend, Reply};
 use super::error::CallError;
 use super::local::embedder::LocalEmbedder;
 use super::local::generator::LocalGenerator;
 use super::local::LocalModel;
 use super::openai::OpenAiClient;
-
-/// A chat request for structured output.
-pub struct ChatRequest {
-    pub system: String,
-    pub user: String,
-    pub schema_name: &'static str,
-    pub schema: Value,
-    /// GBNF for llama.cpp, derived from `schema`.
-    pub grammar: Option<Arc<str>>,
-    pub max_tokens: usize,
-}
-
-/// A response with the token counts the provider reported, if any.
-pub struct Reply<T> {
-    pub value: T,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-}
 
 pub enum Backend {
     OpenAi(OpenAiClient),
@@ -90,9 +72,20 @@ impl Backend {
         }
     }
 
-    pub async fn embed(&self, inputs: Vec<String>) -> Result<Reply<Vec<Vec<f32>>>, CallError> {
+    /// The context window an in-process chat model was loaded with.
+    pub fn local_context(&self) -> Option<usize> {
         match self {
-            Backend::OpenAi(client) => client.embed(&inputs).await,
+            Backend::LocalChat(m) => m.lock().ok().map(|m| m.context_tokens()),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelBackend for Backend {
+    async fn embed(&self, inputs: Vec<String>) -> Result<Reply<Vec<Vec<f32>>>, CallError> {
+        match self {
+            Backend::OpenAi(client) => client.embed(inputs).await,
             Backend::LocalEmbed(model, long) => {
                 let (model, split) = (model.clone(), *long == LongInput::Split);
                 let out = blocking(move || {
@@ -118,7 +111,7 @@ impl Backend {
         }
     }
 
-    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError> {
+    async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError> {
         match self {
             Backend::OpenAi(client) => client.chat(req).await,
             Backend::LocalChat(model) => {
@@ -144,9 +137,8 @@ impl Backend {
         }
     }
 
-    /// Tokens of `text` for budgeting prompts, in the model's own vocabulary
-    /// where it is in-process.
-    pub fn count_tokens(&self, text: &str) -> usize {
+    /// In the model's own vocabulary where it is in-process.
+    fn count_tokens(&self, text: &str) -> usize {
         match self {
             Backend::LocalChat(m) => m
                 .lock()
@@ -156,12 +148,8 @@ impl Backend {
         }
     }
 
-    /// The context window an in-process chat model was loaded with.
-    pub fn local_context(&self) -> Option<usize> {
-        match self {
-            Backend::LocalChat(m) => m.lock().ok().map(|m| m.context_tokens()),
-            _ => None,
-        }
+    fn wants_grammar(&self) -> bool {
+        matches!(self, Backend::LocalChat(_))
     }
 }
 

@@ -7,26 +7,13 @@ use std::path::Path;
 use anyhow::Result;
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, TableDefinition};
-use sha2::{Digest, Sha256};
+
+pub use super::chain::{key, Key};
 
 const RESPONSES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("responses");
 
 pub struct Cache {
     db: Database,
-}
-
-pub type Key = [u8; 32];
-
-/// sha256(model ‖ prompt version ‖ input), with separators that cannot occur
-/// in the first two.
-pub fn key(model: &str, prompt_version: &str, input: &str) -> Key {
-    let mut h = Sha256::new();
-    h.update(model.as_bytes());
-    h.update([0]);
-    h.update(prompt_version.as_bytes());
-    h.update([0]);
-    h.update(input.as_bytes());
-    h.finalize().into()
 }
 
 impl Cache {

@@ -4,24 +4,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
 
 use super::backend::Backend;
 use super::cache::{Cache, Key};
-use super::chain::ModelChain;
+use super::chain::{ChainHooks, ModelChain, Usage};
 use super::config::{ModelsConfig, ProviderConfig};
 use super::endpoint::Endpoint;
 use super::error::ModelFailure;
+use super::tasks::Task;
 use super::usage::UsageLog;
 
 pub struct ModelHub {
     endpoints: HashMap<String, Arc<Endpoint>>,
-    pub(super) cache: Cache,
-    pub(super) usage: UsageLog,
+    cache: Cache,
+    usage: UsageLog,
     /// Inputs that failed this run: a stage re-run row by row answers them
     /// from here instead of calling again.
-    pub(super) failed: Mutex<HashMap<Key, ModelFailure>>,
-    pub(super) grammars: Mutex<HashMap<String, Arc<str>>>,
+    failed: Mutex<HashMap<Key, ModelFailure>>,
+    grammars: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl ModelHub {
@@ -55,7 +57,10 @@ impl ModelHub {
             if let Some(context) = backend.local_context() {
                 config.context_tokens = context;
             }
-            endpoints.insert(name.clone(), Arc::new(Endpoint::new(name, config, backend)));
+            endpoints.insert(
+                name.clone(),
+                Arc::new(Endpoint::new(name, config, Box::new(backend))),
+            );
         }
         let cache = Cache::open(models.cache_path().as_deref())?;
         Ok(Arc::new(Self {
@@ -90,10 +95,56 @@ impl ModelHub {
                     .with_context(|| format!("provider '{n}' was not opened"))
             })
             .collect::<Result<Vec<_>>>()?;
-        ModelChain::new(stage, endpoints, self.clone())
+        ModelChain::new(stage, endpoints, self.clone()).map_err(|e| anyhow!(e))
     }
 
     pub fn drain_usage(&self) -> Vec<super::usage::UsageRecord> {
         self.usage.drain()
+    }
+}
+
+impl ChainHooks for ModelHub {
+    fn cached(&self, keys: &[Key]) -> Vec<Option<Vec<u8>>> {
+        self.cache.get_many(keys).unwrap_or_else(|e| {
+            tracing::warn!("model cache read failed ({e:#}); calling the model");
+            vec![None; keys.len()]
+        })
+    }
+
+    fn store(&self, entries: &[(Key, Vec<u8>)]) {
+        if let Err(e) = self
+            .cache
+            .put_many(entries.iter().map(|(k, v)| (k, v.as_slice())))
+        {
+            tracing::warn!("model cache write failed ({e:#}); results still land");
+        }
+    }
+
+    fn failed(&self, keys: &[Key]) -> Vec<Option<ModelFailure>> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter().map(|k| failed.get(k).cloned()).collect()
+    }
+
+    fn remember_failure(&self, key: Key, failure: &ModelFailure) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.insert(key, failure.clone());
+    }
+
+    fn record_usage(&self, stage: &str, endpoint: &Endpoint, usage: Usage) {
+        self.usage.record(stage, endpoint, usage);
+    }
+
+    /// llama.cpp's grammar for the task's schema, made once per prompt version.
+    fn grammar(&self, task: &Task, schema: &Value) -> Result<Arc<str>, String> {
+        let version = task.prompt_version();
+        let mut grammars = self.grammars.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = grammars.get(&version) {
+            return Ok(g.clone());
+        }
+        let g: Arc<str> = super::grammar::from_schema(schema)
+            .map_err(|e| format!("cannot turn the {} schema into a grammar: {e}", task.name()))?
+            .into();
+        grammars.insert(version, g.clone());
+        Ok(g)
     }
 }

@@ -1,24 +1,17 @@
-//! Model providers and everything between a stage and an endpoint:
-//! batching, adaptive concurrency, retries, fallback, caching, structured
-//! output and usage accounting.
+//! Model providers for docstream: the engine-free client from
+//! `docstream-udfs` (batching, adaptive concurrency, retries, fallback,
+//! structured output), plus what only this process has: in-process models,
+//! the response cache, usage rows, and `serve-models`.
 
 pub mod backend;
 pub mod cache;
-pub mod chain;
 pub mod config;
-pub mod endpoint;
-pub mod error;
+pub mod grammar;
 pub mod hub;
-pub mod limiter;
 pub mod local;
-pub mod openai;
-pub mod schema;
 pub mod server;
-pub mod tasks;
 pub mod usage;
 
-/// Token estimate for budgets and usage when the provider reports none:
-/// tiktoken's cl100k_base, counted with bpe-openai.
-pub fn estimate_tokens(text: &str) -> usize {
-    docstream_udfs::count_tokens(text, docstream_udfs::Encoding::Cl100kBase)
-}
+pub use docstream_udfs::models::{
+    chain, endpoint, error, estimate_tokens, limiter, openai, schema, tasks,
+};

@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::backend::{Backend, ChatRequest};
+use super::backend::Backend;
+use super::endpoint::{ChatRequest, ModelBackend};
 use super::error::CallError;
 
 /// A served model: its id and the in-process backend.

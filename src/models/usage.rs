@@ -9,8 +9,9 @@ use deltalake::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
-use super::backend::Reply;
-use super::endpoint::{Endpoint, Outcome};
+use super::chain::Usage;
+use super::endpoint::Endpoint;
+use crate::failure::ErrorKind;
 use crate::sinks::contract;
 
 #[derive(Debug, Clone)]
@@ -38,37 +39,25 @@ pub struct UsageLog(Mutex<Vec<UsageRecord>>);
 
 impl UsageLog {
     /// Records one request batch. Token counts fall back to estimates.
-    pub fn record<T>(
-        &self,
-        stage: &str,
-        endpoint: &Endpoint,
-        outcome: &Outcome<T>,
-        inputs: usize,
-        estimate: (u64, u64),
-    ) {
-        let reported = outcome
-            .result
-            .as_ref()
-            .ok()
-            .map(|r: &Reply<T>| (r.input_tokens, r.output_tokens));
-        let (input_tokens, output_tokens, token_source) = match reported {
-            Some((Some(i), o)) => (i, o.unwrap_or(estimate.1), "provider"),
-            _ => (estimate.0, estimate.1, "estimated"),
+    pub fn record(&self, stage: &str, endpoint: &Endpoint, usage: Usage) {
+        let (input_tokens, output_tokens, token_source) = match usage.reported {
+            Some((Some(i), o)) => (i, o.unwrap_or(usage.estimate.1), "provider"),
+            _ => (usage.estimate.0, usage.estimate.1, "estimated"),
         };
-        let status = match &outcome.result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.kind().as_str().to_string(),
+        let status = match &usage.error {
+            None => "ok".to_string(),
+            Some(e) => ErrorKind::from(e).as_str().to_string(),
         };
         let record = UsageRecord {
             stage: stage.to_string(),
             provider: endpoint.name.clone(),
             model: endpoint.config.model.clone(),
-            requests: outcome.attempts,
-            inputs,
+            requests: usage.attempts,
+            inputs: usage.inputs,
             input_tokens,
             output_tokens,
             token_source,
-            latency: outcome.latency,
+            latency: usage.latency,
             est_cost_usd: endpoint.config.cost_usd(input_tokens, output_tokens),
             status,
             recorded_at: Utc::now(),

@@ -111,10 +111,7 @@ impl ScalarUDFImpl for ModelUdf {
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(match self.kind {
             Kind::Embed => {
-                let dims = self
-                    .chain
-                    .embedding_dims()
-                    .map_err(|e| DataFusionError::Plan(format!("{e:#}")))?;
+                let dims = self.chain.embedding_dims().map_err(DataFusionError::Plan)?;
                 DataType::FixedSizeList(
                     Arc::new(Field::new_list_field(DataType::Float32, true)),
                     dims as i32,

@@ -349,7 +349,7 @@ fn stage_failure(stage: &str, row: usize, e: &anyhow::Error) -> StageFailure {
         Some(f) => StageFailure {
             stage: stage.to_string(),
             row,
-            kind: f.kind(),
+            kind: ErrorKind::from(&f.error),
             attempts: f.attempts,
             error: f.to_string(),
         },

@@ -2,12 +2,16 @@
 //!
 //! Plain Rust on strings and numbers: no datafusion, arrow or deltalake here, so
 //! the same functions can be adapted to DataFusion (in the main crate) and to
-//! Arroyo's plugin ABI (under `udfs/arroyo/`).
+//! Arroyo's plugin ABI (under `udfs/arroyo/`). With the `models` feature it
+//! also holds the model client both of them call.
 
 pub mod chunk;
+pub mod pii;
 pub mod tokens;
 
+#[cfg(feature = "models")]
+pub mod models;
+
 pub use chunk::{chunk_text, Chunk, ChunkError, ChunkParams};
-pub use tokens::{count_tokens, Encoding, UnknownEncoding};
-pub mod pii;
 pub use pii::redact_pii;
+pub use tokens::{count_tokens, Encoding, UnknownEncoding};

@@ -5,25 +5,98 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
 use futures::future::{join, join_all, BoxFuture};
 use futures::FutureExt;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-use docstream_udfs::{chunk_text, ChunkParams, Encoding};
+use crate::{chunk_text, ChunkParams, Encoding};
 
-use super::backend::{Backend, ChatRequest};
-use super::cache::{key, Key};
-use super::config::{LongInput, ProviderKind};
-use super::endpoint::Endpoint;
+use super::endpoint::{ChatRequest, Endpoint, Outcome};
 use super::error::{CallError, ModelFailure};
 use super::estimate_tokens;
-use super::hub::ModelHub;
+use super::provider::{LongInput, ProviderKind};
 use super::schema::validate;
 use super::tasks::Task;
 
 pub type RowResult<T> = Result<T, ModelFailure>;
+
+/// A response's identity in a cache: sha256(model ‖ prompt version ‖ input),
+/// with separators that cannot occur in the first two.
+pub type Key = [u8; 32];
+
+pub fn key(model: &str, prompt_version: &str, input: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update(model.as_bytes());
+    h.update([0]);
+    h.update(prompt_version.as_bytes());
+    h.update([0]);
+    h.update(input.as_bytes());
+    h.finalize().into()
+}
+
+/// What one request cost, for usage accounting.
+pub struct Usage {
+    /// HTTP requests (or local runs) made, retries included.
+    pub attempts: u32,
+    pub latency: Duration,
+    /// Inputs in the request (texts embedded, or 1 for a chat call).
+    pub inputs: usize,
+    /// Token counts the provider reported, when it answered.
+    pub reported: Option<(Option<u64>, Option<u64>)>,
+    /// Input and output token estimates, for when it reported none.
+    pub estimate: (u64, u64),
+    pub error: Option<CallError>,
+}
+
+impl Usage {
+    fn of<T>(outcome: &Outcome<T>, inputs: usize, estimate: (u64, u64)) -> Self {
+        Self {
+            attempts: outcome.attempts,
+            latency: outcome.latency,
+            inputs,
+            reported: outcome
+                .result
+                .as_ref()
+                .ok()
+                .map(|r| (r.input_tokens, r.output_tokens)),
+            estimate,
+            error: outcome.result.as_ref().err().cloned(),
+        }
+    }
+}
+
+/// What a chain's owner adds around the calls. docstream keeps a response
+/// cache, this run's failures, usage rows and grammars for its in-process
+/// models; an Arroyo UDF keeps none of them (`NoHooks`).
+pub trait ChainHooks: Send + Sync {
+    /// Stored responses for `keys`, `None` where there is none.
+    fn cached(&self, keys: &[Key]) -> Vec<Option<Vec<u8>>> {
+        vec![None; keys.len()]
+    }
+
+    fn store(&self, _entries: &[(Key, Vec<u8>)]) {}
+
+    /// Inputs that already failed: answered from here instead of calling again.
+    fn failed(&self, keys: &[Key]) -> Vec<Option<ModelFailure>> {
+        vec![None; keys.len()]
+    }
+
+    fn remember_failure(&self, _key: Key, _failure: &ModelFailure) {}
+
+    fn record_usage(&self, _stage: &str, _endpoint: &Endpoint, _usage: Usage) {}
+
+    /// A grammar for endpoints whose backend `wants_grammar`.
+    fn grammar(&self, task: &Task, _schema: &Value) -> Result<Arc<str>, String> {
+        Err(format!("no grammar for the {} schema here", task.name()))
+    }
+}
+
+pub struct NoHooks;
+
+impl ChainHooks for NoHooks {}
 
 /// Structured output and the model that produced it.
 #[derive(Debug, Clone)]
@@ -42,20 +115,24 @@ const MAX_REDUCE_DEPTH: u32 = 3;
 pub struct ModelChain {
     stage: String,
     endpoints: Vec<Arc<Endpoint>>,
-    hub: Arc<ModelHub>,
+    hooks: Arc<dyn ChainHooks>,
 }
 
 impl ModelChain {
-    pub fn new(stage: &str, endpoints: Vec<Arc<Endpoint>>, hub: Arc<ModelHub>) -> Result<Self> {
+    pub fn new(
+        stage: &str,
+        endpoints: Vec<Arc<Endpoint>>,
+        hooks: Arc<dyn ChainHooks>,
+    ) -> Result<Self, String> {
         if endpoints.is_empty() {
-            bail!(
+            return Err(format!(
                 "stage '{stage}' calls a model but names no providers; add providers = [\"...\"]"
-            );
+            ));
         }
         Ok(Self {
             stage: stage.to_string(),
             endpoints,
-            hub,
+            hooks,
         })
     }
 
@@ -71,21 +148,21 @@ impl ModelChain {
 
     /// The vector size every provider in the chain returns. Fallback for
     /// embeddings only makes sense between endpoints serving the same model.
-    pub fn embedding_dims(&self) -> Result<usize> {
+    pub fn embedding_dims(&self) -> Result<usize, String> {
         let first = &self.endpoints[0];
         let Some(dims) = first.config.dims else {
-            bail!(
+            return Err(format!(
                 "provider '{}' needs dims = N (the embedding size)",
                 first.name
-            );
+            ));
         };
         for e in &self.endpoints[1..] {
             if e.config.dims != Some(dims) || e.config.model != first.config.model {
-                bail!(
+                return Err(format!(
                     "stage '{}': fallback providers for embeddings must serve the same model and dims as '{}'",
                     self.stage,
                     first.name
-                );
+                ));
             }
         }
         Ok(dims)
@@ -264,12 +341,13 @@ impl ModelChain {
         let schema = task.schema();
         let mut last = None;
         for ep in &self.endpoints {
-            let grammar = match &ep.backend {
-                Backend::LocalChat(_) => match self.grammar(task, &schema) {
+            let grammar = if ep.backend.wants_grammar() {
+                match self.hooks.grammar(task, &schema) {
                     Ok(g) => Some(g),
                     Err(e) => return Err(self.fail(ep, CallError::Local(e), 0)),
-                },
-                _ => None,
+                }
+            } else {
+                None
             };
             let mut req = ChatRequest {
                 system: task.system_prompt(),
@@ -287,9 +365,11 @@ impl ModelChain {
                     .result
                     .as_ref()
                     .map_or(0, |r| estimate_tokens(&r.value));
-                self.hub
-                    .usage
-                    .record(&self.stage, ep, &outcome, 1, (prompt as u64, output as u64));
+                self.hooks.record_usage(
+                    &self.stage,
+                    ep,
+                    Usage::of(&outcome, 1, (prompt as u64, output as u64)),
+                );
                 attempts += outcome.attempts;
                 let reply = match outcome.result {
                     Ok(reply) => reply.value,
@@ -340,9 +420,11 @@ impl ModelChain {
             let mut last = None;
             for ep in &self.endpoints {
                 let outcome = ep.call(|| ep.backend.embed(inputs.clone())).await;
-                self.hub
-                    .usage
-                    .record(&self.stage, ep, &outcome, n, (estimate as u64, 0));
+                self.hooks.record_usage(
+                    &self.stage,
+                    ep,
+                    Usage::of(&outcome, n, (estimate as u64, 0)),
+                );
                 let attempts = outcome.attempts;
                 let checked = outcome
                     .result
@@ -434,60 +516,31 @@ impl ModelChain {
         ranges
     }
 
-    /// Cached answers and this run's known failures for `keys`.
+    /// Cached answers and already known failures for `keys`.
     fn lookup(&self, keys: &[Option<Key>]) -> HashMap<Key, RowResult<Cached>> {
-        let mut found = HashMap::new();
         let present: Vec<Key> = keys.iter().flatten().copied().collect();
-        {
-            let failed = self.hub.failed.lock().unwrap_or_else(|p| p.into_inner());
-            for k in &present {
-                if let Some(f) = failed.get(k) {
-                    found.insert(*k, Err(f.clone()));
-                }
+        let mut found = HashMap::new();
+        for (k, f) in present.iter().zip(self.hooks.failed(&present)) {
+            if let Some(f) = f {
+                found.insert(*k, Err(f));
             }
         }
-        match self.hub.cache.get_many(&present) {
-            Ok(values) => {
-                for (k, v) in present.iter().zip(values) {
-                    if let Some(v) = v {
-                        found.entry(*k).or_insert(Ok(Cached::Bytes(v)));
-                    }
-                }
+        for (k, v) in present.iter().zip(self.hooks.cached(&present)) {
+            if let Some(v) = v {
+                found.entry(*k).or_insert(Ok(Cached::Bytes(v)));
             }
-            Err(e) => tracing::warn!("model cache read failed ({e:#}); calling the model"),
         }
         found
     }
 
     fn store(&self, entries: &[(Key, Vec<u8>)]) {
-        if entries.is_empty() {
-            return;
-        }
-        if let Err(e) = self
-            .hub
-            .cache
-            .put_many(entries.iter().map(|(k, v)| (k, v.as_slice())))
-        {
-            tracing::warn!("model cache write failed ({e:#}); results still land");
+        if !entries.is_empty() {
+            self.hooks.store(entries);
         }
     }
 
     fn remember_failure(&self, k: Key, f: &ModelFailure) {
-        let mut failed = self.hub.failed.lock().unwrap_or_else(|p| p.into_inner());
-        failed.insert(k, f.clone());
-    }
-
-    fn grammar(&self, task: &Task, schema: &Value) -> Result<Arc<str>, String> {
-        let version = task.prompt_version();
-        let mut grammars = self.hub.grammars.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(g) = grammars.get(&version) {
-            return Ok(g.clone());
-        }
-        let grammar = llama_cpp_2::json_schema_to_grammar(&compact(schema).to_string())
-            .map_err(|e| format!("cannot turn the {} schema into a grammar: {e}", task.name()))?;
-        let g: Arc<str> = single_spaced(&grammar).into();
-        grammars.insert(version, g.clone());
-        Ok(g)
+        self.hooks.remember_failure(k, f);
     }
 
     fn fail(&self, ep: &Endpoint, error: CallError, attempts: u32) -> ModelFailure {
@@ -553,60 +606,6 @@ fn split(text: &str, budget: usize, model_tokens: usize) -> Vec<String> {
         .into_iter()
         .map(|c| c.text)
         .collect()
-}
-
-/// Longest lists and strings a small local model may produce: within the
-/// task schema (so valid output stays valid), short enough that the answer
-/// ends before `max_output_tokens` instead of being cut off mid-string.
-const LOCAL_MAX_ITEMS: u64 = 3;
-const LOCAL_MAX_LENGTH: u64 = 100;
-
-/// `schema` with every maxItems and maxLength capped for a small model.
-fn compact(schema: &Value) -> Value {
-    match schema {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                let v = match (k.as_str(), v.as_u64()) {
-                    ("maxItems", Some(n)) => Value::from(n.min(LOCAL_MAX_ITEMS)),
-                    ("maxLength", Some(n)) => Value::from(n.min(LOCAL_MAX_LENGTH)),
-                    _ => compact(v),
-                };
-                out.insert(k.clone(), v);
-            }
-            if out.get("type") == Some(&Value::String("array".into()))
-                && !out.contains_key("maxItems")
-            {
-                out.insert("maxItems".into(), Value::from(LOCAL_MAX_ITEMS));
-            }
-            if out.get("type") == Some(&Value::String("string".into()))
-                && !out.contains_key("maxLength")
-                && !out.contains_key("enum")
-                && !out.contains_key("pattern")
-            {
-                out.insert("maxLength".into(), Value::from(LOCAL_MAX_LENGTH));
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(compact).collect()),
-        other => other.clone(),
-    }
-}
-
-/// llama.cpp's JSON grammar lets whitespace run to newlines and indentation;
-/// a small model spends its token budget there. One space at most.
-fn single_spaced(grammar: &str) -> String {
-    grammar
-        .lines()
-        .map(|line| {
-            if line.trim_start().starts_with("space ::=") {
-                "space ::= \" \"?"
-            } else {
-                line
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Parses a reply as JSON (tolerating a code fence around it) and validates it.

@@ -5,15 +5,53 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, Reply};
-use super::config::ProviderConfig;
+use serde_json::Value;
+
 use super::error::CallError;
 use super::limiter::{Breaker, Limiter};
+use super::provider::ProviderConfig;
+
+/// A chat request for structured output.
+pub struct ChatRequest {
+    pub system: String,
+    pub user: String,
+    pub schema_name: &'static str,
+    pub schema: Value,
+    /// GBNF for in-process models, derived from `schema`.
+    pub grammar: Option<Arc<str>>,
+    pub max_tokens: usize,
+}
+
+/// A response with the token counts the provider reported, if any.
+pub struct Reply<T> {
+    pub value: T,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+}
+
+/// What answers requests: an HTTP client, or a model in this process.
+#[async_trait::async_trait]
+pub trait ModelBackend: Send + Sync {
+    async fn embed(&self, inputs: Vec<String>) -> Result<Reply<Vec<Vec<f32>>>, CallError>;
+
+    async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError>;
+
+    /// Tokens of `text` for budgeting prompts.
+    fn count_tokens(&self, text: &str) -> usize {
+        super::estimate_tokens(text)
+    }
+
+    /// In-process chat models decode under a grammar instead of trusting
+    /// `response_format`.
+    fn wants_grammar(&self) -> bool {
+        false
+    }
+}
 
 pub struct Endpoint {
     pub name: String,
     pub config: ProviderConfig,
-    pub backend: Backend,
+    pub backend: Box<dyn ModelBackend>,
     limiter: Arc<Limiter>,
     breaker: Breaker,
 }
@@ -26,7 +64,7 @@ pub struct Outcome<T> {
 }
 
 impl Endpoint {
-    pub fn new(name: &str, config: ProviderConfig, backend: Backend) -> Self {
+    pub fn new(name: &str, config: ProviderConfig, backend: Box<dyn ModelBackend>) -> Self {
         let limiter = Limiter::new(config.max_in_flight);
         let breaker = Breaker::new(
             config.circuit_failures,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::backend::{ChatRequest, Reply};
+use super::endpoint::{ChatRequest, ModelBackend, Reply};
 use super::error::CallError;
 
 pub struct OpenAiClient {
@@ -23,7 +23,7 @@ impl OpenAiClient {
         model: &str,
         timeout: Duration,
         json_schema: bool,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -35,68 +35,6 @@ impl OpenAiClient {
             model: model.to_string(),
             json_schema,
             timeout,
-        })
-    }
-
-    pub async fn embed(&self, inputs: &[String]) -> Result<Reply<Vec<Vec<f32>>>, CallError> {
-        let body = json!({"model": self.model, "input": inputs, "encoding_format": "float"});
-        let reply = self.post("embeddings", &body).await?;
-        let data = reply["data"]
-            .as_array()
-            .ok_or_else(|| CallError::Malformed("no data array".into()))?;
-        if data.len() != inputs.len() {
-            return Err(CallError::Malformed(format!(
-                "{} embeddings for {} inputs",
-                data.len(),
-                inputs.len()
-            )));
-        }
-        let mut out = vec![Vec::new(); inputs.len()];
-        for (pos, item) in data.iter().enumerate() {
-            let idx = item["index"].as_u64().map_or(pos, |i| i as usize);
-            let vector = item["embedding"]
-                .as_array()
-                .ok_or_else(|| CallError::Malformed("embedding is not an array".into()))?
-                .iter()
-                .map(|v| v.as_f64().map(|f| f as f32))
-                .collect::<Option<Vec<f32>>>()
-                .ok_or_else(|| CallError::Malformed("embedding holds a non-number".into()))?;
-            match out.get_mut(idx) {
-                Some(slot) if slot.is_empty() => *slot = vector,
-                _ => return Err(CallError::Malformed(format!("bad or repeated index {idx}"))),
-            }
-        }
-        Ok(Reply {
-            value: out,
-            input_tokens: reply["usage"]["prompt_tokens"].as_u64(),
-            output_tokens: None,
-        })
-    }
-
-    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError> {
-        let mut body = json!({
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": req.system},
-                {"role": "user", "content": req.user},
-            ],
-            "temperature": 0,
-            "max_tokens": req.max_tokens,
-        });
-        if self.json_schema {
-            body["response_format"] = json!({
-                "type": "json_schema",
-                "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": true},
-            });
-        }
-        let reply = self.post("chat/completions", &body).await?;
-        let content = reply["choices"][0]["message"]["content"]
-            .as_str()
-            .ok_or_else(|| CallError::Malformed("no choices[0].message.content".into()))?;
-        Ok(Reply {
-            value: content.to_string(),
-            input_tokens: reply["usage"]["prompt_tokens"].as_u64(),
-            output_tokens: reply["usage"]["completion_tokens"].as_u64(),
         })
     }
 
@@ -139,5 +77,70 @@ impl OpenAiClient {
         } else {
             CallError::Connect(e.to_string())
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelBackend for OpenAiClient {
+    async fn embed(&self, inputs: Vec<String>) -> Result<Reply<Vec<Vec<f32>>>, CallError> {
+        let body = json!({"model": self.model, "input": inputs, "encoding_format": "float"});
+        let reply = self.post("embeddings", &body).await?;
+        let data = reply["data"]
+            .as_array()
+            .ok_or_else(|| CallError::Malformed("no data array".into()))?;
+        if data.len() != inputs.len() {
+            return Err(CallError::Malformed(format!(
+                "{} embeddings for {} inputs",
+                data.len(),
+                inputs.len()
+            )));
+        }
+        let mut out = vec![Vec::new(); inputs.len()];
+        for (pos, item) in data.iter().enumerate() {
+            let idx = item["index"].as_u64().map_or(pos, |i| i as usize);
+            let vector = item["embedding"]
+                .as_array()
+                .ok_or_else(|| CallError::Malformed("embedding is not an array".into()))?
+                .iter()
+                .map(|v| v.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| CallError::Malformed("embedding holds a non-number".into()))?;
+            match out.get_mut(idx) {
+                Some(slot) if slot.is_empty() => *slot = vector,
+                _ => return Err(CallError::Malformed(format!("bad or repeated index {idx}"))),
+            }
+        }
+        Ok(Reply {
+            value: out,
+            input_tokens: reply["usage"]["prompt_tokens"].as_u64(),
+            output_tokens: None,
+        })
+    }
+
+    async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError> {
+        let mut body = json!({
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": req.system},
+                {"role": "user", "content": req.user},
+            ],
+            "temperature": 0,
+            "max_tokens": req.max_tokens,
+        });
+        if self.json_schema {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {"name": req.schema_name, "schema": req.schema, "strict": true},
+            });
+        }
+        let reply = self.post("chat/completions", &body).await?;
+        let content = reply["choices"][0]["message"]["content"]
+            .as_str()
+            .ok_or_else(|| CallError::Malformed("no choices[0].message.content".into()))?;
+        Ok(Reply {
+            value: content.to_string(),
+            input_tokens: reply["usage"]["prompt_tokens"].as_u64(),
+            output_tokens: reply["usage"]["completion_tokens"].as_u64(),
+        })
     }
 }

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use crate::failure::ErrorKind;
-
 /// One failed attempt at a request.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -57,21 +55,6 @@ impl CallError {
             _ => None,
         }
     }
-
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            CallError::Status { status: 429, .. } => ErrorKind::ModelRateLimited,
-            CallError::Status { status, .. } if *status >= 500 || *status == 408 => {
-                ErrorKind::ModelUnavailable
-            }
-            CallError::Status { .. } => ErrorKind::ModelRejected,
-            CallError::Timeout(_) => ErrorKind::ModelTimeout,
-            CallError::Connect(_) | CallError::CircuitOpen(_) => ErrorKind::ModelUnavailable,
-            CallError::Malformed(_) => ErrorKind::ModelMalformed,
-            CallError::InvalidOutput(_) => ErrorKind::ModelInvalidOutput,
-            CallError::Local(_) => ErrorKind::ModelUnavailable,
-        }
-    }
 }
 
 /// A row the model stage gave up on; it becomes a `failures` row.
@@ -81,10 +64,4 @@ pub struct ModelFailure {
     pub provider: String,
     pub error: CallError,
     pub attempts: u32,
-}
-
-impl ModelFailure {
-    pub fn kind(&self) -> ErrorKind {
-        self.error.kind()
-    }
 }
