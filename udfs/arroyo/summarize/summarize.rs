@@ -1,0 +1,19 @@
+/*
+[dependencies]
+chrono = "=0.4.39"
+docstream-udfs = { path = "{{ DOCSTREAM_UDFS }}", features = ["models"] }
+*/
+//! `summarize(text)` for Arroyo: the document's summary and key points as a JSON object valid against
+//! `schemas/models/summary.schema.json`, from the chat endpoint in
+//! `DOCSTREAM_CHAT_*`, with docstream's prompts, retries, one repair of
+//! invalid output, and map-reduce over documents longer than the model's
+//! context. A row the model fails on gets NULL; the reason goes to the
+//! worker log.
+
+use arroyo_udf_plugin::udf;
+use docstream_udfs::models::tasks::Task;
+
+#[udf(unordered, allowed_in_flight = 64, timeout = "2h")]
+async fn summarize(text: Option<&str>) -> Option<String> {
+    docstream_udfs::models::standalone::generate(Task::Summary, text?).await
+}
