@@ -17,7 +17,8 @@ use libloading::Library;
 
 type Run = unsafe extern "C-unwind" fn(FfiArrays) -> RunResult;
 type Start = unsafe extern "C-unwind" fn(bool, u64, u32) -> SendableFfiAsyncUdfHandle;
-type Send = unsafe extern "C-unwind" fn(SendableFfiAsyncUdfHandle, u64, FfiArrays) -> FfiFuture<bool>;
+type Send =
+    unsafe extern "C-unwind" fn(SendableFfiAsyncUdfHandle, u64, FfiArrays) -> FfiFuture<bool>;
 type Drain = unsafe extern "C-unwind" fn(SendableFfiAsyncUdfHandle) -> DrainResult;
 type Stop = unsafe extern "C-unwind" fn(SendableFfiAsyncUdfHandle);
 
@@ -106,8 +107,10 @@ impl AsyncUdf {
             (
                 *lib.get::<Start>(b"__start").expect("__start is exported"),
                 *lib.get::<Send>(b"__send").expect("__send is exported"),
-                *lib.get::<Drain>(b"__drain_results").expect("__drain_results is exported"),
-                *lib.get::<Stop>(b"__stop_runtime").expect("__stop_runtime is exported"),
+                *lib.get::<Drain>(b"__drain_results")
+                    .expect("__drain_results is exported"),
+                *lib.get::<Stop>(b"__stop_runtime")
+                    .expect("__stop_runtime is exported"),
             )
         };
         // SAFETY: starts a runtime thread inside the plugin; stopped in Drop.
@@ -132,7 +135,8 @@ impl AsyncUdf {
         let n = rows.len();
         for (id, args) in rows.into_iter().enumerate() {
             // SAFETY: single-row arrays, owned by the plugin from here on.
-            let sent = unsafe { (self.send)(self.handle, id as u64, FfiArrays::from_vec(args)) }.await;
+            let sent =
+                unsafe { (self.send)(self.handle, id as u64, FfiArrays::from_vec(args)) }.await;
             if !sent {
                 return Err("the UDF's runtime has shut down".into());
             }
@@ -144,7 +148,10 @@ impl AsyncUdf {
             match unsafe { (self.drain)(self.handle) } {
                 DrainResult::Data(arrays) => {
                     let mut v = arrays.into_vec().into_iter();
-                    let (ids, values) = v.next().zip(v.next()).ok_or("a drain without ids and values")?;
+                    let (ids, values) = v
+                        .next()
+                        .zip(v.next())
+                        .ok_or("a drain without ids and values")?;
                     let ids = UInt64Array::from(ids);
                     for (id, value) in ids.values().iter().zip(strings(&values)) {
                         if results.insert(*id, value).is_some() {
@@ -154,7 +161,10 @@ impl AsyncUdf {
                 }
                 DrainResult::None => {
                     if started.elapsed() > within {
-                        return Err(format!("{} of {n} rows answered within {within:?}", results.len()));
+                        return Err(format!(
+                            "{} of {n} rows answered within {within:?}",
+                            results.len()
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -162,7 +172,11 @@ impl AsyncUdf {
             }
         }
         (0..n as u64)
-            .map(|id| results.remove(&id).ok_or_else(|| format!("no result for row {id}")))
+            .map(|id| {
+                results
+                    .remove(&id)
+                    .ok_or_else(|| format!("no result for row {id}"))
+            })
             .collect()
     }
 }
