@@ -21,9 +21,10 @@ use docstream_udfs::{ChunkParams, Encoding};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const UDFS: [&str; 6] = [
+const UDFS: [&str; 7] = [
     "chunk_text",
     "redact_pii",
+    "count_tokens",
     "embed",
     "summarize",
     "extract_risks",
@@ -176,6 +177,38 @@ fn redact_pii_matches_docstream() {
         .as_ref()
         .unwrap()
         .contains("maria.lopez"));
+}
+
+#[test]
+fn count_tokens_matches_docstream() {
+    let udf = SyncUdf::load("count_tokens");
+    let texts = texts();
+    let refs: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+    for encoding in [Encoding::Cl100kBase, Encoding::O200kBase] {
+        let name = encoding.to_string();
+        let got = udf
+            .call(vec![
+                text_column(&refs),
+                text_column(&vec![Some(name.as_str()); refs.len()]),
+            ])
+            .unwrap();
+        let got = Int64Array::from(got);
+        for (i, text) in refs.iter().enumerate() {
+            match text {
+                Some(t) => assert_eq!(
+                    got.value(i),
+                    docstream_udfs::count_tokens(t, encoding) as i64,
+                    "{t:?}"
+                ),
+                None => assert!(got.is_null(i)),
+            }
+        }
+    }
+    let bad = udf.call(vec![
+        text_column(&[Some("x")]),
+        text_column(&[Some("gpt2")]),
+    ]);
+    assert!(bad.is_err());
 }
 
 // ---- model UDFs -------------------------------------------------------------
