@@ -1,5 +1,6 @@
 //! Command-line interface: one file per command.
 
+mod arroyo;
 mod backfill;
 mod ingest;
 mod kafka_args;
@@ -38,6 +39,7 @@ use crate::storage::StorageOptions;
         docstream ask \"Which projects have unmitigated security risks, and who owns them?\"\n  \
         docstream report risks-by-week\n  \
         docstream optimize --lake s3://lake/ && docstream vacuum --retain-hours 168\n  \
+        docstream arroyo deploy --api http://localhost:5115\n  \
         RUST_LOG=debug docstream backfill s3://archive/2019/ --lake s3://lake/ --s3-endpoint http://127.0.0.1:9000"
 )]
 pub struct Cli {
@@ -72,6 +74,7 @@ pub enum Command {
     Vacuum(maintenance::VacuumArgs),
     Models(models::Args),
     ServeModels(serve_models::Args),
+    Arroyo(arroyo::Args),
 }
 
 impl Cli {
@@ -85,6 +88,7 @@ impl Cli {
             Command::Watch(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Publish(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Query(args) => args.run(self.pipeline.as_deref(), storage).await,
+            Command::Arroyo(args) => args.run(self.pipeline.as_deref()).await,
             Command::Search(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Ask(args) => args.run(self.pipeline.as_deref(), storage).await,
             Command::Report(args) => args.run(self.pipeline.as_deref(), storage).await,
