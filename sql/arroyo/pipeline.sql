@@ -1,5 +1,5 @@
 -- docstream's document pipeline in Arroyo's SQL dialect: Kafka document events
--- → chunks → embeddings, plus summaries and risks, into the same Delta tables
+-- → chunks → embeddings, plus summaries, risks and action items, into the same Delta tables
 -- (paths and columns) that docstream writes. `docstream arroyo deploy` fills in
 -- the placeholders and posts this with the UDFs in udfs/arroyo/.
 -- Differences from docstream's own workers are listed in sql/arroyo/README.md.
@@ -132,6 +132,24 @@ CREATE TABLE risks (
     'rolling_policy.interval' = interval '${roll_seconds} seconds'
 );
 
+CREATE TABLE action_items (
+    doc_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    model TEXT NOT NULL,
+    task TEXT NOT NULL,
+    owner TEXT,
+    due_date DATE,
+    priority TEXT NOT NULL,
+    evidence TEXT
+) WITH (
+    connector = 'delta',
+    type = 'sink',
+    format = 'parquet',
+    path = '${lake}/action_items',
+    ${storage}
+    'rolling_policy.interval' = interval '${roll_seconds} seconds'
+);
+
 INSERT INTO documents
 SELECT doc_id, tenant, source_uri, content_hash, mime, title,
        CAST(character_length(text) AS BIGINT) AS n_chars,
@@ -192,5 +210,18 @@ SELECT doc_id, content_hash, '${chat_model}' AS model,
 FROM (
     SELECT doc_id, content_hash,
            unnest(extract_json(extract_risks(redact_pii(text)), '$.risks[*]')) AS r
+    FROM docs
+);
+
+INSERT INTO action_items
+SELECT doc_id, content_hash, '${chat_model}' AS model,
+       extract_json_string(a, '$.task') AS task,
+       extract_json_string(a, '$.owner') AS owner,
+       CAST(extract_json_string(a, '$.due_date') AS DATE) AS due_date,
+       extract_json_string(a, '$.priority') AS priority,
+       extract_json_string(a, '$.evidence') AS evidence
+FROM (
+    SELECT doc_id, content_hash,
+           unnest(extract_json(extract_action_items(redact_pii(text)), '$.action_items[*]')) AS a
     FROM docs
 );

@@ -71,9 +71,15 @@ impl DeployArgs {
             settings.name = name;
         }
         settings.parallelism = self.parallelism;
-        for (key, value) in [("brokers", self.brokers), ("topic", self.topic), ("lake", self.lake)] {
+        for (key, value) in [
+            ("brokers", self.brokers),
+            ("topic", self.topic),
+            ("lake", self.lake),
+        ] {
             if let Some(v) = value {
-                settings.values.insert(key, v.trim_end_matches('/').to_string());
+                settings
+                    .values
+                    .insert(key, v.trim_end_matches('/').to_string());
             }
         }
         let options = self

@@ -13,12 +13,27 @@ const QUERY: &str = include_str!("../../sql/arroyo/pipeline.sql");
 
 /// Every UDF the query calls, as Arroyo compiles it: one file each.
 pub const UDFS: [(&str, &str); 7] = [
-    ("chunk_text", include_str!("../../udfs/arroyo/chunk_text/chunk_text.rs")),
-    ("count_tokens", include_str!("../../udfs/arroyo/count_tokens/count_tokens.rs")),
-    ("redact_pii", include_str!("../../udfs/arroyo/redact_pii/redact_pii.rs")),
+    (
+        "chunk_text",
+        include_str!("../../udfs/arroyo/chunk_text/chunk_text.rs"),
+    ),
+    (
+        "count_tokens",
+        include_str!("../../udfs/arroyo/count_tokens/count_tokens.rs"),
+    ),
+    (
+        "redact_pii",
+        include_str!("../../udfs/arroyo/redact_pii/redact_pii.rs"),
+    ),
     ("embed", include_str!("../../udfs/arroyo/embed/embed.rs")),
-    ("summarize", include_str!("../../udfs/arroyo/summarize/summarize.rs")),
-    ("extract_risks", include_str!("../../udfs/arroyo/extract_risks/extract_risks.rs")),
+    (
+        "summarize",
+        include_str!("../../udfs/arroyo/summarize/summarize.rs"),
+    ),
+    (
+        "extract_risks",
+        include_str!("../../udfs/arroyo/extract_risks/extract_risks.rs"),
+    ),
     (
         "extract_action_items",
         include_str!("../../udfs/arroyo/extract_action_items/extract_action_items.rs"),
@@ -131,5 +146,8 @@ pub async fn deploy(api: &str, payload: &Value) -> Result<String> {
         bail!("Arroyo refused the pipeline (HTTP {status}): {body}\nCheck the UDFs compile in Arroyo's UI, and that its compiler has DOCSTREAM_UDFS set (see the README).");
     }
     let reply: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Ok(reply["id"].as_str().unwrap_or("(no id in the reply)").to_string())
+    Ok(reply["id"]
+        .as_str()
+        .unwrap_or("(no id in the reply)")
+        .to_string())
 }

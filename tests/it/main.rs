@@ -3,6 +3,7 @@
 //! tests are their own binary (tests/kafka).
 
 mod analytics;
+mod arroyo;
 mod backfill;
 mod extraction;
 mod harness;
