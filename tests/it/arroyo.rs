@@ -152,16 +152,19 @@ fn deploy_posts_the_query_and_every_udf_in_arroyos_shape() {
         );
         names.push(name.to_string());
     }
-    for name in [
-        "chunk_text",
-        "count_tokens",
-        "redact_pii",
-        "embed",
-        "summarize",
-        "extract_risks",
-    ] {
-        assert!(names.iter().any(|n| n == name), "{name} is sent");
-    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "chunk_text",
+            "count_tokens",
+            "embed",
+            "extract_action_items",
+            "extract_risks",
+            "redact_pii",
+            "summarize",
+        ]
+    );
 
     // Same paths and columns as docstream's contract.
     let sinks = delta_sinks(query);
