@@ -216,7 +216,7 @@ impl ModelChain {
             let result = average(parts);
             match &result {
                 Ok(v) => fresh.push((*k, v.iter().flat_map(|x| x.to_le_bytes()).collect())),
-                Err(f) => self.remember_failure(*k, f),
+                Err(f) => self.hooks.remember_failure(*k, f),
             }
             found.insert(*k, result.map(Cached::Vector));
         }
@@ -299,7 +299,7 @@ impl ModelChain {
                 }
                 Err(f) => {
                     if let Some(k) = keys[0] {
-                        self.remember_failure(k, f);
+                        self.hooks.remember_failure(k, f);
                     }
                 }
             }
@@ -537,10 +537,6 @@ impl ModelChain {
         if !entries.is_empty() {
             self.hooks.store(entries);
         }
-    }
-
-    fn remember_failure(&self, k: Key, f: &ModelFailure) {
-        self.hooks.remember_failure(k, f);
     }
 
     fn fail(&self, ep: &Endpoint, error: CallError, attempts: u32) -> ModelFailure {

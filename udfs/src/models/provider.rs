@@ -88,6 +88,9 @@ impl Default for ProviderConfig {
     }
 }
 
+/// Share of a backoff that is randomised, either way.
+const JITTER: f64 = 0.25;
+
 impl ProviderConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_secs.max(0.001))
@@ -95,9 +98,22 @@ impl ProviderConfig {
 
     /// Backoff before retry `attempt` (1-based): base × 4^(attempt-1), ±25% jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.backoff_base_secs * 4f64.powi(attempt.saturating_sub(1) as i32);
-        let jitter = 0.75 + fastrand::f64() * 0.5;
-        Duration::from_secs_f64((base * jitter).max(0.0))
+        let jitter = 1.0 - JITTER + fastrand::f64() * 2.0 * JITTER;
+        Duration::from_secs_f64((self.backoff_secs(attempt) * jitter).max(0.0))
+    }
+
+    fn backoff_secs(&self, attempt: u32) -> f64 {
+        self.backoff_base_secs * 4f64.powi(attempt.saturating_sub(1) as i32)
+    }
+
+    /// The longest one request can take: every attempt times out, and each
+    /// retry waits the longest backoff.
+    pub fn longest_request(&self) -> Duration {
+        let attempts = self.retries + 1;
+        let backoff: f64 = (1..attempts)
+            .map(|a| self.backoff_secs(a) * (1.0 + JITTER))
+            .sum();
+        self.timeout() * attempts + Duration::from_secs_f64(backoff.max(0.0))
     }
 
     pub fn cost_usd(&self, input_tokens: u64, output_tokens: u64) -> f64 {

@@ -102,14 +102,8 @@ impl Standalone {
             config.json_schema,
         )
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        // Worst case for one request: every attempt times out, with the
-        // longest backoff between; a call may queue behind a few of those.
-        let attempts = config.retries + 1;
-        let backoff: f64 = (1..attempts)
-            .map(|a| config.backoff_base_secs * 4f64.powi(a as i32 - 1) * 1.25)
-            .sum();
-        let request = config.timeout() * attempts + Duration::from_secs_f64(backoff.max(0.0));
-        let deadline = (request * QUEUED_ROUNDS + LINGER).min(MAX_DEADLINE);
+        // A call may queue behind a few of the slowest requests.
+        let deadline = (config.longest_request() * QUEUED_ROUNDS + LINGER).min(MAX_DEADLINE);
         let coalescer = Coalescer::new(
             config.max_inputs_per_request,
             config.max_tokens_per_request,

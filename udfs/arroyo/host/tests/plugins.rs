@@ -388,30 +388,40 @@ fn rows(texts: &[Option<String>]) -> Vec<Vec<arrow::array::ArrayData>> {
         .collect()
 }
 
+/// `sentences()` through the embed plugin, one row per call, via a proxy to
+/// `url` that throttles its first `throttle` requests; the results and the
+/// input count of each request that reached the model.
+async fn embed_through_proxy(
+    url: &str,
+    throttle: usize,
+    extra: &[(&str, String)],
+) -> (Vec<Option<String>>, Vec<usize>) {
+    let (proxy, requests) = recording_proxy(url.to_string(), throttle).await;
+    let mut fields = vec![
+        ("BASE_URL", proxy),
+        ("MODEL", "all-MiniLM-L6-v2".into()),
+        ("DIMS", "384".into()),
+        ("MAX_INPUTS_PER_REQUEST", "8".into()),
+    ];
+    fields.extend(extra.iter().cloned());
+    set_provider("DOCSTREAM_EMBED_", &fields);
+    let udf = AsyncUdf::start("embed", Duration::from_secs(7200), 1000);
+    let got = udf
+        .call_rows(rows(&sentences()), Duration::from_secs(300))
+        .await
+        .unwrap();
+    let sizes = requests.lock().unwrap().clone();
+    (got, sizes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embed_coalesces_one_row_calls_and_matches_docstream() {
     let _env = ENV.lock().await;
     let (_server, url) = serve_models();
-    let (proxy, requests) = recording_proxy(url.clone(), 0).await;
-    set_provider(
-        "DOCSTREAM_EMBED_",
-        &[
-            ("BASE_URL", proxy),
-            ("MODEL", "all-MiniLM-L6-v2".into()),
-            ("DIMS", "384".into()),
-            ("MAX_INPUTS_PER_REQUEST", "8".into()),
-        ],
-    );
+    let (got, sizes) = embed_through_proxy(&url, 0, &[]).await;
     let texts = sentences();
-    let udf = AsyncUdf::start("embed", Duration::from_secs(7200), 1000);
-    let got = udf
-        .call_rows(rows(&texts), Duration::from_secs(300))
-        .await
-        .unwrap();
-    drop(udf);
 
     // 22 texts, one row per call: batched into requests of at most 8.
-    let sizes = requests.lock().unwrap().clone();
     assert_eq!(sizes.iter().sum::<usize>(), 22, "{sizes:?}");
     assert!(
         sizes.len() <= 4 && sizes.iter().all(|s| *s <= 8),
@@ -450,24 +460,8 @@ async fn embed_waits_out_429s_and_a_dead_endpoint_gives_null() {
     let _env = ENV.lock().await;
     let (_server, url) = serve_models();
     // Fault test: the first three requests are throttled (Retry-After: 0).
-    let (proxy, requests) = recording_proxy(url, 3).await;
-    set_provider(
-        "DOCSTREAM_EMBED_",
-        &[
-            ("BASE_URL", proxy),
-            ("MODEL", "all-MiniLM-L6-v2".into()),
-            ("DIMS", "384".into()),
-            ("MAX_INPUTS_PER_REQUEST", "8".into()),
-            ("RETRIES", "5".into()),
-        ],
-    );
+    let (got, sizes) = embed_through_proxy(&url, 3, &[("RETRIES", "5".into())]).await;
     let texts = sentences();
-    let udf = AsyncUdf::start("embed", Duration::from_secs(7200), 1000);
-    let got = udf
-        .call_rows(rows(&texts), Duration::from_secs(300))
-        .await
-        .unwrap();
-    drop(udf);
     for (text, got) in texts.iter().zip(&got) {
         assert_eq!(
             text.is_some(),
@@ -475,7 +469,7 @@ async fn embed_waits_out_429s_and_a_dead_endpoint_gives_null() {
             "{text:?}: every row answered after the 429s"
         );
     }
-    assert_eq!(requests.lock().unwrap().iter().sum::<usize>(), 22);
+    assert_eq!(sizes.iter().sum::<usize>(), 22);
 
     // Nothing listens here: the rows get NULL within the deadline instead of
     // timing the engine out.
