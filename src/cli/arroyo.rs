@@ -27,8 +27,7 @@ enum ArroyoCommand {
 Examples:\n  \
 docstream arroyo deploy --api http://localhost:5115\n  \
 docstream arroyo deploy --api http://arroyo:5115 --pipeline pipelines/compose.toml --parallelism 4\n  \
-docstream arroyo deploy --lake s3://docstream/lake --storage-option aws_endpoint=http://minio:9000 \\\n      \
---storage-option aws_allow_http=true --dry-run > pipeline.json"
+docstream arroyo deploy --lake s3://docstream/lake --storage-option aws_endpoint=http://minio:9000 --dry-run > pipeline.json"
 )]
 struct DeployArgs {
     /// Arroyo's API (its port is 5115).
