@@ -25,9 +25,8 @@ use deltalake::protocol::SaveMode;
 use docstream::analytics::query::Analytics;
 use docstream::analytics::reports;
 use docstream::analytics::search::{search, Filters};
-use docstream::sinks::contract;
+use docstream::contract::tables;
 use docstream::sinks::lake::Lake;
-use docstream::stages::pipeline::Pipeline;
 use docstream::storage::{parse_location, StorageOptions};
 
 const DIMS: usize = 384;
@@ -211,7 +210,7 @@ async fn vectors(rows: usize) -> Result<()> {
 
     // The same query over the vectors already in memory.
     let ctx = deltalake::datafusion::prelude::SessionContext::new();
-    docstream::analytics::vector::register(&ctx);
+    docstream::functions::vector::register(&ctx);
     let all = analytics.sql("SELECT * FROM embeddings").await?;
     let partitions = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = all.len().div_ceil(partitions);
@@ -429,9 +428,8 @@ async fn report_latency(chunks: usize) -> Result<()> {
         docs / 100,
         written.elapsed().as_secs_f64()
     );
-    let (p, _) = Pipeline::load(None, &[])?;
     let analytics = Analytics::open(&root, &storage, None).await?;
-    for report in reports::all(&p)? {
+    for report in reports::all(None)? {
         let (secs, rows) = best(3, || analytics.sql(&report.sql)).await?;
         let n: usize = rows.iter().map(RecordBatch::num_rows).sum();
         println!("  report {:<18} {secs:.3}s ({n} rows)", report.name);

@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
+use docstream::config::Pipeline;
 use docstream::jobs::backfill::Backfill;
-use docstream::stages::pipeline::{select_stages, Pipeline};
+use docstream::stages::config::select_stages;
 use docstream::stages::runner::StageRunner;
-use docstream::storage::{parse_location, StorageOptions};
+use docstream::storage::parse_location;
 
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
@@ -36,20 +37,16 @@ fn main() -> anyhow::Result<()> {
     // The spine only: this bench measures extraction, chunking and Delta writes.
     let (pipeline, stages) = Pipeline::load(None, &[])?;
     let stages = select_stages(stages, &["documents".into(), "chunks".into()])?;
-    let job = Backfill {
-        source: parse_location(archive.to_str().unwrap_or_default())?,
-        lake: parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?,
-        storage: StorageOptions::default(),
-        checkpoint_interval: pipeline.lake.checkpoint_interval,
-        tenant: "bench".into(),
-        parallelism: 0,
-        batch: pipeline.batch,
-        limits: pipeline.extract,
-        runner: StageRunner::new(stages, None, "bench")?,
-    };
+    let mut job = Backfill::new(
+        &pipeline,
+        parse_location(archive.to_str().unwrap_or_default())?,
+        parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?,
+        StageRunner::new(stages, None, "bench")?,
+    );
+    job.tenant = "bench".into();
     let runtime = tokio::runtime::Runtime::new()?;
     let started = Instant::now();
-    let summary = runtime.block_on(job.run(&indicatif::ProgressBar::hidden()))?;
+    let summary = runtime.block_on(job.run(&()))?;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(summary.landed, docs);
     println!(

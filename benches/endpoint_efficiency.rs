@@ -10,10 +10,11 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use docstream::models::chain::ModelChain;
-use docstream::models::config::{LongInput, ModelsConfig, ProviderConfig, ProviderKind};
+use docstream::models::config::ModelsConfig;
 use docstream::models::hub::ModelHub;
-use docstream::models::tasks::Task;
+use docstream_models::chain::ModelChain;
+use docstream_models::provider::{LongInput, ProviderConfig, ProviderKind};
+use docstream_models::tasks::Task;
 
 const LATENCY_MS: u64 = 100;
 const CONCURRENCY: usize = 4;
@@ -183,6 +184,6 @@ fn main() {
         "local SmolLM2: {:.1} summaries/min ({ok}/{} valid, ~{} tokens each)",
         ok as f64 / minutes,
         docs.len(),
-        docstream::models::estimate_tokens(&docs[0])
+        docstream_models::estimate_tokens(&docs[0])
     );
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use docstream::sinks::lake::Lake;
-use docstream::sources::kafka::{send, KafkaConfig};
+use docstream::sources::kafka::send;
+use docstream::sources::kafka_config::KafkaConfig;
 use docstream::storage::{parse_location, StorageOptions};
 
 fn main() -> Result<()> {

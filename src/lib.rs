@@ -5,10 +5,11 @@
 
 pub mod analytics;
 pub mod cli;
+pub mod config;
+pub mod contract;
 pub mod extract;
-pub mod failure;
+pub mod functions;
 pub mod jobs;
-pub mod metrics;
 pub mod models;
 pub mod sinks;
 pub mod sources;

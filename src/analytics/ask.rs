@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::query::Analytics;
 use super::search::{search, Filters, Hit};
-use crate::models::chain::ModelChain;
-use crate::models::tasks::Task;
+use docstream_models::chain::ModelChain;
+use docstream_models::tasks::Task;
 
 pub const NOT_FOUND: &str = "The answer is not in the documents.";
 

@@ -1,11 +1,9 @@
-//! Reading the lake: SQL with vector functions, hybrid search, answers with
-//! citations, reports, and output formats.
+//! Reading the lake: the read-only SQL session, hybrid search, answers with
+//! citations, and reports.
 
 pub mod ask;
-pub mod embed_query;
+pub mod config;
 pub mod keyword;
-pub mod output;
 pub mod query;
 pub mod reports;
 pub mod search;
-pub mod vector;

@@ -1,6 +1,7 @@
 //! The analytics session: every table of the lake, the vector functions,
 //! `embed_query`, and read-only SQL over them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -10,13 +11,13 @@ use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use url::Url;
 
-use super::embed_query::{self, Resolved};
-use super::vector;
-use crate::models::chain::ModelChain;
+use crate::functions::embed_query::{self, Resolved};
+use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::sinks::lake::Lake;
-use crate::stages::pipeline::Pipeline;
 use crate::storage::StorageOptions;
+use docstream_models::chain::ModelChain;
+use docstream_models::provider::ProviderConfig;
 
 /// The latest version of every document, by ingest time.
 const CURRENT_DOCUMENTS: &str = "SELECT * EXCLUDE (version_rank) FROM (
@@ -40,10 +41,8 @@ impl Analytics {
         embedder: Option<Arc<ModelChain>>,
     ) -> Result<Self> {
         let mut lake = Lake::open(root, storage).await?;
-        let ctx = crate::stages::runner::session(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        );
-        vector::register(&ctx);
+        let ctx =
+            crate::functions::session(std::thread::available_parallelism().map_or(1, |n| n.get()));
         let mut tables = lake.register_all(&ctx).await?;
         if tables.iter().any(|t| t == "documents") {
             let view = ctx.sql(CURRENT_DOCUMENTS).await?.into_view();
@@ -143,23 +142,14 @@ pub struct Models {
 }
 
 impl Models {
-    /// With `embed`, a missing embedding provider is an error unless
-    /// `optional_embed`; with `answer`, the answer providers must exist.
-    pub fn open(p: &Pipeline, embed: bool, optional_embed: bool, answer: bool) -> Result<Self> {
-        let embed_providers = match (embed, p.embed_providers()) {
-            (false, _) => None,
-            (true, Ok(providers)) => Some(providers),
-            (true, Err(e)) if optional_embed => {
-                tracing::warn!("{e:#}; keyword search only");
-                None
-            }
-            (true, Err(e)) => return Err(e),
-        };
-        let answer_providers = if answer {
-            Some(p.answer_providers()?)
-        } else {
-            None
-        };
+    /// Opens the chains for `embed` (query embedding) and `answer` (`ask`)
+    /// provider lists, on one hub; neither when both are `None`.
+    pub fn open(
+        providers: &BTreeMap<String, ProviderConfig>,
+        models: &ModelsConfig,
+        embed_providers: Option<Vec<String>>,
+        answer_providers: Option<Vec<String>>,
+    ) -> Result<Self> {
         let all: Vec<String> = embed_providers
             .iter()
             .chain(answer_providers.iter())
@@ -172,7 +162,7 @@ impl Models {
                 answerer: None,
             });
         }
-        let hub = ModelHub::open(&p.providers, &p.models, &all)
+        let hub = ModelHub::open(providers, models, &all)
             .context("cannot open the pipeline's model providers")?;
         let chain = |providers: Option<Vec<String>>, purpose: &str| -> Result<_> {
             providers

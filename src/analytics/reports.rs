@@ -6,8 +6,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::stages::pipeline::Pipeline;
-
 const BUILTIN: &[(&str, &str)] = &[
     (
         "risks-by-week",
@@ -58,18 +56,15 @@ impl Report {
     }
 }
 
-/// Every report, by name.
-pub fn all(pipeline: &Pipeline) -> Result<Vec<Report>> {
+/// Every report, by name: the built-in ones, and those in `folder` (which
+/// replace built-in ones of the same name).
+pub fn all(folder: Option<&Path>) -> Result<Vec<Report>> {
     let mut reports: Vec<Report> = BUILTIN
         .iter()
         .map(|(name, sql)| Report::new(name, sql.to_string()))
         .collect();
-    if let Some(folder) = &pipeline.analytics.reports {
-        let folder = match &pipeline.base {
-            Some(base) => base.join(folder),
-            None => folder.into(),
-        };
-        for report in read_folder(&folder)? {
+    if let Some(folder) = folder {
+        for report in read_folder(folder)? {
             reports.retain(|r| r.name != report.name);
             reports.push(report);
         }
@@ -79,8 +74,8 @@ pub fn all(pipeline: &Pipeline) -> Result<Vec<Report>> {
 }
 
 /// The report called `name`.
-pub fn find(pipeline: &Pipeline, name: &str) -> Result<Report> {
-    let reports = all(pipeline)?;
+pub fn find(folder: Option<&Path>, name: &str) -> Result<Report> {
+    let reports = all(folder)?;
     let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
     let known = names.join(", ");
     match reports.iter().find(|r| r.name == name) {
@@ -113,15 +108,14 @@ mod tests {
 
     #[test]
     fn builtin_reports_describe_themselves() {
-        let (p, _) = Pipeline::load(None, &[]).unwrap();
-        let reports = all(&p).unwrap();
+        let reports = all(None).unwrap();
         assert_eq!(reports.len(), BUILTIN.len());
         for r in &reports {
             assert!(r.description.len() > 20, "{}: {}", r.name, r.description);
             assert!(!r.description.contains("--"), "{}", r.description);
         }
-        assert!(find(&p, "risks-by-week").is_ok());
-        let err = find(&p, "nope").unwrap_err().to_string();
+        assert!(find(None, "risks-by-week").is_ok());
+        let err = find(None, "nope").unwrap_err().to_string();
         assert!(err.contains("model-cost"), "{err}");
     }
 }

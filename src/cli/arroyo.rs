@@ -1,12 +1,10 @@
 //! `docstream arroyo`: run the document pipeline on an Arroyo cluster.
 
-use std::path::Path;
-
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+use super::resolved::Resolved;
 use crate::jobs::arroyo_deploy::{deploy, Settings};
-use crate::stages::pipeline::Pipeline;
 
 #[derive(Debug, Parser)]
 #[command(about = "Run the document pipeline on an Arroyo cluster instead of docstream's workers")]
@@ -31,7 +29,12 @@ docstream arroyo deploy --lake s3://docstream/lake --storage-option aws_endpoint
 )]
 struct DeployArgs {
     /// Arroyo's API (its port is 5115).
-    #[arg(long, env = "ARROYO_API", default_value = "http://localhost:5115")]
+    #[arg(
+        long,
+        env = "ARROYO_API",
+        hide_env_values = true,
+        default_value = "http://localhost:5115"
+    )]
     api: String,
     /// Pipeline name in Arroyo. Default: the pipeline file's name.
     #[arg(long)]
@@ -43,9 +46,6 @@ struct DeployArgs {
     brokers: Option<String>,
     #[arg(long)]
     topic: Option<String>,
-    /// Lake root the Delta sinks write under (s3://bucket/prefix).
-    #[arg(long)]
-    lake: Option<String>,
     /// Delta sink storage option KEY=VALUE (aws_endpoint, aws_region, aws_allow_http, ...); repeatable.
     #[arg(long = "storage-option", value_name = "KEY=VALUE")]
     storage_options: Vec<String>,
@@ -55,26 +55,21 @@ struct DeployArgs {
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&Path>) -> Result<()> {
+    pub async fn run(self, r: Resolved) -> Result<()> {
         match self.command {
-            ArroyoCommand::Deploy(args) => args.run(pipeline).await,
+            ArroyoCommand::Deploy(args) => args.run(r).await,
         }
     }
 }
 
 impl DeployArgs {
-    async fn run(self, pipeline: Option<&Path>) -> Result<()> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
-        let mut settings = Settings::from_pipeline(&p);
+    async fn run(self, r: Resolved) -> Result<()> {
+        let mut settings = Settings::from_pipeline(&r.pipeline);
         if let Some(name) = self.name {
             settings.name = name;
         }
         settings.parallelism = self.parallelism;
-        for (key, value) in [
-            ("brokers", self.brokers),
-            ("topic", self.topic),
-            ("lake", self.lake),
-        ] {
+        for (key, value) in [("brokers", self.brokers), ("topic", self.topic)] {
             if let Some(v) = value {
                 settings
                     .values

@@ -1,13 +1,12 @@
 //! `docstream backfill`.
 
-use std::path::Path;
-
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 
+use super::progress::BackfillBar;
+use super::resolved::Resolved;
 use super::stage_args::StageArgs;
 use crate::jobs::backfill::Backfill;
-use crate::storage::{parse_location, StorageOptions};
+use crate::storage::parse_location;
 
 /// Process every document under a folder or bucket prefix into the lake.
 ///
@@ -24,10 +23,6 @@ use crate::storage::{parse_location, StorageOptions};
 pub struct Args {
     /// Folder, file:// or s3:// / gs:// / az:// prefix. Default: the pipeline's source.uri.
     pub source: Option<String>,
-
-    /// Lake root (local folder or s3://). Default: the pipeline's lake.uri.
-    #[arg(long)]
-    pub lake: Option<String>,
 
     /// Tenant recorded on every document.
     #[arg(long)]
@@ -46,34 +41,25 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, runner) = self.stages.load(pipeline)?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let runner = r.runner(&self.stages.stages)?;
+        let p = r.pipeline;
         let source = self.source.or(p.source.uri.clone()).ok_or_else(|| {
             anyhow::anyhow!("name a folder or bucket to backfill, e.g. `docstream backfill ./docs`")
         })?;
-        let lake = self.lake.unwrap_or(p.lake.uri.clone());
-        let mut batch = p.batch;
-        if let Some(rows) = self.batch_rows {
-            batch.max_rows = rows;
+        let mut job = Backfill::new(&p, parse_location(&source)?, r.lake.clone(), runner);
+        job.storage = r.storage;
+        if let Some(tenant) = self.tenant {
+            job.tenant = tenant;
         }
-        let job = Backfill {
-            source: parse_location(&source)?,
-            lake: parse_location(&lake)?,
-            storage,
-            checkpoint_interval: p.lake.checkpoint_interval,
-            tenant: self.tenant.unwrap_or(p.source.tenant.clone()),
-            parallelism: self.parallelism.unwrap_or(p.source.parallelism),
-            batch,
-            limits: p.extract,
-            runner,
-        };
+        if let Some(n) = self.parallelism {
+            job.parallelism = n;
+        }
+        if let Some(rows) = self.batch_rows {
+            job.batch.max_rows = rows;
+        }
         let started = std::time::Instant::now();
-        let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} ETA {eta} {msg}",
-            )?,
-        );
-        let s = job.run(&bar).await?;
+        let s = job.run(&BackfillBar::new()?).await?;
         println!(
             "backfill done: {} landed ({} with warnings), {} skipped, {} failed, {} stage failures — {} files, {:.1} MiB in {:.1}s, {} commits to {}",
             s.landed,
@@ -85,7 +71,7 @@ impl Args {
             s.bytes as f64 / (1u64 << 20) as f64,
             started.elapsed().as_secs_f64(),
             s.commits,
-            lake
+            r.lake
         );
         if s.failed + s.warnings + s.stage_failures > 0 {
             println!("see why: docstream query \"SELECT source_uri, stage, error_kind, error FROM failures\"");

@@ -1,19 +1,20 @@
 //! `docstream ingest`.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use super::kafka_args::{shutdown_signal, KafkaArgs};
+use super::kafka_args::KafkaArgs;
+use super::resolved::Resolved;
+use super::signal::shutdown_signal;
 use super::stage_args::StageArgs;
-use crate::jobs::event_batch::EventReader;
+use super::values::seconds;
+use crate::jobs::ingest::event_batch::EventReader;
+use crate::jobs::ingest::metrics::Metrics;
 use crate::jobs::ingest::Ingest;
-use crate::metrics::Metrics;
-use crate::stages::pipeline::LakeConfig;
-use crate::storage::{parse_location, StorageOptions};
+use crate::sinks::lake::LakeConfig;
 
 /// Consume document events from Kafka into the lake, exactly once.
 ///
@@ -37,10 +38,6 @@ pub struct Args {
     #[arg(long)]
     pub group: Option<String>,
 
-    /// Lake root (local folder or s3://). Default: the pipeline's lake.uri.
-    #[arg(long)]
-    pub lake: Option<String>,
-
     /// Tenant for events that name none. Default: the pipeline's source.tenant.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -50,7 +47,7 @@ pub struct Args {
     pub batch_rows: Option<usize>,
 
     /// Close a micro-batch after this many seconds (bounds latency under low traffic).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub batch_age: Option<f64>,
 
     /// Larger events become failures rows. Default: the pipeline's kafka.max_event_bytes.
@@ -67,7 +64,7 @@ pub struct Args {
     pub compact_every: Option<u64>,
 
     /// Exit once no event arrived for this many seconds after partitions were assigned.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub exit_when_idle: Option<f64>,
 
     #[command(flatten)]
@@ -75,8 +72,9 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, runner) = self.stages.load(pipeline)?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let runner = r.runner(&self.stages.stages)?;
+        let p = &r.pipeline;
         let mut kafka = self.kafka.apply(p.kafka.clone())?;
         if let Some(g) = self.group {
             kafka.group = g;
@@ -99,7 +97,6 @@ impl Args {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
             n => n,
         };
-        let lake = self.lake.unwrap_or(p.lake.uri.clone());
         let job = Ingest {
             reader: EventReader::new(
                 kafka.topic.clone(),
@@ -107,12 +104,12 @@ impl Args {
                 p.extract,
                 kafka.max_event_bytes,
                 parallelism,
-                storage.clone(),
+                r.storage.clone(),
             ),
             kafka,
             pipeline: p.name.clone(),
-            lake: parse_location(&lake)?,
-            storage,
+            lake: r.lake.clone(),
+            storage: r.storage.clone(),
             upkeep: LakeConfig {
                 compact_every_commits: self.compact_every.unwrap_or(p.lake.compact_every_commits),
                 ..p.lake.clone()
@@ -128,8 +125,8 @@ impl Args {
             .map(|r| format!(" at {r:.1} events/s"))
             .unwrap_or_default();
         println!(
-            "ingest stopped: {} events in {} batches{rate} — {} upserts, {} deletes, {} failure rows — into {lake}",
-            s.events, s.batches, s.upserts, s.deletes, s.failures
+            "ingest stopped: {} events in {} batches{rate} — {} upserts, {} deletes, {} failure rows — into {}",
+            s.events, s.batches, s.upserts, s.deletes, s.failures, r.lake
         );
         Ok(())
     }

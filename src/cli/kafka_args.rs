@@ -1,11 +1,16 @@
 //! Broker and topic flags shared by `ingest`, `watch` and `publish`.
 
-use crate::sources::kafka::KafkaConfig;
+use crate::sources::kafka_config::KafkaConfig;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers (Apache Kafka, Redpanda, MSK). Default: the pipeline's kafka.brokers.
-    #[arg(long, env = "DOCSTREAM_BROKERS", value_name = "HOST:PORT,...")]
+    #[arg(
+        long,
+        env = "DOCSTREAM_BROKERS",
+        hide_env_values = true,
+        value_name = "HOST:PORT,..."
+    )]
     pub brokers: Option<String>,
 
     /// Topic of document events. Default: the pipeline's kafka.topic.
@@ -20,11 +25,6 @@ pub struct KafkaArgs {
 
 impl KafkaArgs {
     /// The pipeline's `[kafka]` settings with these flags applied.
-    pub fn config(&self, pipeline: Option<&std::path::Path>) -> anyhow::Result<KafkaConfig> {
-        let (p, _) = crate::stages::pipeline::Pipeline::load(pipeline, &[])?;
-        self.apply(p.kafka)
-    }
-
     pub fn apply(&self, mut config: KafkaConfig) -> anyhow::Result<KafkaConfig> {
         if let Some(b) = &self.brokers {
             config.brokers = b.clone();
@@ -44,26 +44,4 @@ impl KafkaArgs {
         }
         Ok(config)
     }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGTERM: {e}");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

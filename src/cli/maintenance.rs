@@ -1,36 +1,25 @@
 //! `docstream optimize` and `docstream vacuum`.
 
 use std::num::NonZeroU64;
-use std::path::Path;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 
+use super::progress::tables_bar;
+use super::resolved::Resolved;
 use crate::sinks::lake::Lake;
 use crate::sinks::maintenance::CompactOptions;
-use crate::stages::pipeline::Pipeline;
-use crate::storage::{parse_location, StorageOptions};
 
 /// Which tables of which lake.
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// Lake root. Default: the pipeline's lake.uri.
-    #[arg(long)]
-    pub lake: Option<String>,
-
     /// Only these tables (comma-separated). Default: every table.
     #[arg(long, value_delimiter = ',', value_name = "TABLE,...")]
     pub tables: Vec<String>,
 }
 
 impl Target {
-    async fn open(
-        self,
-        pipeline: Option<&Path>,
-        storage: &StorageOptions,
-    ) -> Result<(Lake, Vec<String>)> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
-        let lake = Lake::open(&parse_location(&self.lake.unwrap_or(p.lake.uri))?, storage).await?;
+    async fn open(self, r: &Resolved) -> Result<(Lake, Vec<String>)> {
+        let lake = Lake::open(&r.lake, &r.storage).await?;
         let all = lake.table_names().await?;
         if let Some(unknown) = self.tables.iter().find(|t| !all.contains(t)) {
             anyhow::bail!(
@@ -46,14 +35,6 @@ impl Target {
         };
         Ok((lake, tables))
     }
-}
-
-fn progress(tables: usize, verb: &str) -> Result<ProgressBar> {
-    let bar = ProgressBar::new(tables as u64).with_style(ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tables {msg}",
-    )?);
-    bar.set_message(verb.to_string());
-    Ok(bar)
 }
 
 /// Compact small files into large ones, optionally z-ordered by doc_id.
@@ -85,15 +66,15 @@ pub struct OptimizeArgs {
 }
 
 impl OptimizeArgs {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (mut lake, tables) = self.target.open(pipeline, &storage).await?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let (mut lake, tables) = self.target.open(&r).await?;
         let options = CompactOptions {
             zorder_by_doc_id: self.zorder,
             target_bytes: self
                 .target_size_mb
                 .and_then(|mb| NonZeroU64::new(mb.get() << 20)),
         };
-        let bar = progress(tables.len(), "compacting")?;
+        let bar = tables_bar(tables.len(), "compacting")?;
         let mut lines = Vec::new();
         for table in &tables {
             bar.set_message(table.clone());
@@ -133,7 +114,8 @@ pub struct VacuumArgs {
     pub target: Target,
 
     /// Keep files that versions of the last N hours still read.
-    #[arg(long, value_name = "HOURS", default_value_t = 168)]
+    #[arg(long, value_name = "HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub retain_hours: u64,
 
     /// List what would be deleted, delete nothing.
@@ -146,10 +128,10 @@ pub struct VacuumArgs {
 }
 
 impl VacuumArgs {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (mut lake, tables) = self.target.open(pipeline, &storage).await?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let (mut lake, tables) = self.target.open(&r).await?;
         let retain = chrono::Duration::hours(self.retain_hours as i64);
-        let bar = progress(tables.len(), "vacuuming")?;
+        let bar = tables_bar(tables.len(), "vacuuming")?;
         let mut lines = Vec::new();
         for table in &tables {
             bar.set_message(table.clone());

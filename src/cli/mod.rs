@@ -2,16 +2,28 @@
 
 mod arroyo;
 mod backfill;
+#[cfg(feature = "kafka")]
 mod ingest;
+#[cfg(feature = "kafka")]
 mod kafka_args;
 mod maintenance;
 mod models;
+mod output;
+mod progress;
+#[cfg(feature = "kafka")]
 mod publish;
 mod query;
 mod report;
+mod resolved;
 mod search;
+#[cfg(feature = "local-models")]
 mod serve_models;
+#[cfg(feature = "kafka")]
+mod signal;
 mod stage_args;
+#[cfg(feature = "kafka")]
+mod values;
+#[cfg(feature = "kafka")]
 mod watch;
 
 use std::path::PathBuf;
@@ -19,6 +31,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use self::resolved::Resolved;
 use crate::storage::StorageOptions;
 
 #[derive(Debug, Parser)]
@@ -48,12 +61,31 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Pipeline file (TOML). Default: the built-in pipelines/default.toml.
-    #[arg(long, global = true, env = "DOCSTREAM_PIPELINE")]
+    #[arg(
+        long,
+        global = true,
+        env = "DOCSTREAM_PIPELINE",
+        hide_env_values = true
+    )]
     pub pipeline: Option<PathBuf>,
+
+    /// Lake root: a local folder, or s3:// / gs:// / az://. Default: the pipeline's lake.uri.
+    #[arg(long, global = true, value_name = "URI")]
+    pub lake: Option<String>,
+
+    /// Override a stage parameter, e.g. chunks.max_tokens=256. Repeatable.
+    #[arg(long = "set", global = true, value_name = "STAGE.PARAM=VALUE")]
+    pub sets: Vec<String>,
 
     /// Endpoint of an S3-compatible server (MinIO, s3s-fs, ...). Credentials
     /// come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION.
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_ENDPOINT_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub s3_endpoint: Option<String>,
 
     #[command(subcommand)]
@@ -63,8 +95,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Backfill(backfill::Args),
+    #[cfg(feature = "kafka")]
     Ingest(ingest::Args),
+    #[cfg(feature = "kafka")]
     Watch(watch::Args),
+    #[cfg(feature = "kafka")]
     Publish(publish::Args),
     Query(query::Args),
     Search(search::SearchArgs),
@@ -73,6 +108,7 @@ pub enum Command {
     Optimize(maintenance::OptimizeArgs),
     Vacuum(maintenance::VacuumArgs),
     Models(models::Args),
+    #[cfg(feature = "local-models")]
     ServeModels(serve_models::Args),
     Arroyo(arroyo::Args),
 }
@@ -82,20 +118,30 @@ impl Cli {
         let storage = StorageOptions {
             s3_endpoint: self.s3_endpoint.clone(),
         };
+        let resolved = Resolved::new(
+            self.pipeline.as_deref(),
+            &self.sets,
+            self.lake.as_deref(),
+            storage,
+        )?;
         match self.command {
-            Command::Backfill(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Ingest(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Watch(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Publish(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Query(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Arroyo(args) => args.run(self.pipeline.as_deref()).await,
-            Command::Search(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Ask(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Report(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Optimize(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Vacuum(args) => args.run(self.pipeline.as_deref(), storage).await,
-            Command::Models(args) => args.run(self.pipeline.as_deref()),
-            Command::ServeModels(args) => args.run(self.pipeline.as_deref()).await,
+            Command::Backfill(args) => args.run(resolved).await,
+            #[cfg(feature = "kafka")]
+            Command::Ingest(args) => args.run(resolved).await,
+            #[cfg(feature = "kafka")]
+            Command::Watch(args) => args.run(resolved).await,
+            #[cfg(feature = "kafka")]
+            Command::Publish(args) => args.run(resolved).await,
+            Command::Query(args) => args.run(resolved).await,
+            Command::Arroyo(args) => args.run(resolved).await,
+            Command::Search(args) => args.run(resolved).await,
+            Command::Ask(args) => args.run(resolved).await,
+            Command::Report(args) => args.run(resolved).await,
+            Command::Optimize(args) => args.run(resolved).await,
+            Command::Vacuum(args) => args.run(resolved).await,
+            Command::Models(args) => args.run(resolved),
+            #[cfg(feature = "local-models")]
+            Command::ServeModels(args) => args.run(resolved).await,
         }
     }
 }

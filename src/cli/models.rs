@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
+use super::resolved::Resolved;
 use crate::models::local::{fetch::fetch_missing, KNOWN};
-use crate::stages::pipeline::Pipeline;
 
 /// Download the local models (MiniLM embeddings, SmolLM2 chat) once.
 ///
@@ -29,9 +29,8 @@ pub enum Action {
 }
 
 impl Args {
-    pub fn run(self, pipeline: Option<&std::path::Path>) -> Result<()> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
-        let dir = p.models.models_dir();
+    pub fn run(self, r: Resolved) -> Result<()> {
+        let dir = r.pipeline.models.models_dir();
         match self.action {
             Action::Fetch => {
                 let fetched = fetch_missing(&dir)?;

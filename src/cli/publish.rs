@@ -1,14 +1,14 @@
 //! `docstream publish`.
 
 use std::io::BufReader;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::kafka_args::KafkaArgs;
+use super::resolved::Resolved;
 use crate::jobs::publish::{ndjson, objects, Publisher};
 use crate::sources::bucket::Bucket;
-use crate::storage::{parse_location, StorageOptions};
+use crate::storage::parse_location;
 
 /// Send document events to Kafka: one per object under a folder or bucket
 /// prefix, or the events of an ndjson stream (see
@@ -46,8 +46,9 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let kafka = self.kafka.config(pipeline)?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let kafka = self.kafka.apply(r.pipeline.kafka.clone())?;
+        let storage = r.storage;
         let events = match (&self.ndjson, &self.source) {
             (Some(file), _) if file == "-" => ndjson(std::io::stdin().lock(), self.verbatim)?,
             (Some(file), _) => {

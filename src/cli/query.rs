@@ -1,13 +1,10 @@
 //! `docstream query`.
 
-use std::path::Path;
-
 use anyhow::Result;
 
-use crate::analytics::output::OutputArgs;
-use crate::analytics::query::{mentions_embed_query, Analytics, Models};
-use crate::stages::pipeline::Pipeline;
-use crate::storage::{parse_location, StorageOptions};
+use super::output::OutputArgs;
+use super::resolved::Resolved;
+use crate::analytics::query::{mentions_embed_query, Analytics};
 
 /// Run read-only SQL over every table in the lake.
 ///
@@ -28,20 +25,14 @@ pub struct Args {
     /// The SQL to run (SELECT, WITH, EXPLAIN or SHOW).
     pub sql: String,
 
-    /// Lake root. Default: the pipeline's lake.uri.
-    #[arg(long)]
-    pub lake: Option<String>,
-
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
-        let models = Models::open(&p, mentions_embed_query(&self.sql), false, false)?;
-        let lake = parse_location(&self.lake.unwrap_or(p.lake.uri))?;
-        let analytics = Analytics::open(&lake, &storage, models.embedder).await?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let models = r.models(mentions_embed_query(&self.sql), false, false)?;
+        let analytics = Analytics::open(&r.lake, &r.storage, models.embedder).await?;
         self.output.emit(&analytics.sql(&self.sql).await?)
     }
 }

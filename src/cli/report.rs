@@ -1,14 +1,11 @@
 //! `docstream report`.
 
-use std::path::Path;
-
 use anyhow::{bail, Result};
 
-use crate::analytics::output::OutputArgs;
+use super::output::OutputArgs;
+use super::resolved::Resolved;
 use crate::analytics::query::Analytics;
 use crate::analytics::reports;
-use crate::stages::pipeline::Pipeline;
-use crate::storage::{parse_location, StorageOptions};
 
 /// Run a named report: canned SQL over the lake.
 ///
@@ -34,19 +31,15 @@ pub struct Args {
     #[arg(long)]
     pub show_sql: bool,
 
-    /// Lake root. Default: the pipeline's lake.uri.
-    #[arg(long)]
-    pub lake: Option<String>,
-
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let folder = r.pipeline.reports_dir();
         if self.list {
-            let all = reports::all(&p)?;
+            let all = reports::all(folder.as_deref())?;
             let width = all.iter().map(|r| r.name.len()).max().unwrap_or(0);
             for r in all {
                 println!("{:width$}  {}", r.name, r.description);
@@ -56,13 +49,12 @@ impl Args {
         let Some(name) = self.name else {
             bail!("name a report, or pass --list to see them");
         };
-        let report = reports::find(&p, &name)?;
+        let report = reports::find(folder.as_deref(), &name)?;
         if self.show_sql {
             print!("{}", report.sql);
             return Ok(());
         }
-        let lake = parse_location(&self.lake.unwrap_or(p.lake.uri))?;
-        let analytics = Analytics::open(&lake, &storage, None).await?;
+        let analytics = Analytics::open(&r.lake, &r.storage, None).await?;
         let rows = analytics
             .sql(&report.sql)
             .await

@@ -1,25 +1,18 @@
 //! `docstream search` and `docstream ask`.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::output::{Format, OutputArgs};
+use super::resolved::Resolved;
 use crate::analytics::ask::{ask, AskOptions};
-use crate::analytics::output::{Format, OutputArgs};
-use crate::analytics::query::{Analytics, Models};
+use crate::analytics::query::Analytics;
 use crate::analytics::search::{search, to_batch, Filters, Hit};
-use crate::models::chain::ModelChain;
-use crate::stages::pipeline::Pipeline;
-use crate::storage::{parse_location, StorageOptions};
+use docstream_models::chain::ModelChain;
 
 /// Where and what to search.
 #[derive(Debug, clap::Args)]
 pub struct Scope {
-    /// Lake root. Default: the pipeline's lake.uri.
-    #[arg(long)]
-    pub lake: Option<String>,
-
     /// Only documents of this tenant.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -37,23 +30,16 @@ pub struct Scope {
 impl Scope {
     /// The lake with the query embedder (keyword-only search still works
     /// without one) and, with `answer`, the answer model.
-    async fn open(
-        self,
-        pipeline: Option<&Path>,
-        storage: &StorageOptions,
-        answer: bool,
-    ) -> Result<Opened> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
-        let models = Models::open(&p, true, true, answer)?;
-        let lake = parse_location(&self.lake.clone().unwrap_or(p.lake.uri.clone()))?;
-        let analytics = Analytics::open(&lake, storage, models.embedder).await?;
+    async fn open(self, r: &Resolved, answer: bool) -> Result<Opened> {
+        let models = r.models(true, true, answer)?;
+        let analytics = Analytics::open(&r.lake, &r.storage, models.embedder).await?;
         let filters = Filters {
             tenant: self.tenant,
             since: self.since,
             until: self.until,
         };
         Ok(Opened {
-            min_similarity: p.analytics.min_similarity,
+            min_similarity: r.pipeline.analytics.min_similarity,
             analytics,
             filters,
             answerer: models.answerer,
@@ -109,8 +95,8 @@ pub struct SearchArgs {
 }
 
 impl SearchArgs {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let opened = self.scope.open(pipeline, &storage, false).await?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let opened = self.scope.open(&r, false).await?;
         let hits = search(
             &opened.analytics,
             &self.query,
@@ -186,8 +172,8 @@ pub struct AskArgs {
 }
 
 impl AskArgs {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let opened = self.scope.open(pipeline, &storage, true).await?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let opened = self.scope.open(&r, true).await?;
         let answerer = opened
             .answerer
             .context("no answer model: set [analytics] answer_providers")?;

@@ -2,11 +2,11 @@
 
 use anyhow::{Context, Result};
 
+use super::resolved::Resolved;
 use crate::models::backend::Backend;
-use crate::models::config::{ProviderConfig, ProviderKind};
 use crate::models::local::KNOWN;
 use crate::models::server::{serve, Served};
-use crate::stages::pipeline::Pipeline;
+use docstream_models::provider::{ProviderConfig, ProviderKind};
 
 /// Serve the local models behind the OpenAI-compatible API.
 ///
@@ -33,8 +33,8 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&std::path::Path>) -> Result<()> {
-        let (p, _) = Pipeline::load(pipeline, &[])?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let p = &r.pipeline;
         let mut served = Vec::new();
         for m in KNOWN {
             let config = ProviderConfig {

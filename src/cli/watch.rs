@@ -1,16 +1,19 @@
 //! `docstream watch`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 
-use super::kafka_args::{shutdown_signal, KafkaArgs};
+use super::kafka_args::KafkaArgs;
+use super::resolved::Resolved;
+use super::signal::shutdown_signal;
+use super::values::seconds;
 use crate::jobs::publish::Publisher;
 use crate::jobs::watch::Watch;
 use crate::sources::bucket::Bucket;
-use crate::storage::{parse_location, StorageOptions};
+use crate::storage::parse_location;
 
 /// Poll a bucket prefix and publish one event per new or changed object
 /// (by key, etag or last-modified, and size), keyed by doc_id.
@@ -27,7 +30,7 @@ pub struct Args {
     pub source: String,
 
     /// Seconds between polls.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub interval: f64,
 
     /// Poll once and exit.
@@ -47,8 +50,9 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, pipeline: Option<&Path>, storage: StorageOptions) -> Result<()> {
-        let kafka = self.kafka.config(pipeline)?;
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let kafka = self.kafka.apply(r.pipeline.kafka.clone())?;
+        let storage = r.storage;
         let url = parse_location(&self.source)?;
         let state = self.state.unwrap_or_else(|| {
             let id = Sha256::digest(format!("{url}|{}|{}", kafka.brokers, kafka.topic));

@@ -1,7 +1,7 @@
 //! Format detection: magic bytes first, then the extension, then a sniff.
 
 use super::ExtractError;
-use crate::failure::ErrorKind;
+use crate::contract::failure::ErrorKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -8,7 +8,7 @@ use quick_xml::Reader;
 use zip::ZipArchive;
 
 use super::{decompression_limit, too_deep, ExtractError, Limits, RawText};
-use crate::failure::ErrorKind;
+use crate::contract::failure::ErrorKind;
 
 /// A docx has a dozen parts; thousands of entries is a hostile archive.
 const MAX_ENTRIES: usize = 10_000;

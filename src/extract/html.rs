@@ -314,7 +314,7 @@ mod tests {
     fn deep_nesting_is_refused_without_recursion() {
         let deep = "<div>".repeat(200_000);
         let err = extract(&deep, &Limits::default()).unwrap_err();
-        assert_eq!(err.kind, crate::failure::ErrorKind::TooDeep);
+        assert_eq!(err.kind, crate::contract::failure::ErrorKind::TooDeep);
         // Closed nesting within the limit is fine.
         let ok = format!("{}x{}", "<span>".repeat(100), "</span>".repeat(100));
         assert_eq!(text(&ok).text.trim(), "x");

@@ -79,7 +79,7 @@ mod tests {
         let md = format!("{}x", "> ".repeat(2000));
         assert_eq!(
             extract(&md, &Limits::default()).unwrap_err().kind,
-            crate::failure::ErrorKind::TooDeep
+            crate::contract::failure::ErrorKind::TooDeep
         );
     }
 }

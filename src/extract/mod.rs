@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use detect::{detect, Format};
 
-use crate::failure::ErrorKind;
+use crate::contract::failure::ErrorKind;
 
 /// Guards applied to every document.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]

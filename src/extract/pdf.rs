@@ -3,7 +3,7 @@
 use lopdf::{Document, LoadOptions};
 
 use super::{decompression_limit, ExtractError, Limits, RawText};
-use crate::failure::ErrorKind;
+use crate::contract::failure::ErrorKind;
 
 pub(super) fn extract(bytes: &[u8], limits: &Limits) -> Result<RawText, ExtractError> {
     let budget = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::stages::pipeline::Pipeline;
+use crate::config::Pipeline;
 
 const QUERY: &str = include_str!("../../sql/arroyo/pipeline.sql");
 
@@ -143,7 +143,7 @@ pub async fn deploy(api: &str, payload: &Value) -> Result<String> {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        bail!("Arroyo refused the pipeline (HTTP {status}): {body}\nCheck the UDFs compile in Arroyo's UI, and that its compiler has DOCSTREAM_UDFS set (see the README).");
+        bail!("Arroyo refused the pipeline (HTTP {status}): {body}\nCheck the UDFs compile in Arroyo's UI, and that its compiler has DOCSTREAM_UDFS and DOCSTREAM_MODELS set (see sql/arroyo/README.md).");
     }
     let reply: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     Ok(reply["id"]

@@ -11,18 +11,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::document::{content_hash, doc_id, extract_document, Origin};
+use super::document::{extract_document, Origin};
+use crate::config::Pipeline;
+use crate::contract::extracted::ExtractedDoc;
+use crate::contract::failure::{self, ErrorKind, Failure};
+use crate::contract::identity::DocKey;
+use crate::contract::identity::{content_hash, doc_id};
 use crate::extract::Limits;
-use crate::failure::{self, ErrorKind, Failure};
-use crate::sinks::lake::{DocKey, Lake};
+use crate::sinks::lake::Lake;
 use crate::sources::bucket::{Bucket, SourceObject};
+use crate::stages::batcher::BatchConfig;
 use crate::stages::batcher::Batcher;
-use crate::stages::extracted::ExtractedDoc;
-use crate::stages::pipeline::BatchConfig;
 use crate::stages::runner::StageRunner;
 use crate::storage::StorageOptions;
 
@@ -37,6 +39,24 @@ pub struct Backfill {
     pub batch: BatchConfig,
     pub limits: Limits,
     pub runner: StageRunner,
+}
+
+impl Backfill {
+    /// A backfill of `source` into `lake` with the pipeline's settings
+    /// (tenant, parallelism, batching, extraction limits, checkpoints).
+    pub fn new(pipeline: &Pipeline, source: Url, lake: Url, runner: StageRunner) -> Self {
+        Self {
+            source,
+            lake,
+            storage: StorageOptions::default(),
+            checkpoint_interval: pipeline.lake.checkpoint_interval,
+            tenant: pipeline.source.tenant.clone(),
+            parallelism: pipeline.source.parallelism,
+            batch: pipeline.batch,
+            limits: pipeline.extract,
+            runner,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,8 +80,20 @@ enum Outcome {
     Skipped,
 }
 
+/// What a backfill reports as it goes (the command line draws a bar).
+pub trait Progress {
+    fn listing(&self, _source: &Url) {}
+    fn listed(&self, _files: usize, _bytes: u64) {}
+    /// One more object done: its size, the totals so far, and the rate.
+    fn advanced(&self, _bytes: u64, _seen: usize, _so_far: &Summary, _docs_per_sec: f64) {}
+    fn finished(&self) {}
+}
+
+/// No progress reports.
+impl Progress for () {}
+
 impl Backfill {
-    pub async fn run(self, progress: &ProgressBar) -> Result<Summary> {
+    pub async fn run(self, progress: &impl Progress) -> Result<Summary> {
         let started = Instant::now();
         self.runner.check().await?;
         let bucket = Bucket::open(&self.source, &self.storage)?;
@@ -72,13 +104,13 @@ impl Backfill {
         tables.push("failures");
         lake.create_contract_tables(&tables).await?;
         let done = landed_versions(&mut lake).await?;
-        progress.set_message(format!("listing {}", self.source));
+        progress.listing(&self.source);
         let objects = bucket.list().await?;
         if objects.is_empty() {
             tracing::warn!(source = %self.source, "no objects found; check the path or prefix");
         }
         let total_bytes: u64 = objects.iter().map(|o| o.meta.size).sum();
-        progress.set_length(total_bytes);
+        progress.listed(objects.len(), total_bytes);
         let mut summary = Summary {
             files: objects.len(),
             ..Summary::default()
@@ -122,12 +154,8 @@ impl Backfill {
                 }
                 Outcome::Skipped => summary.skipped += 1,
             }
-            progress.inc(size);
             let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            progress.set_message(format!(
-                "{seen}/{} files · {rate:.1} docs/s · landed {} skipped {} failed {}",
-                summary.files, summary.landed, summary.skipped, summary.failed
-            ));
+            progress.advanced(size, seen, &summary, rate);
             if batcher.is_full() || failures.len() >= self.batch.max_rows.max(1) {
                 self.flush(&mut lake, &mut batcher, &mut failures, &mut summary)
                     .await?;
@@ -135,7 +163,7 @@ impl Backfill {
         }
         self.flush(&mut lake, &mut batcher, &mut failures, &mut summary)
             .await?;
-        progress.finish_and_clear();
+        progress.finished();
         Ok(summary)
     }
 

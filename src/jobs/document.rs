@@ -3,11 +3,10 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
+use crate::contract::extracted::ExtractedDoc;
+use crate::contract::failure::{ErrorKind, Failure};
 use crate::extract::{extract, ExtractError, Extracted, Limits};
-use crate::failure::{ErrorKind, Failure};
-use crate::stages::extracted::ExtractedDoc;
 
 /// What is known about a document version before extraction.
 #[derive(Debug, Clone)]
@@ -35,15 +34,6 @@ impl Origin {
             attempts: 1,
         }
     }
-}
-
-/// A document's id: hex of the first 16 bytes of sha256(source URI).
-pub fn doc_id(uri: &str) -> String {
-    hex::encode(&Sha256::digest(uri.as_bytes())[..16])
-}
-
-pub fn content_hash(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Extracts `bytes` on a blocking thread under the extraction timeout.

@@ -3,7 +3,9 @@
 pub mod arroyo_deploy;
 pub mod backfill;
 pub mod document;
-pub mod event_batch;
+#[cfg(feature = "kafka")]
 pub mod ingest;
+#[cfg(feature = "kafka")]
 pub mod publish;
+#[cfg(feature = "kafka")]
 pub mod watch;

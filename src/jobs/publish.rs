@@ -10,7 +10,8 @@ use rdkafka::producer::FutureProducer;
 
 use crate::sources::bucket::{Bucket, SourceObject};
 use crate::sources::event::{ObjectRef, RawEvent};
-use crate::sources::kafka::{send, KafkaConfig};
+use crate::sources::kafka::send;
+use crate::sources::kafka_config::KafkaConfig;
 
 /// Events in flight to the broker at once.
 const IN_FLIGHT: usize = 1000;

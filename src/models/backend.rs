@@ -1,21 +1,26 @@
 //! One model behind one endpoint: an HTTP client or an in-process model.
 
+#[cfg(feature = "local-models")]
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 
-use super::config::{LongInput, ModelsConfig, ProviderConfig, ProviderKind};
-use super::endpoint::{ChatRequest, ModelBackend, Reply};
-use super::error::CallError;
-use super::local::embedder::LocalEmbedder;
-use super::local::generator::LocalGenerator;
-use super::local::LocalModel;
-use super::openai::OpenAiClient;
+use super::config::ModelsConfig;
+#[cfg(feature = "local-models")]
+use super::local::{embedder::LocalEmbedder, generator::LocalGenerator, LocalModel};
+use docstream_models::endpoint::{ChatRequest, ModelBackend, Reply};
+use docstream_models::error::CallError;
+use docstream_models::openai::OpenAiClient;
+#[cfg(feature = "local-models")]
+use docstream_models::provider::LongInput;
+use docstream_models::provider::{ProviderConfig, ProviderKind};
 
 pub enum Backend {
     OpenAi(OpenAiClient),
     // In-process models run one request at a time on a blocking thread.
+    #[cfg(feature = "local-models")]
     LocalEmbed(Arc<Mutex<LocalEmbedder>>, LongInput),
+    #[cfg(feature = "local-models")]
     LocalChat(Arc<Mutex<LocalGenerator>>),
 }
 
@@ -37,6 +42,13 @@ impl Backend {
                     config.json_schema,
                 )?))
             }
+            #[cfg(not(feature = "local-models"))]
+            ProviderKind::Local => bail!(
+                "provider '{name}' is a local model, but this docstream was built without the \
+                 local-models feature; rebuild with default features, or use an \
+                 OpenAI-compatible provider (see pipelines/openai.toml)"
+            ),
+            #[cfg(feature = "local-models")]
             ProviderKind::Local => {
                 let Some(known) = LocalModel::find(&config.model) else {
                     let names: Vec<&str> = super::local::KNOWN.iter().map(|m| m.name).collect();
@@ -67,6 +79,7 @@ impl Backend {
     /// The embedding dimension an in-process model reports.
     pub fn local_dims(&self) -> Option<usize> {
         match self {
+            #[cfg(feature = "local-models")]
             Backend::LocalEmbed(m, _) => m.lock().ok().map(|m| m.dims()),
             _ => None,
         }
@@ -75,6 +88,7 @@ impl Backend {
     /// The context window an in-process chat model was loaded with.
     pub fn local_context(&self) -> Option<usize> {
         match self {
+            #[cfg(feature = "local-models")]
             Backend::LocalChat(m) => m.lock().ok().map(|m| m.context_tokens()),
             _ => None,
         }
@@ -86,6 +100,7 @@ impl ModelBackend for Backend {
     async fn embed(&self, inputs: Vec<String>) -> Result<Reply<Vec<Vec<f32>>>, CallError> {
         match self {
             Backend::OpenAi(client) => client.embed(inputs).await,
+            #[cfg(feature = "local-models")]
             Backend::LocalEmbed(model, long) => {
                 let (model, split) = (model.clone(), *long == LongInput::Split);
                 let out = blocking(move || {
@@ -105,6 +120,7 @@ impl ModelBackend for Backend {
                     output_tokens: None,
                 })
             }
+            #[cfg(feature = "local-models")]
             Backend::LocalChat(_) => Err(CallError::Local(
                 "this is a chat model; name an embedding model for embed()".into(),
             )),
@@ -114,6 +130,7 @@ impl ModelBackend for Backend {
     async fn chat(&self, req: &ChatRequest) -> Result<Reply<String>, CallError> {
         match self {
             Backend::OpenAi(client) => client.chat(req).await,
+            #[cfg(feature = "local-models")]
             Backend::LocalChat(model) => {
                 let model = model.clone();
                 let (system, user) = (req.system.clone(), req.user.clone());
@@ -131,6 +148,7 @@ impl ModelBackend for Backend {
                     output_tokens: Some(out.output_tokens),
                 })
             }
+            #[cfg(feature = "local-models")]
             Backend::LocalEmbed(..) => Err(CallError::Local(
                 "this is an embedding model; name a chat model for this stage".into(),
             )),
@@ -140,19 +158,25 @@ impl ModelBackend for Backend {
     /// In the model's own vocabulary where it is in-process.
     fn count_tokens(&self, text: &str) -> usize {
         match self {
+            #[cfg(feature = "local-models")]
             Backend::LocalChat(m) => m
                 .lock()
                 .map(|m| m.count_tokens(text))
-                .unwrap_or_else(|_| super::estimate_tokens(text)),
-            _ => super::estimate_tokens(text),
+                .unwrap_or_else(|_| docstream_models::estimate_tokens(text)),
+            _ => docstream_models::estimate_tokens(text),
         }
     }
 
     fn wants_grammar(&self) -> bool {
-        matches!(self, Backend::LocalChat(_))
+        match self {
+            #[cfg(feature = "local-models")]
+            Backend::LocalChat(_) => true,
+            _ => false,
+        }
     }
 }
 
+#[cfg(feature = "local-models")]
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::result::Result<T, String> + Send + 'static,
 ) -> Result<T, CallError> {

@@ -8,7 +8,7 @@ use anyhow::Result;
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-pub use super::chain::{key, Key};
+use docstream_models::chain::Key;
 
 const RESPONSES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("responses");
 
@@ -68,6 +68,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use docstream_models::chain::key;
 
     #[test]
     fn round_trip_and_persistence() {

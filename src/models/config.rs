@@ -1,11 +1,9 @@
-//! `[models]` in pipeline files; `[providers.NAME]` is defined with the
-//! engine-free model client.
+//! `[models]` in pipeline files; `[providers.NAME]` is
+//! `docstream_models::provider::ProviderConfig`.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
-
-pub use docstream_udfs::models::provider::{LongInput, ProviderConfig, ProviderKind};
 
 /// `[models]`: where weights and the response cache live.
 #[derive(Debug, Clone, Deserialize, Default)]

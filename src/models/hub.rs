@@ -8,13 +8,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use super::backend::Backend;
-use super::cache::{Cache, Key};
-use super::chain::{ChainHooks, ModelChain, Usage};
-use super::config::{ModelsConfig, ProviderConfig};
-use super::endpoint::Endpoint;
-use super::error::ModelFailure;
-use super::tasks::Task;
+use super::cache::Cache;
+use super::config::ModelsConfig;
 use super::usage::UsageLog;
+use docstream_models::chain::Key;
+use docstream_models::chain::{ChainHooks, ModelChain, Usage};
+use docstream_models::endpoint::Endpoint;
+use docstream_models::error::ModelFailure;
+use docstream_models::provider::ProviderConfig;
+use docstream_models::tasks::Task;
 
 pub struct ModelHub {
     endpoints: HashMap<String, Arc<Endpoint>>,
@@ -23,6 +25,7 @@ pub struct ModelHub {
     /// Inputs that failed this run: a stage re-run row by row answers them
     /// from here instead of calling again.
     failed: Mutex<HashMap<Key, ModelFailure>>,
+    #[cfg(feature = "local-models")]
     grammars: Mutex<HashMap<String, Arc<str>>>,
 }
 
@@ -68,20 +71,9 @@ impl ModelHub {
             cache,
             usage: UsageLog::default(),
             failed: Mutex::new(HashMap::new()),
+            #[cfg(feature = "local-models")]
             grammars: Mutex::new(HashMap::new()),
         }))
-    }
-
-    /// The hub for the providers `stages` name; `None` when no stage calls a model.
-    pub fn for_stages(
-        pipeline: &crate::stages::pipeline::Pipeline,
-        stages: &[crate::stages::pipeline::Stage],
-    ) -> Result<Option<Arc<Self>>> {
-        let used: Vec<String> = stages.iter().flat_map(|s| s.providers.clone()).collect();
-        if used.is_empty() {
-            return Ok(None);
-        }
-        Self::open(&pipeline.providers, &pipeline.models, &used).map(Some)
     }
 
     /// The fallback chain a stage names, tried in order.
@@ -135,6 +127,7 @@ impl ChainHooks for ModelHub {
     }
 
     /// llama.cpp's grammar for the task's schema, made once per prompt version.
+    #[cfg(feature = "local-models")]
     fn grammar(&self, task: &Task, schema: &Value) -> Result<Arc<str>, String> {
         let version = task.prompt_version();
         let mut grammars = self.grammars.lock().unwrap_or_else(|p| p.into_inner());

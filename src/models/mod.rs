@@ -1,17 +1,14 @@
-//! Model providers for docstream: the engine-free client from
-//! `docstream-udfs` (batching, adaptive concurrency, retries, fallback,
-//! structured output), plus what only this process has: in-process models,
-//! the response cache, usage rows, and `serve-models`.
+//! What docstream adds around the model client (`docstream-models`): the
+//! in-process models, the response cache, usage rows, the hub that builds
+//! each stage's provider chain, and `serve-models`.
 
 pub mod backend;
 pub mod cache;
 pub mod config;
+#[cfg(feature = "local-models")]
 pub mod grammar;
 pub mod hub;
 pub mod local;
+#[cfg(feature = "local-models")]
 pub mod server;
 pub mod usage;
-
-pub use docstream_udfs::models::{
-    chain, endpoint, error, estimate_tokens, limiter, openai, schema, tasks,
-};

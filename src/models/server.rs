@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::backend::Backend;
-use super::endpoint::{ChatRequest, ModelBackend};
-use super::error::CallError;
+use docstream_models::endpoint::{ChatRequest, ModelBackend};
+use docstream_models::error::CallError;
 
 /// A served model: its id and the in-process backend.
 pub struct Served {

@@ -9,10 +9,10 @@ use deltalake::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
-use super::chain::Usage;
-use super::endpoint::Endpoint;
-use crate::failure::ErrorKind;
-use crate::sinks::contract;
+use crate::contract::failure::ErrorKind;
+use crate::contract::tables as contract;
+use docstream_models::chain::Usage;
+use docstream_models::endpoint::Endpoint;
 
 #[derive(Debug, Clone)]
 pub struct UsageRecord {

@@ -20,16 +20,37 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
+use serde::Deserialize;
 use url::Url;
 
-use super::contract;
+use crate::contract::identity::DocKey;
+use crate::contract::tables as contract;
 use crate::storage::{as_directory, StorageOptions};
+
+/// `[lake]` in pipeline files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    pub uri: String,
+    /// Tables docstream creates write a Delta checkpoint every N commits.
+    pub checkpoint_interval: u64,
+    /// `ingest` compacts a table's small files every N of its commits, in
+    /// the background (0 = never; run `docstream optimize` instead).
+    pub compact_every_commits: u64,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            uri: "lake".into(),
+            checkpoint_interval: 100,
+            compact_every_commits: 0,
+        }
+    }
+}
 
 /// Tries of a delete that conflicts with concurrent compactions.
 const DELETE_ATTEMPTS: u32 = 5;
-
-/// A document version: (doc_id, content_hash).
-pub type DocKey = (String, String);
 
 pub struct Lake {
     root: Url,

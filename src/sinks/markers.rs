@@ -1,9 +1,7 @@
-//! Delta transaction markers: which Kafka offsets each table already holds.
-//!
-//! Every commit of a micro-batch carries, per partition in the batch, a
-//! `txn` action with app id `docstream:<pipeline>:<topic>:<partition>` and
-//! version = the batch's last offset of that partition. deltalake records
-//! markers but does not skip replays: the ingest job reads them back.
+//! Delta transaction markers (`txn` actions): the version each application
+//! id last committed to a table. deltalake records them but does not skip
+//! replays; the writer that owns the ids (Kafka ingest's `offsets`) reads
+//! them back and decides.
 
 use std::collections::HashMap;
 
@@ -13,11 +11,6 @@ use deltalake::kernel::Transaction;
 use deltalake::protocol::{DeltaOperation, OutputMode};
 
 use super::lake::Lake;
-
-/// The app id of one topic partition's markers.
-pub fn app_id(pipeline: &str, topic: &str, partition: i32) -> String {
-    format!("docstream:{pipeline}:{topic}:{partition}")
-}
 
 impl Lake {
     /// The version each app id last committed to `table`, read from the

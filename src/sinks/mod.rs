@@ -1,6 +1,5 @@
 //! Where rows land: Delta tables under one lake root, and their upkeep.
 
-pub mod contract;
 pub mod lake;
 pub mod maintenance;
 pub mod markers;

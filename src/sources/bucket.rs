@@ -8,9 +8,29 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use serde::Deserialize;
 use url::Url;
 
 use crate::storage::{as_directory, StorageOptions};
+
+/// `[source]` in pipeline files: what `backfill` reads by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    pub uri: Option<String>,
+    pub tenant: String,
+    pub parallelism: usize,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            uri: None,
+            tenant: "default".into(),
+            parallelism: 0,
+        }
+    }
+}
 
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,

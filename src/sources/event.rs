@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::failure::ErrorKind;
-use crate::jobs::document::doc_id;
+use crate::contract::failure::ErrorKind;
+use crate::contract::identity::doc_id;
 
 /// What an event asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

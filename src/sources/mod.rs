@@ -2,4 +2,6 @@
 
 pub mod bucket;
 pub mod event;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod kafka_config;

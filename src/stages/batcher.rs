@@ -2,7 +2,26 @@
 
 use std::time::{Duration, Instant};
 
-use super::pipeline::BatchConfig;
+use serde::Deserialize;
+
+/// `[batch]` in pipeline files: when a micro-batch closes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age_secs: f64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 2000,
+            max_bytes: 64 << 20,
+            max_age_secs: 30.0,
+        }
+    }
+}
 
 pub struct Batcher<T> {
     config: BatchConfig,

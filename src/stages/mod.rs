@@ -1,8 +1,6 @@
-//! Pipeline files, the SQL stages and their UDFs, and micro-batching.
+//! The SQL stages: their configuration, the runner that plans them on
+//! DataFusion (with every function of `functions`), and micro-batching.
 
 pub mod batcher;
-pub mod extracted;
-pub mod model_udfs;
-pub mod pipeline;
+pub mod config;
 pub mod runner;
-pub mod udfs;

@@ -4,7 +4,7 @@
 //! name (so `embeddings` can read `chunks`). Stages that name providers get
 //! the model UDFs bound to those providers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -13,15 +13,17 @@ use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
-use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::datafusion::prelude::SessionContext;
 
-use super::extracted::{self, ExtractedDoc};
-use super::pipeline::Stage;
-use crate::failure::{ErrorKind, Failure};
-use crate::models::chain::ModelChain;
-use crate::models::error::ModelFailure;
+use super::config::Stage;
+use crate::contract::extracted::{self, ExtractedDoc};
+use crate::contract::failure::{ErrorKind, Failure};
+use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::models::usage;
+use docstream_models::chain::ModelChain;
+use docstream_models::error::ModelFailure;
+use docstream_models::provider::ProviderConfig;
 
 /// Rows one stage produced for its table.
 pub struct StageOutput {
@@ -71,6 +73,21 @@ impl StageRunner {
             run_id: run_id.to_string(),
             schemas: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A runner with a hub for the providers `stages` name, if any.
+    pub fn open(
+        stages: Vec<Stage>,
+        providers: &BTreeMap<String, ProviderConfig>,
+        models: &ModelsConfig,
+        run_id: &str,
+    ) -> Result<Self> {
+        let used: Vec<String> = stages.iter().flat_map(|s| s.providers.clone()).collect();
+        let hub = match used.is_empty() {
+            true => None,
+            false => Some(ModelHub::open(providers, models, &used)?),
+        };
+        Self::new(stages, hub, run_id)
     }
 
     pub fn stages(&self) -> &[Stage] {
@@ -216,7 +233,7 @@ impl StageRunner {
             }
             let result = match self.rows_context(batch, rows.clone(), earlier) {
                 Ok(ctx) => self.run_stage(&ctx, stage).await,
-                Err(e) => Err(e),
+                Err(e) => Err(StageError::Engine(e)),
             };
             match result {
                 Ok((_, b)) => out.extend(b),
@@ -238,9 +255,9 @@ impl StageRunner {
         &self,
         ctx: &SessionContext,
         stage: &Stage,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), StageError> {
         if let Some(chain) = self.chains.get(&stage.name) {
-            super::model_udfs::register(ctx, chain);
+            crate::functions::model::register(ctx, chain);
         }
         let frame = ctx.sql(&stage.sql).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
@@ -266,7 +283,7 @@ impl StageRunner {
         let some = batch.slice(rows.start, rows.len());
         let ctx = self.context(&some)?;
         let ids: HashSet<String> = (0..some.num_rows())
-            .map(|i| extracted::doc_id(&some, i))
+            .map(|i| extracted::doc_id_at(&some, i))
             .collect();
         for (stage, output) in self.stages.iter().zip(earlier) {
             let kept = output
@@ -281,7 +298,7 @@ impl StageRunner {
 
     /// A session with `batch` registered as the `extracted` table.
     fn context(&self, batch: &RecordBatch) -> Result<SessionContext> {
-        let ctx = session(self.partitions);
+        let ctx = crate::functions::session(self.partitions);
         let table = MemTable::try_new(batch.schema(), split(batch, self.partitions))?;
         ctx.register_table("extracted", Arc::new(table))?;
         Ok(ctx)
@@ -335,25 +352,40 @@ fn of_documents(batch: &RecordBatch, ids: &HashSet<String>) -> Result<RecordBatc
     Ok(filter_record_batch(batch, &mask)?)
 }
 
-/// A failure row's kind and attempts: the model's when a model call failed.
-fn stage_failure(stage: &str, row: usize, e: &anyhow::Error) -> StageFailure {
-    let model = e.chain().find_map(|cause| {
-        cause.downcast_ref::<ModelFailure>().or_else(|| {
-            match cause.downcast_ref::<DataFusionError>()?.find_root() {
-                DataFusionError::External(inner) => inner.downcast_ref::<ModelFailure>(),
-                _ => None,
+/// Why a stage's SQL failed on some rows.
+#[derive(Debug, thiserror::Error)]
+enum StageError {
+    /// A model UDF gave up on a row: its kind and attempts land as they are.
+    #[error(transparent)]
+    Model(ModelFailure),
+    #[error("{0:#}")]
+    Engine(anyhow::Error),
+}
+
+impl From<DataFusionError> for StageError {
+    /// Model UDFs fail with `DataFusionError::External(ModelFailure)`; this
+    /// is the one place that looks inside DataFusion's error for it.
+    fn from(e: DataFusionError) -> Self {
+        if let DataFusionError::External(inner) = e.find_root() {
+            if let Some(f) = inner.downcast_ref::<ModelFailure>() {
+                return StageError::Model(f.clone());
             }
-        })
-    });
-    match model {
-        Some(f) => StageFailure {
+        }
+        StageError::Engine(e.into())
+    }
+}
+
+/// A failure row's kind and attempts: the model's when a model call failed.
+fn stage_failure(stage: &str, row: usize, e: &StageError) -> StageFailure {
+    match e {
+        StageError::Model(f) => StageFailure {
             stage: stage.to_string(),
             row,
             kind: ErrorKind::from(&f.error),
             attempts: f.attempts,
             error: f.to_string(),
         },
-        None => StageFailure {
+        StageError::Engine(e) => StageFailure {
             stage: stage.to_string(),
             row,
             kind: ErrorKind::Stage,
@@ -361,16 +393,6 @@ fn stage_failure(stage: &str, row: usize, e: &anyhow::Error) -> StageFailure {
             error: format!("{e:#}"),
         },
     }
-}
-
-/// A DataFusion session with docstream's UDFs.
-pub fn session(partitions: usize) -> SessionContext {
-    let config = SessionConfig::new()
-        .with_target_partitions(partitions.max(1))
-        .with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
-    super::udfs::register(&ctx);
-    ctx
 }
 
 /// Splits a batch into one slice per partition so stages use every core.

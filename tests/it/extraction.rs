@@ -1,7 +1,7 @@
 //! Extraction per format, on the shipped samples and hostile fixtures.
 
+use docstream::contract::failure::ErrorKind;
 use docstream::extract::{extract, Format, Limits};
-use docstream::failure::ErrorKind;
 
 use crate::harness::repo;
 

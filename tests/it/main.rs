@@ -2,12 +2,15 @@
 //! S3-compatible server (s3s-fs) and delta-rs's Python reader. The Kafka
 //! tests are their own binary (tests/kafka).
 
+#[cfg(feature = "local-models")]
 mod analytics;
 mod arroyo;
 mod backfill;
+mod cli;
 mod extraction;
 mod harness;
 mod interop;
 mod kill_rerun;
+#[cfg(feature = "local-models")]
 mod models;
 mod s3;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use docstream::models::schema::validate;
+use docstream_models::schema::validate;
 
 use crate::harness::*;
 

@@ -300,7 +300,7 @@ fn watch_publishes_one_event_per_new_or_changed_object() {
         let uri = e["object"]["uri"].as_str().unwrap();
         assert_eq!(
             key.as_deref(),
-            Some(docstream::jobs::document::doc_id(uri).as_str())
+            Some(docstream::contract::identity::doc_id(uri).as_str())
         );
     }
 

@@ -2,15 +2,12 @@
 //!
 //! Plain Rust on strings and numbers: no datafusion, arrow or deltalake here, so
 //! the same functions can be adapted to DataFusion (in the main crate) and to
-//! Arroyo's plugin ABI (under `udfs/arroyo/`). With the `models` feature it
-//! also holds the model client both of them call.
+//! Arroyo's plugin ABI (under `udfs/arroyo/`). The model client those
+//! adapters call is its own crate, `docstream-models`.
 
 pub mod chunk;
 pub mod pii;
 pub mod tokens;
-
-#[cfg(feature = "models")]
-pub mod models;
 
 pub use chunk::{chunk_text, Chunk, ChunkError, ChunkParams};
 pub use pii::redact_pii;

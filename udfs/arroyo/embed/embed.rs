@@ -1,7 +1,7 @@
 /*
 [dependencies]
 chrono = "=0.4.39"
-docstream-udfs = { path = "{{ DOCSTREAM_UDFS }}", features = ["models"] }
+docstream-models = { path = "{{ DOCSTREAM_MODELS }}" }
 */
 //! `embed(text)` for Arroyo: the text's embedding as a JSON array of floats
 //! (NULL for NULL),
@@ -16,5 +16,5 @@ use arroyo_udf_plugin::udf;
 
 #[udf(unordered, allowed_in_flight = 1000, timeout = "2h")]
 async fn embed(text: Option<&str>) -> Option<String> {
-    docstream_udfs::models::standalone::embed(text?).await
+    docstream_models::standalone::embed(text?).await
 }

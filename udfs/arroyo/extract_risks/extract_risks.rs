@@ -1,7 +1,7 @@
 /*
 [dependencies]
 chrono = "=0.4.39"
-docstream-udfs = { path = "{{ DOCSTREAM_UDFS }}", features = ["models"] }
+docstream-models = { path = "{{ DOCSTREAM_MODELS }}" }
 */
 //! `extract_risks(text)` for Arroyo: the risks the document states as a JSON object valid against
 //! `schemas/models/risks.schema.json`, from the chat endpoint in
@@ -11,9 +11,9 @@ docstream-udfs = { path = "{{ DOCSTREAM_UDFS }}", features = ["models"] }
 //! worker log.
 
 use arroyo_udf_plugin::udf;
-use docstream_udfs::models::tasks::Task;
+use docstream_models::tasks::Task;
 
 #[udf(unordered, allowed_in_flight = 64, timeout = "2h")]
 async fn extract_risks(text: Option<&str>) -> Option<String> {
-    docstream_udfs::models::standalone::generate(Task::Risks, text?).await
+    docstream_models::standalone::generate(Task::Risks, text?).await
 }

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use arrow::array::{Array, Int64Array};
 use arroyo_ffi_host::{text_column, AsyncUdf, SyncUdf};
-use docstream_udfs::models::chain::{ModelChain, NoHooks};
-use docstream_udfs::models::endpoint::Endpoint;
-use docstream_udfs::models::openai::OpenAiClient;
-use docstream_udfs::models::provider::ProviderConfig;
-use docstream_udfs::models::tasks::Task;
+use docstream_models::chain::{ModelChain, NoHooks};
+use docstream_models::endpoint::Endpoint;
+use docstream_models::openai::OpenAiClient;
+use docstream_models::provider::ProviderConfig;
+use docstream_models::tasks::Task;
 use docstream_udfs::{ChunkParams, Encoding};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,15 +65,31 @@ fn single_files_are_the_crates_sources_with_their_dependencies() {
         let source = std::fs::read_to_string(dir.join(format!("{name}.rs"))).unwrap();
 
         // Arroyo adds arroyo-udf-plugin itself; the rest must match, with the
-        // docstream-udfs path taken from the compiler's environment.
+        // docstream crates' paths taken from the compiler's environment.
         let mut want = manifest["dependencies"].as_table().unwrap().clone();
         want.remove("arroyo-udf-plugin");
-        let local = want["docstream-udfs"]["path"].as_str().unwrap();
-        assert_eq!(local, "../..");
         let mut got = header_dependencies(&source);
-        let udfs = got["docstream-udfs"].as_table_mut().unwrap();
-        assert_eq!(udfs["path"].as_str(), Some("{{ DOCSTREAM_UDFS }}"));
-        udfs.insert("path".into(), toml::Value::from(local));
+        let mut ours = 0;
+        for (krate, local, placeholder) in [
+            ("docstream-udfs", "../..", "{{ DOCSTREAM_UDFS }}"),
+            (
+                "docstream-models",
+                "../../../models",
+                "{{ DOCSTREAM_MODELS }}",
+            ),
+        ] {
+            let Some(dep) = want.get(krate) else { continue };
+            assert_eq!(dep["path"].as_str(), Some(local), "{name}: {krate}");
+            let header = got[krate].as_table_mut().unwrap();
+            assert_eq!(
+                header["path"].as_str(),
+                Some(placeholder),
+                "{name}: {krate}"
+            );
+            header.insert("path".into(), toml::Value::from(local));
+            ours += 1;
+        }
+        assert_eq!(ours, 1, "{name} depends on exactly one docstream crate");
         assert_eq!(got, want, "{name}.rs header vs {name}/Cargo.toml");
 
         assert_eq!(source.matches("#[udf").count(), 1, "{name}: one #[udf]");
@@ -537,10 +553,7 @@ async fn structured_udfs_match_docstream() {
                 let got: Value = serde_json::from_str(got).unwrap();
                 assert_eq!(got, want.value, "{name}");
                 let schema = task.schema();
-                assert_eq!(
-                    docstream_udfs::models::schema::validate(&got, &schema),
-                    Ok(())
-                );
+                assert_eq!(docstream_models::schema::validate(&got, &schema), Ok(()));
                 compared += 1;
             }
             // The small model failing validation twice fails both the same way.

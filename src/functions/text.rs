@@ -16,7 +16,7 @@ use deltalake::datafusion::logical_expr::{
 use deltalake::datafusion::prelude::SessionContext;
 use docstream_udfs::{chunk_text, count_tokens, ChunkParams, Encoding};
 
-/// Registers every docstream UDF on `ctx`.
+/// Registers `chunk_text`, `count_tokens` and `redact_pii` on `ctx`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(ChunkText::default()));
     ctx.register_udf(ScalarUDF::new_from_impl(CountTokens::default()));

@@ -2,12 +2,16 @@
 //! into the lake, exactly once.
 //!
 //! Each table commit of a micro-batch carries a transaction marker per
-//! partition (see `sinks::markers`). When partitions are assigned, their
+//! partition (see `offsets`). When partitions are assigned, their
 //! start offsets come from those markers, inside the rebalance, before any
 //! fetch. Before each commit the worker re-reads the table's markers: if
 //! another writer moved them, this worker no longer owns the partition and
 //! stops rather than write a duplicate. Kafka's committed offsets are only
 //! a hint for tools.
+
+pub mod event_batch;
+pub mod metrics;
+pub mod offsets;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -19,19 +23,21 @@ use chrono::Utc;
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::DataType;
-use deltalake::kernel::Transaction;
 use tokio::sync::mpsc::{Receiver, Sender};
 use url::Url;
 
-use super::event_batch::{EventReader, Position, Work};
-use crate::failure::{self, Failure};
-use crate::metrics::Metrics;
-use crate::sinks::lake::{DocKey, Lake};
+use self::event_batch::{EventReader, Position, Work};
+use self::metrics::Metrics;
+use self::offsets::{Landed, Offsets};
+use crate::contract::failure::{self, Failure};
+use crate::contract::identity::DocKey;
+use crate::sinks::lake::Lake;
+use crate::sinks::lake::LakeConfig;
 use crate::sinks::maintenance::AutoCompactor;
-use crate::sinks::markers::app_id;
-use crate::sources::kafka::{Assignment, GroupConsumer, KafkaConfig, Record};
+use crate::sources::kafka::{Assignment, GroupConsumer, Record};
+use crate::sources::kafka_config::KafkaConfig;
+use crate::stages::batcher::BatchConfig;
 use crate::stages::batcher::Batcher;
-use crate::stages::pipeline::{BatchConfig, LakeConfig};
 use crate::stages::runner::{StageOutput, StageRunner};
 use crate::storage::StorageOptions;
 
@@ -70,9 +76,6 @@ impl Summary {
         Some(self.events as f64 / span.as_secs_f64().max(1e-3))
     }
 }
-
-/// Markers per (table, partition), as this worker last saw or wrote them.
-type Landed = HashMap<(String, i32), i64>;
 
 /// Next offset to accept per owned partition (`None`: whatever comes first).
 type Next = HashMap<i32, Option<i64>>;
@@ -224,6 +227,10 @@ impl Ingest {
         Ok(summary)
     }
 
+    fn offsets(&self) -> Offsets {
+        Offsets::new(&self.pipeline, &self.kafka.topic)
+    }
+
     /// Every table a batch commits to, `documents` last: a reader that sees a
     /// document sees its chunks.
     fn tables(&self) -> Vec<String> {
@@ -243,41 +250,15 @@ impl Ingest {
         seen: Arc<Mutex<Landed>>,
     ) -> crate::sources::kafka::StartOffsets {
         let handle = tokio::runtime::Handle::current();
-        let (pipeline, topic) = (self.pipeline.clone(), self.kafka.topic.clone());
+        let offsets = self.offsets();
         Box::new(move |partitions: &[i32]| {
             tokio::task::block_in_place(|| {
                 handle.block_on(async {
                     let mut lake = lake.lock().await;
                     // Another worker may have landed these partitions' documents.
                     lake.forget_landed();
-                    let ids: Vec<String> = partitions
-                        .iter()
-                        .map(|p| app_id(&pipeline, &topic, *p))
-                        .collect();
-                    let mut read = Landed::new();
-                    for table in &tables {
-                        let markers = lake.markers(table, &ids).await?;
-                        for (p, id) in partitions.iter().zip(&ids) {
-                            if let Some(v) = markers.get(id) {
-                                read.insert((table.clone(), *p), *v);
-                            }
-                        }
-                    }
-                    let starts = partitions
-                        .iter()
-                        .map(|p| {
-                            let marks: Vec<Option<i64>> = tables
-                                .iter()
-                                .map(|t| read.get(&(t.clone(), *p)).copied())
-                                .collect();
-                            let start = if marks.iter().all(Option::is_none) {
-                                None
-                            } else {
-                                Some(marks.iter().map(|m| m.unwrap_or(-1)).min().unwrap_or(-1) + 1)
-                            };
-                            (*p, start)
-                        })
-                        .collect();
+                    let read = offsets.read(&mut lake, &tables, partitions).await?;
+                    let starts = Offsets::starts(&read, &tables, partitions);
                     seen.lock().unwrap_or_else(|p| p.into_inner()).extend(read);
                     Ok(starts)
                 })
@@ -392,22 +373,7 @@ impl Ingest {
         last: &BTreeMap<i32, i64>,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
-        let ids: Vec<String> = last
-            .keys()
-            .map(|p| app_id(&self.pipeline, &self.kafka.topic, *p))
-            .collect();
-        let current = lake.markers(table, &ids).await?;
-        for (p, id) in last.keys().zip(&ids) {
-            let ours = landed.get(&(table.to_string(), *p)).copied();
-            let now = current.get(id).copied();
-            if now != ours {
-                bail!(
-                    "partition {p} of topic {} moved on in table {table} (marker {now:?}, this worker expected {ours:?}): another worker owns it now. \
-                     This worker stopped so nothing lands twice; restart it and it resumes from the lake",
-                    self.kafka.topic
-                );
-            }
-        }
+        let markers = self.offsets().fence(lake, landed, table, last).await?;
         // Records this table does not hold yet, worked out before any await.
         let new: Vec<&Work> = work
             .iter()
@@ -435,11 +401,6 @@ impl Ingest {
             .iter()
             .map(|b| of_keys(b, &fresh, any_new))
             .collect::<Result<Vec<_>>>()?;
-        let markers = last
-            .keys()
-            .zip(&ids)
-            .map(|(p, id)| Transaction::new(id, last[p]))
-            .collect();
         let rows = lake
             .append_marked(table, kept, markers)
             .await

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use docstream_udfs::models::error::CallError;
+use docstream_models::error::CallError;
 
 /// Why a unit of work failed. The names are stable: they land in
 /// `failures.error_kind` and users filter on them.
@@ -124,7 +124,7 @@ pub fn to_batch(
         ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
     };
 
-    let schema = crate::sinks::contract::schema("failures").expect("failures is a contract table");
+    let schema = crate::contract::tables::schema("failures").expect("failures is a contract table");
     let strings = |f: fn(&Failure) -> &str| -> ArrayRef {
         Arc::new(failures.iter().map(|x| Some(f(x))).collect::<StringArray>())
     };

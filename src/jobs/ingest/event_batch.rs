@@ -10,12 +10,13 @@ use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
-use super::document::{content_hash, extract_document, extract_small, Origin};
+use crate::contract::extracted::ExtractedDoc;
+use crate::contract::failure::{ErrorKind, Failure};
+use crate::contract::identity::content_hash;
 use crate::extract::Limits;
-use crate::failure::{ErrorKind, Failure};
+use crate::jobs::document::{extract_document, extract_small, Origin};
 use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
 use crate::sources::kafka::Record;
-use crate::stages::extracted::ExtractedDoc;
 use crate::storage::StorageOptions;
 
 /// Where a record sits in its topic.

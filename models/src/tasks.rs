@@ -5,11 +5,11 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-const SUMMARY: &str = include_str!("../../../schemas/models/summary.schema.json");
-const RISKS: &str = include_str!("../../../schemas/models/risks.schema.json");
-const ACTION_ITEMS: &str = include_str!("../../../schemas/models/action_items.schema.json");
-const CLASSIFICATION: &str = include_str!("../../../schemas/models/classification.schema.json");
-const ANSWER: &str = include_str!("../../../schemas/models/answer.schema.json");
+const SUMMARY: &str = include_str!("../../schemas/models/summary.schema.json");
+const RISKS: &str = include_str!("../../schemas/models/risks.schema.json");
+const ACTION_ITEMS: &str = include_str!("../../schemas/models/action_items.schema.json");
+const CLASSIFICATION: &str = include_str!("../../schemas/models/classification.schema.json");
+const ANSWER: &str = include_str!("../../schemas/models/answer.schema.json");
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Task {

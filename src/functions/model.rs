@@ -21,10 +21,10 @@ use deltalake::datafusion::logical_expr::{
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{json, Value};
 
-use super::udfs::to_array;
-use crate::models::chain::{Generated, ModelChain, RowResult};
-use crate::models::error::ModelFailure;
-use crate::models::tasks::Task;
+use super::text::to_array;
+use docstream_models::chain::{Generated, ModelChain, RowResult};
+use docstream_models::error::ModelFailure;
+use docstream_models::tasks::Task;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {

@@ -54,8 +54,7 @@ impl OpenAiClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 600.0)));
+            .and_then(retry_after);
         let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
         if status != 200 {
             let mut body = String::from_utf8_lossy(&bytes).into_owned();
@@ -142,5 +141,34 @@ impl ModelBackend for OpenAiClient {
             input_tokens: reply["usage"]["prompt_tokens"].as_u64(),
             output_tokens: reply["usage"]["completion_tokens"].as_u64(),
         })
+    }
+}
+
+/// A `Retry-After` of seconds, capped at 10 minutes; `None` for what is no
+/// number of seconds (an HTTP date, `nan`, `inf`, garbage).
+fn retry_after(value: &str) -> Option<Duration> {
+    let secs = value.trim().parse::<f64>().ok().filter(|s| s.is_finite())?;
+    Some(Duration::from_secs_f64(secs.clamp(0.0, 600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_only_finite_seconds() {
+        assert_eq!(retry_after(" 2.5 "), Some(Duration::from_millis(2500)));
+        assert_eq!(retry_after("-3"), Some(Duration::ZERO));
+        assert_eq!(retry_after("1e9"), Some(Duration::from_secs(600)));
+        for bad in [
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "Wed, 21 Oct 2026 07:28:00 GMT",
+            "",
+        ] {
+            assert_eq!(retry_after(bad), None, "{bad}");
+        }
     }
 }

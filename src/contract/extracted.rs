@@ -9,7 +9,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::sinks::contract::timestamp_type;
+use super::tables::timestamp_type;
 
 /// One extracted document version, ready for the SQL stages.
 #[derive(Debug, Clone)]
@@ -92,8 +92,8 @@ pub fn to_batch(docs: &[&ExtractedDoc]) -> deltalake::arrow::error::Result<Recor
     )
 }
 
-/// The `doc_id` of `row` in an `extracted` batch.
-pub fn doc_id(batch: &RecordBatch, row: usize) -> String {
+/// The `doc_id` column's value at `row` of an `extracted` batch.
+pub fn doc_id_at(batch: &RecordBatch, row: usize) -> String {
     batch
         .column_by_name("doc_id")
         .and_then(|c| c.as_string_opt::<i32>())

@@ -12,7 +12,7 @@ use futures::FutureExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{chunk_text, ChunkParams, Encoding};
+use docstream_udfs::{chunk_text, ChunkParams, Encoding};
 
 use super::endpoint::{ChatRequest, Endpoint, Outcome};
 use super::error::{CallError, ModelFailure};

@@ -20,7 +20,7 @@ use deltalake::datafusion::logical_expr::{
 };
 use deltalake::datafusion::prelude::SessionContext;
 
-use crate::models::chain::ModelChain;
+use docstream_models::chain::ModelChain;
 
 pub const NAME: &str = "embed_query";
 

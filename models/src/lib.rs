@@ -20,5 +20,5 @@ pub mod tasks;
 /// Token estimate for budgets and usage when the provider reports none:
 /// tiktoken's cl100k_base, counted with bpe-openai.
 pub fn estimate_tokens(text: &str) -> usize {
-    crate::count_tokens(text, crate::Encoding::Cl100kBase)
+    docstream_udfs::count_tokens(text, docstream_udfs::Encoding::Cl100kBase)
 }

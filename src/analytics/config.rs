@@ -1,0 +1,31 @@
+//! `[analytics]` in pipeline files: which providers embed queries and answer
+//! questions, where extra reports live, and `ask`'s similarity floor.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Providers that embed queries. Default: the `embeddings` table's stage's.
+    pub embed_providers: Vec<String>,
+    /// Providers that answer `ask`. Default: the `summaries` table's stage's.
+    pub answer_providers: Vec<String>,
+    /// Folder of report SQL files (relative to the pipeline file); they are
+    /// added to the built-in reports, replacing any of the same name.
+    pub reports: Option<String>,
+    /// `ask` shows the model only chunks at least this cosine-similar to
+    /// the question. Depends on the embedding model: with MiniLM, related
+    /// questions score 0.3 and up, unrelated ones about 0.1.
+    pub min_similarity: f32,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            embed_providers: Vec::new(),
+            answer_providers: Vec::new(),
+            reports: None,
+            min_similarity: 0.25,
+        }
+    }
+}

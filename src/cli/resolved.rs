@@ -1,0 +1,75 @@
+//! The global flags resolved once: the pipeline file loaded with `--set`
+//! applied, `--lake` over `[lake] uri`, and the storage options. Every
+//! command receives this instead of reading the file itself.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use url::Url;
+
+use crate::analytics::query::Models;
+use crate::config::Pipeline;
+use crate::stages::config::{select_stages, Stage};
+use crate::stages::runner::StageRunner;
+use crate::storage::{parse_location, StorageOptions};
+
+pub struct Resolved {
+    pub pipeline: Pipeline,
+    /// Every stage of the pipeline, its SQL loaded and substituted.
+    pub stages: Vec<Stage>,
+    /// `--lake`, else the pipeline's `[lake] uri`, as a URL.
+    pub lake: Url,
+    pub storage: StorageOptions,
+}
+
+impl Resolved {
+    pub fn new(
+        pipeline: Option<&Path>,
+        sets: &[String],
+        lake: Option<&str>,
+        storage: StorageOptions,
+    ) -> Result<Self> {
+        let (mut pipeline, stages) = Pipeline::load(pipeline, sets)?;
+        if let Some(lake) = lake {
+            pipeline.lake.uri = lake.to_string();
+        }
+        let lake = parse_location(&pipeline.lake.uri)
+            .with_context(|| format!("--lake / [lake] uri '{}'", pipeline.lake.uri))?;
+        Ok(Self {
+            pipeline,
+            stages,
+            lake,
+            storage,
+        })
+    }
+
+    /// A runner for the stages named in `only` (all when empty), with the
+    /// model providers they call.
+    pub fn runner(&self, only: &[String]) -> Result<StageRunner> {
+        let stages = select_stages(self.stages.clone(), only)?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let p = &self.pipeline;
+        StageRunner::open(stages, &p.providers, &p.models, &run_id)
+    }
+
+    /// The query embedder (with `embed`; a pipeline without one is an error
+    /// unless `optional_embed`, and search falls back to keywords) and the
+    /// answer model (with `answer`).
+    pub fn models(&self, embed: bool, optional_embed: bool, answer: bool) -> Result<Models> {
+        let p = &self.pipeline;
+        let embed_providers = match (embed, p.embed_providers()) {
+            (false, _) => None,
+            (true, Ok(providers)) => Some(providers),
+            (true, Err(e)) if optional_embed => {
+                tracing::warn!("{e:#}; keyword search only");
+                None
+            }
+            (true, Err(e)) => return Err(e),
+        };
+        let answer_providers = match answer {
+            true => Some(p.answer_providers()?),
+            false => None,
+        };
+        Models::open(&p.providers, &p.models, embed_providers, answer_providers)
+    }
+}

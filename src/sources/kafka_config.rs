@@ -1,0 +1,33 @@
+//! `[kafka]` in pipeline files. Apart from the client, so pipeline files
+//! with a `[kafka]` section load in builds without the `kafka` feature.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// `[kafka]` in the pipeline file; command-line flags override it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// Events larger than this become `failures` rows (stage `decode`).
+    pub max_event_bytes: usize,
+    /// Extra librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
+    /// A value `env:NAME` is read from the environment variable NAME, so
+    /// secrets stay out of the file.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            topic: "documents".into(),
+            group: "docstream".into(),
+            max_event_bytes: 16 << 20,
+            properties: BTreeMap::new(),
+        }
+    }
+}
