@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn accepts_valid_and_names_violations() {
         let schema: Value = serde_json::from_str(include_str!(
-            "../../../schemas/models/action_items.schema.json"
+            "../../schemas/models/action_items.schema.json"
         ))
         .unwrap();
         let ok = json!({"action_items": [{"task": "Ship", "owner": null, "due_date": "2026-01-02", "priority": "high", "evidence": "x"}]});
