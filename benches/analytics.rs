@@ -25,7 +25,7 @@ use deltalake::protocol::SaveMode;
 use docstream::analytics::query::Analytics;
 use docstream::analytics::reports;
 use docstream::analytics::search::{search, Filters};
-use docstream::contract::tables;
+use docstream::contract::tables as contract;
 use docstream::sinks::lake::Lake;
 use docstream::storage::{parse_location, StorageOptions};
 
