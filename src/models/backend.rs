@@ -25,7 +25,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn open(name: &str, config: &ProviderConfig, models: &ModelsConfig) -> Result<Self> {
+    pub fn open(
+        name: &str,
+        config: &ProviderConfig,
+        #[cfg_attr(not(feature = "local-models"), allow(unused_variables))] models: &ModelsConfig,
+    ) -> Result<Self> {
         match config.kind {
             ProviderKind::Openai => {
                 let api_key = match &config.api_key_env {

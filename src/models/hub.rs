@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
+#[cfg(feature = "local-models")]
 use serde_json::Value;
 
 use super::backend::Backend;
@@ -16,6 +17,7 @@ use docstream_models::chain::{ChainHooks, ModelChain, Usage};
 use docstream_models::endpoint::Endpoint;
 use docstream_models::error::ModelFailure;
 use docstream_models::provider::ProviderConfig;
+#[cfg(feature = "local-models")]
 use docstream_models::tasks::Task;
 
 pub struct ModelHub {
