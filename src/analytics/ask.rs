@@ -11,13 +11,13 @@
 //!   "not in the documents".
 
 use anyhow::{anyhow, Result};
+use docstream_models::chain::ModelChain;
+use docstream_models::tasks::Task;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::query::Analytics;
 use super::search::{search, Filters, Hit};
-use docstream_models::chain::ModelChain;
-use docstream_models::tasks::Task;
 
 pub const NOT_FOUND: &str = "The answer is not in the documents.";
 

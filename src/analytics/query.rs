@@ -9,6 +9,8 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use docstream_models::chain::ModelChain;
+use docstream_models::provider::ProviderConfig;
 use url::Url;
 
 use crate::functions::embed_query::{self, Resolved};
@@ -16,8 +18,6 @@ use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::sinks::lake::Lake;
 use crate::storage::StorageOptions;
-use docstream_models::chain::ModelChain;
-use docstream_models::provider::ProviderConfig;
 
 /// The latest version of every document, by ingest time.
 const CURRENT_DOCUMENTS: &str = "SELECT * EXCLUDE (version_rank) FROM (

@@ -2,13 +2,13 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
+use docstream_models::chain::ModelChain;
 
 use super::output::{Format, OutputArgs};
 use super::resolved::Resolved;
 use crate::analytics::ask::{ask, AskOptions};
 use crate::analytics::query::Analytics;
 use crate::analytics::search::{search, to_batch, Filters, Hit};
-use docstream_models::chain::ModelChain;
 
 /// Where and what to search.
 #[derive(Debug, clap::Args)]

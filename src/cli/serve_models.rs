@@ -1,12 +1,12 @@
 //! `docstream serve-models`.
 
 use anyhow::{Context, Result};
+use docstream_models::provider::{ProviderConfig, ProviderKind};
 
 use super::resolved::Resolved;
 use crate::models::backend::Backend;
 use crate::models::local::KNOWN;
 use crate::models::server::{serve, Served};
-use docstream_models::provider::{ProviderConfig, ProviderKind};
 
 /// Serve the local models behind the OpenAI-compatible API.
 ///

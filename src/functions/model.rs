@@ -19,12 +19,12 @@ use deltalake::datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use deltalake::datafusion::prelude::SessionContext;
-use serde_json::{json, Value};
-
-use super::text::to_array;
 use docstream_models::chain::{Generated, ModelChain, RowResult};
 use docstream_models::error::ModelFailure;
 use docstream_models::tasks::Task;
+use serde_json::{json, Value};
+
+use super::text::to_array;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {

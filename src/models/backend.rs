@@ -4,16 +4,16 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-
-use super::config::ModelsConfig;
-#[cfg(feature = "local-models")]
-use super::local::{embedder::LocalEmbedder, generator::LocalGenerator, LocalModel};
 use docstream_models::endpoint::{ChatRequest, ModelBackend, Reply};
 use docstream_models::error::CallError;
 use docstream_models::openai::OpenAiClient;
 #[cfg(feature = "local-models")]
 use docstream_models::provider::LongInput;
 use docstream_models::provider::{ProviderConfig, ProviderKind};
+
+use super::config::ModelsConfig;
+#[cfg(feature = "local-models")]
+use super::local::{embedder::LocalEmbedder, generator::LocalGenerator, LocalModel};
 
 pub enum Backend {
     OpenAi(OpenAiClient),

@@ -5,6 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
+use docstream_models::chain::{ChainHooks, Key, ModelChain, Usage};
+use docstream_models::endpoint::Endpoint;
+use docstream_models::error::ModelFailure;
+use docstream_models::provider::ProviderConfig;
+#[cfg(feature = "local-models")]
+use docstream_models::tasks::Task;
 #[cfg(feature = "local-models")]
 use serde_json::Value;
 
@@ -12,13 +18,6 @@ use super::backend::Backend;
 use super::cache::Cache;
 use super::config::ModelsConfig;
 use super::usage::UsageLog;
-use docstream_models::chain::Key;
-use docstream_models::chain::{ChainHooks, ModelChain, Usage};
-use docstream_models::endpoint::Endpoint;
-use docstream_models::error::ModelFailure;
-use docstream_models::provider::ProviderConfig;
-#[cfg(feature = "local-models")]
-use docstream_models::tasks::Task;
 
 pub struct ModelHub {
     endpoints: HashMap<String, Arc<Endpoint>>,

@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use docstream_models::endpoint::{ChatRequest, ModelBackend};
+use docstream_models::error::CallError;
 use serde_json::{json, Value};
 
 use super::backend::Backend;
-use docstream_models::endpoint::{ChatRequest, ModelBackend};
-use docstream_models::error::CallError;
 
 /// A served model: its id and the in-process backend.
 pub struct Served {

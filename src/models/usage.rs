@@ -9,10 +9,11 @@ use deltalake::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
-use crate::contract::failure::ErrorKind;
-use crate::contract::tables as contract;
 use docstream_models::chain::Usage;
 use docstream_models::endpoint::Endpoint;
+
+use crate::contract::failure::ErrorKind;
+use crate::contract::tables as contract;
 
 #[derive(Debug, Clone)]
 pub struct UsageRecord {

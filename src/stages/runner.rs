@@ -14,6 +14,9 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::SessionContext;
+use docstream_models::chain::ModelChain;
+use docstream_models::error::ModelFailure;
+use docstream_models::provider::ProviderConfig;
 
 use super::config::Stage;
 use crate::contract::extracted::{self, ExtractedDoc};
@@ -21,9 +24,6 @@ use crate::contract::failure::{ErrorKind, Failure};
 use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::models::usage;
-use docstream_models::chain::ModelChain;
-use docstream_models::error::ModelFailure;
-use docstream_models::provider::ProviderConfig;
 
 /// Rows one stage produced for its table.
 pub struct StageOutput {

@@ -31,13 +31,11 @@ use self::metrics::Metrics;
 use self::offsets::{Landed, Offsets};
 use crate::contract::failure::{self, Failure};
 use crate::contract::identity::DocKey;
-use crate::sinks::lake::Lake;
-use crate::sinks::lake::LakeConfig;
+use crate::sinks::lake::{Lake, LakeConfig};
 use crate::sinks::maintenance::AutoCompactor;
 use crate::sources::kafka::{Assignment, GroupConsumer, Record};
 use crate::sources::kafka_config::KafkaConfig;
-use crate::stages::batcher::BatchConfig;
-use crate::stages::batcher::Batcher;
+use crate::stages::batcher::{BatchConfig, Batcher};
 use crate::stages::runner::{StageOutput, StageRunner};
 use crate::storage::StorageOptions;
 
