@@ -3,9 +3,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = docstream::cli::Cli::parse();
+    // A lost commit race is routine with concurrent writers (the lake
+    // catches up and commits again), not the warning deltalake logs.
     let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "warn,docstream=info",
+        0 => "warn,deltalake_core::kernel::transaction=off",
+        1 => "warn,deltalake_core::kernel::transaction=off,docstream=info",
         _ => "debug",
     };
     tracing_subscriber::fmt()

@@ -101,6 +101,11 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// `failures.stage` of an object that could not be read.
+pub const READ_STAGE: &str = "read";
+/// `failures.stage` of bytes that could not be extracted.
+pub const EXTRACT_STAGE: &str = "extract";
+
 /// One row for the `failures` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {

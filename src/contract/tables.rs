@@ -53,6 +53,16 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
     Some(parse(json).unwrap_or_else(|e| panic!("schemas/tables/{table}.schema.json: {e:#}")))
 }
 
+/// The columns that identify one document version's rows in `table`: each
+/// version lands in a table once. `failures` holds one row per version and
+/// stage that failed. Tables without these columns are plain logs.
+pub fn version_key(table: &str) -> &'static [&'static str] {
+    match table {
+        "failures" => &["doc_id", "content_hash", "stage"],
+        _ => &["doc_id", "content_hash"],
+    }
+}
+
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }

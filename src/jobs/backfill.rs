@@ -3,7 +3,9 @@
 //! Objects are read and extracted with bounded parallelism (memory is about
 //! `parallelism × max_input_bytes` plus one micro-batch), in key order.
 //! Re-runs skip document versions that already landed, so a killed backfill
-//! resumes where it stopped.
+//! resumes where it stopped. Each micro-batch also drops the versions that
+//! other writers landed since the run started, and the lake drops any that
+//! race it to the commit, so overlapping runs land each version once.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -194,7 +196,7 @@ impl Backfill {
             let e = crate::extract::too_large(size, &self.limits);
             return (
                 size,
-                Outcome::Failed(origin.failure("read", e.kind, e.message)),
+                Outcome::Failed(origin.failure(failure::READ_STAGE, e.kind, e.message)),
             );
         }
         let bytes = match bucket.read(&object).await {
@@ -203,7 +205,7 @@ impl Backfill {
                 let msg = format!("cannot read the object: {e}");
                 return (
                     size,
-                    Outcome::Failed(origin.failure("read", ErrorKind::Read, msg)),
+                    Outcome::Failed(origin.failure(failure::READ_STAGE, ErrorKind::Read, msg)),
                 );
             }
         };
@@ -226,10 +228,27 @@ impl Backfill {
         failures: &mut Vec<Failure>,
         summary: &mut Summary,
     ) -> Result<()> {
-        let docs = batcher.take();
+        let writes_documents = self.runner.tables().contains(&"documents");
+        let mut docs = batcher.take();
+        let batch_docs = docs.len();
+        if writes_documents {
+            // Landed by another writer since this run listed the source.
+            let landed = lake
+                .landed_among(
+                    "documents",
+                    docs.iter()
+                        .map(|d| (d.doc_id.as_str(), d.content_hash.as_str())),
+                )
+                .await?;
+            docs.retain(|d| !landed.contains(&(d.doc_id.clone(), d.content_hash.clone())));
+        }
         let docs: Vec<&ExtractedDoc> = docs.iter().collect();
         let (mut outputs, stage_failures) = self.runner.run_docs(&docs).await?;
         summary.stage_failures += stage_failures.len();
+        let unwritten = stage_failures
+            .iter()
+            .filter(|f| f.stage == "documents")
+            .count();
         failures.extend(stage_failures);
         outputs.sort_by_key(|o| o.table == "documents");
         let failed = std::mem::take(failures);
@@ -237,27 +256,43 @@ impl Backfill {
             let batch = failure::to_batch(&failed, Utc::now())?;
             summary.commits += usize::from(lake.append("failures", vec![batch]).await? > 0);
         }
+        let mut documents = 0;
         for output in outputs {
             let rows = lake
                 .append(&output.table, output.batches)
                 .await
                 .with_context(|| format!("writing table {}", output.table))?;
             summary.commits += usize::from(rows > 0);
+            if output.table == "documents" {
+                documents = rows;
+            }
+        }
+        if writes_documents {
+            // Versions another writer landed first are skipped, not landed.
+            let theirs = batch_docs.saturating_sub(documents + unwritten);
+            summary.landed -= theirs;
+            summary.skipped += theirs;
         }
         Ok(())
     }
 }
 
 /// Versions a re-run must not process again: documents that landed, and
-/// objects that failed for good (warnings do not count: their document may
-/// not have landed yet).
+/// objects that could not be read or extracted. Warnings and stage failures
+/// do not count: they commit before `documents`, whose rows may not have
+/// landed yet.
 async fn landed_versions(lake: &mut Lake) -> Result<HashSet<DocKey>> {
     let mut done = lake.keys("documents", None).await?;
     let warnings: Vec<String> = ErrorKind::WARNINGS
         .iter()
         .map(|k| format!("'{}'", k.as_str()))
         .collect();
-    let filter = format!("error_kind NOT IN ({})", warnings.join(", "));
+    let filter = format!(
+        "stage IN ('{}', '{}') AND error_kind NOT IN ({})",
+        failure::READ_STAGE,
+        failure::EXTRACT_STAGE,
+        warnings.join(", ")
+    );
     done.extend(lake.keys("failures", Some(&filter)).await?);
     Ok(done)
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::contract::extracted::ExtractedDoc;
-use crate::contract::failure::{ErrorKind, Failure};
+use crate::contract::failure::{self, ErrorKind, Failure};
 use crate::extract::{extract, ExtractError, Extracted, Limits};
 
 /// What is known about a document version before extraction.
@@ -52,12 +52,16 @@ pub async fn extract_document(
                 "extraction took longer than {}s (extract.timeout_secs)",
                 limits.timeout_secs
             );
-            Err(Box::new(origin.failure("extract", ErrorKind::Timeout, msg)))
+            Err(Box::new(origin.failure(
+                failure::EXTRACT_STAGE,
+                ErrorKind::Timeout,
+                msg,
+            )))
         }
         Ok(Err(panic)) => {
             let msg = format!("the extractor crashed ({panic}); please report this file");
             Err(Box::new(origin.failure(
-                "extract",
+                failure::EXTRACT_STAGE,
                 ErrorKind::Internal,
                 msg,
             )))
@@ -86,14 +90,20 @@ fn finish(
 ) -> Result<(ExtractedDoc, Option<Failure>), Box<Failure>> {
     let extracted = match result {
         Ok(x) => x,
-        Err(e) => return Err(Box::new(origin.failure("extract", e.kind, e.message))),
+        Err(e) => {
+            return Err(Box::new(origin.failure(
+                failure::EXTRACT_STAGE,
+                e.kind,
+                e.message,
+            )))
+        }
     };
     let warning = (extracted.invalid_utf8 > 0).then(|| {
         let msg = format!(
             "{} invalid UTF-8 sequence(s) replaced with U+FFFD; the document landed",
             extracted.invalid_utf8
         );
-        origin.failure("extract", ErrorKind::InvalidUtf8, msg)
+        origin.failure(failure::EXTRACT_STAGE, ErrorKind::InvalidUtf8, msg)
     });
     let mut metadata = origin.metadata;
     metadata.insert("format".into(), extracted.format.name().into());

@@ -1,9 +1,10 @@
 //! A lake: Delta tables under one root, written with `deltalake`.
 //!
-//! Appends are idempotent per document version: rows whose (doc_id,
-//! content_hash) already landed in a table are dropped before the commit.
-//! Each table commit is atomic, so after a crash between tables a re-run
-//! fills in exactly the tables that missed the batch.
+//! Appends are idempotent per document version: rows whose version key
+//! (doc_id, content_hash) already landed in a table are dropped before the
+//! commit, including keys other writers committed meanwhile (see
+//! `landed`). Each table commit is atomic, so after a crash between tables
+//! a re-run fills in exactly the tables that missed the batch.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,8 +24,9 @@ use object_store::ObjectStore;
 use serde::Deserialize;
 use url::Url;
 
+use super::landed::{append_actions, Landed, RowKey};
 use crate::contract::identity::DocKey;
-use crate::contract::tables as contract;
+use crate::contract::tables::{self as contract, version_key};
 use crate::storage::{as_directory, StorageOptions};
 
 /// `[lake]` in pipeline files.
@@ -52,6 +54,10 @@ impl Default for LakeConfig {
 /// Tries of a delete that conflicts with concurrent compactions.
 const DELETE_ATTEMPTS: u32 = 5;
 
+/// Tries of an append that keeps losing the race for the next table
+/// version to other writers' appends.
+const APPEND_ATTEMPTS: u32 = 50;
+
 pub struct Lake {
     root: Url,
     storage: StorageOptions,
@@ -59,8 +65,8 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     pub(super) tables: HashMap<String, DeltaTable>,
-    /// Keys already in each table, loaded on first write to it.
-    landed: HashMap<String, HashSet<DocKey>>,
+    /// Keys in each table, loaded on first write and kept current.
+    pub(super) landed: HashMap<String, Landed>,
     /// Table properties set on the tables this lake creates.
     properties: Vec<(String, Option<String>)>,
 }
@@ -152,9 +158,17 @@ impl Lake {
                 .write(vec![RecordBatch::new_empty(schema)])
                 .with_save_mode(SaveMode::Append)
                 .with_configuration(self.properties.clone())
-                .await
-                .with_context(|| format!("cannot create table {name}"))?;
-            self.tables.insert(name.to_string(), created);
+                .await;
+            match created {
+                Ok(created) => {
+                    self.tables.insert(name.to_string(), created);
+                }
+                // Another writer created it first.
+                Err(e) if self.has_log(name).await? => {
+                    tracing::debug!(table = name, "created concurrently ({e})");
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create table {name}")),
+            }
         }
         Ok(())
     }
@@ -247,72 +261,115 @@ impl Lake {
 
     /// Like [`Lake::append`], in one commit with transaction markers. With
     /// markers, the commit happens even without rows, so the markers advance.
+    ///
+    /// An append that loses the race for the next version to another
+    /// writer's append drops the keys that writer landed and tries again;
+    /// when that writer advanced one of `markers`, it owns them now and
+    /// this append fails.
     pub async fn append_marked(
         &mut self,
         table: &str,
         batches: Vec<RecordBatch>,
         markers: Vec<Transaction>,
     ) -> Result<usize> {
-        if !self.landed.contains_key(table) {
-            let keys = self.keys(table, None).await?;
-            self.landed.insert(table.to_string(), keys);
-        }
-        let landed = &self.landed[table];
-        let mut fresh = Vec::new();
-        let mut new_keys = Vec::new();
-        for batch in batches {
-            let batch = conform(table, &batch)?;
-            let (kept, keys) = drop_landed(&batch, landed)?;
-            if kept.num_rows() > 0 {
-                fresh.push(kept);
-                new_keys.extend(keys);
+        let batches = batches
+            .iter()
+            .map(|b| conform(table, b))
+            .collect::<Result<Vec<_>>>()?;
+        for attempt in 1..=APPEND_ATTEMPTS {
+            let advanced = self.catch_up(table).await?;
+            if attempt > 1 {
+                if let Some(m) = markers.iter().find(|m| advanced.contains(&m.app_id)) {
+                    bail!(
+                        "another writer advanced marker {} of table {table} while this one was committing; it owns that work now",
+                        m.app_id
+                    );
+                }
+            }
+            let landed = self.landed.get(table);
+            let read_version = landed.map(|l| l.version);
+            let mut fresh = Vec::new();
+            let mut keys = HashSet::new();
+            let mut keyed = false;
+            for batch in &batches {
+                let (kept, batch_keys) = drop_landed(table, batch, landed.map(|l| &l.keys))?;
+                keyed |= batch_keys.is_some();
+                if kept.num_rows() > 0 {
+                    fresh.push(kept);
+                    keys.extend(batch_keys.unwrap_or_default());
+                }
+            }
+            let rows: usize = fresh.iter().map(RecordBatch::num_rows).sum();
+            if rows == 0 {
+                if !markers.is_empty() {
+                    self.commit_markers(table, markers).await?;
+                }
+                return Ok(0);
+            }
+            let keys: Vec<RowKey> = keys.into_iter().collect();
+            let mut commit =
+                CommitProperties::default().with_application_transactions(markers.clone());
+            if keyed {
+                let (txn, listed) = append_actions(read_version, &keys);
+                commit = commit
+                    .with_application_transaction(txn)
+                    .with_metadata(listed);
+            }
+            self.table(table).await?;
+            let Some(current) = self.tables.remove(table) else {
+                bail!("table {table} vanished while writing");
+            };
+            // A contract column the table lacks (added in a later release) is
+            // added to the table by this commit.
+            let evolve = match current.snapshot() {
+                Ok(snapshot) => {
+                    let existing = snapshot.schema();
+                    fresh[0]
+                        .schema()
+                        .fields()
+                        .iter()
+                        .any(|f| existing.field(f.name()).is_none())
+                }
+                Err(_) => false,
+            };
+            let layout = super::parquet_layout::writer_properties(&fresh[0].schema());
+            let mut write = current
+                .clone()
+                .write(fresh)
+                .with_save_mode(SaveMode::Append)
+                .with_writer_properties(layout)
+                .with_configuration(self.properties.clone())
+                .with_commit_properties(commit);
+            if evolve {
+                write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+            }
+            match write.await {
+                Ok(written) => {
+                    let version = written.version();
+                    self.tables.insert(table.to_string(), written);
+                    // Keys of a commit right after the known version are
+                    // ours; otherwise the next catch-up reads them back.
+                    if let Some(l) = self.landed.get_mut(table) {
+                        if version == Some(l.version + 1) {
+                            l.version += 1;
+                            l.keys.extend(keys);
+                        }
+                    }
+                    return Ok(rows);
+                }
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(e),
+                }) => {
+                    tracing::debug!(table, attempt, "append lost a race ({e}); catching up");
+                    self.tables.insert(table.to_string(), current);
+                }
+                Err(e) => {
+                    self.tables.insert(table.to_string(), current);
+                    return Err(e).with_context(|| format!("cannot commit to table {table}"));
+                }
             }
         }
-        let rows: usize = fresh.iter().map(RecordBatch::num_rows).sum();
-        if rows == 0 {
-            if !markers.is_empty() {
-                self.commit_markers(table, markers).await?;
-            }
-            return Ok(0);
-        }
-        self.table(table).await?;
-        let Some(current) = self.tables.remove(table) else {
-            bail!("table {table} vanished while writing");
-        };
-        // A contract column the table lacks (added in a later release) is
-        // added to the table by this commit.
-        let evolve = match current.snapshot() {
-            Ok(snapshot) => {
-                let existing = snapshot.schema();
-                fresh[0]
-                    .schema()
-                    .fields()
-                    .iter()
-                    .any(|f| existing.field(f.name()).is_none())
-            }
-            Err(_) => false,
-        };
-        let layout = super::parquet_layout::writer_properties(&fresh[0].schema());
-        let mut write = current
-            .write(fresh)
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(layout)
-            .with_configuration(self.properties.clone());
-        if evolve {
-            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
-        }
-        let written = write
-            .with_commit_properties(
-                CommitProperties::default().with_application_transactions(markers),
-            )
-            .await
-            .with_context(|| format!("cannot commit to table {table}"))?;
-        self.tables.insert(table.to_string(), written);
-        self.landed
-            .entry(table.to_string())
-            .or_default()
-            .extend(new_keys);
-        Ok(rows)
+        bail!("table {table} kept changing under this writer: {APPEND_ATTEMPTS} appends in a row lost the race to other writers; try again")
     }
 
     /// Deletes every row of these documents from `table` (right to erasure).
@@ -367,28 +424,27 @@ impl Lake {
                 }
             }
         };
-        self.tables.insert(table.to_string(), deleted);
-        if let Some(keys) = self.landed.get_mut(table) {
-            keys.retain(|(doc, _)| !doc_ids.contains(doc));
+        // Our own delete, right after the known version: drop its keys here
+        // rather than reading the table again.
+        if let Some(l) = self.landed.get_mut(table) {
+            if deleted.version() == Some(l.version + 1) {
+                l.version += 1;
+                l.keys.retain(|k| !doc_ids.contains(&k[0]));
+            }
         }
+        self.tables.insert(table.to_string(), deleted);
         Ok(metrics.num_deleted_rows.unwrap_or(0))
-    }
-
-    /// Forgets the landed keys loaded so far, so the next append re-reads
-    /// them (another writer may have appended meanwhile).
-    pub fn forget_landed(&mut self) {
-        self.landed.clear();
     }
 }
 
-async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
+pub(super) async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
     table.update_datafusion_session(&ctx.state())?;
     let provider = table.table_provider().await?;
     ctx.register_table(name, provider)?;
     Ok(())
 }
 
-fn utf8(array: &ArrayRef) -> Result<ArrayRef> {
+pub(super) fn utf8(array: &ArrayRef) -> Result<ArrayRef> {
     Ok(cast(array, &DataType::Utf8)?)
 }
 
@@ -429,33 +485,38 @@ fn conform(table: &str, batch: &RecordBatch) -> Result<RecordBatch> {
         .with_context(|| format!("stage output does not fit the {table} contract"))
 }
 
-/// Drops rows of document versions already in `landed`; returns the kept rows
-/// and their keys. Tables without doc_id and content_hash are kept whole.
+/// Drops rows whose version key is in `landed`; returns the kept rows and
+/// their distinct keys, or `None` for a table that is not keyed (no
+/// version-key columns): those keep every row.
 fn drop_landed(
+    table: &str,
     batch: &RecordBatch,
-    landed: &HashSet<DocKey>,
-) -> Result<(RecordBatch, Vec<DocKey>)> {
-    let (Some(ids), Some(hashes)) = (
-        batch.column_by_name("doc_id"),
-        batch.column_by_name("content_hash"),
-    ) else {
-        return Ok((batch.clone(), Vec::new()));
+    landed: Option<&HashSet<RowKey>>,
+) -> Result<(RecordBatch, Option<HashSet<RowKey>>)> {
+    let Some(columns) = version_key(table)
+        .iter()
+        .map(|c| batch.column_by_name(c).map(utf8))
+        .collect::<Option<Result<Vec<_>>>>()
+    else {
+        return Ok((batch.clone(), None));
     };
-    let (ids, hashes) = (utf8(ids)?, utf8(hashes)?);
-    let (ids, hashes) = (ids.as_string::<i32>(), hashes.as_string::<i32>());
-    let mut keys = Vec::new();
+    let columns = columns?;
+    let mut keys = HashSet::new();
     let mask: BooleanArray = (0..batch.num_rows())
         .map(|i| {
-            if ids.is_null(i) || hashes.is_null(i) {
+            if columns.iter().any(|c| c.is_null(i)) {
                 return Some(true);
             }
-            let key = (ids.value(i).to_string(), hashes.value(i).to_string());
-            let keep = !landed.contains(&key);
+            let key: RowKey = columns
+                .iter()
+                .map(|c| c.as_string::<i32>().value(i).to_string())
+                .collect();
+            let keep = !landed.is_some_and(|l| l.contains(&key));
             if keep {
-                keys.push(key);
+                keys.insert(key);
             }
             Some(keep)
         })
         .collect();
-    Ok((filter_record_batch(batch, &mask)?, keys))
+    Ok((filter_record_batch(batch, &mask)?, Some(keys)))
 }

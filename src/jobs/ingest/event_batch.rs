@@ -11,7 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::contract::extracted::ExtractedDoc;
-use crate::contract::failure::{ErrorKind, Failure};
+use crate::contract::failure::{self, ErrorKind, Failure};
 use crate::contract::identity::content_hash;
 use crate::extract::Limits;
 use crate::jobs::document::{extract_document, extract_small, Origin};
@@ -202,7 +202,7 @@ impl EventReader {
             Action::Fetch(object) => match self.fetch(object).await {
                 Ok(b) => b,
                 Err((kind, msg)) => {
-                    let mut f = self.record_failure(record, "read", kind, msg);
+                    let mut f = self.record_failure(record, failure::READ_STAGE, kind, msg);
                     f.doc_id = event.doc_id;
                     f.source_uri = event.source_uri;
                     return Work::Failed(f);

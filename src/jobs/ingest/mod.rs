@@ -253,8 +253,6 @@ impl Ingest {
             tokio::task::block_in_place(|| {
                 handle.block_on(async {
                     let mut lake = lake.lock().await;
-                    // Another worker may have landed these partitions' documents.
-                    lake.forget_landed();
                     let read = offsets.read(&mut lake, &tables, partitions).await?;
                     let starts = Offsets::starts(&read, &tables, partitions);
                     seen.lock().unwrap_or_else(|p| p.into_inner()).extend(read);

@@ -1,0 +1,208 @@
+//! Which document versions each table holds, kept current from the Delta
+//! log, so any number of writers land each version once.
+//!
+//! Every docstream append to a keyed table carries a `txn` action with the
+//! shared app id [`APPEND_APP_ID`] and lists its keys in `commitInfo`
+//! ([`KEYS_FIELD`]). Two appends that race for the same table version
+//! therefore conflict in Delta's own check (the log is written with
+//! put-if-absent: a rename locally, a conditional put on S3), and the loser
+//! reads the winners' keys from their commit files, drops what landed
+//! meanwhile and commits again. Nothing is locked: writers of different
+//! documents write their files in parallel and only serialize the commit.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+use deltalake::arrow::array::AsArray;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::Transaction;
+use serde_json::Value;
+
+use super::lake::{register, utf8, Lake};
+use crate::contract::tables::version_key;
+
+/// The app id every keyed append carries, so concurrent appends conflict.
+pub const APPEND_APP_ID: &str = "docstream.append";
+
+/// The `commitInfo` field that lists an append's keys.
+pub const KEYS_FIELD: &str = "docstreamKeys";
+
+/// The values of a table's [`version_key`] columns for one row.
+pub type RowKey = Vec<String>;
+
+/// The keys a table held at `version`.
+#[derive(Debug, Default)]
+pub(super) struct Landed {
+    pub version: u64,
+    pub keys: HashSet<RowKey>,
+}
+
+/// What one commit did to a table's keys.
+enum Change {
+    Added(Vec<RowKey>),
+    /// Rows were added or removed without a key list (a delete, or a writer
+    /// that is not docstream): only a full read knows the keys now.
+    Unknown,
+}
+
+impl Lake {
+    /// Brings `table`'s known keys up to its latest version: the keys listed
+    /// by each commit since the last look, or a full read when a commit does
+    /// not list them. Returns the app ids those commits advanced.
+    pub(super) async fn catch_up(&mut self, table: &str) -> Result<HashSet<String>> {
+        self.refresh(table).await?;
+        let mut advanced = HashSet::new();
+        let Some(t) = self.table(table).await? else {
+            self.landed.remove(table);
+            return Ok(advanced);
+        };
+        let (Some(latest), log) = (t.version(), t.log_store()) else {
+            return Ok(advanced);
+        };
+        let known = self.landed.get(table).map(|l| l.version);
+        let mut added = Vec::new();
+        let mut complete = known.is_some();
+        if let Some(known) = known {
+            for version in known + 1..=latest {
+                let entry = log
+                    .read_commit_entry(version)
+                    .await
+                    .with_context(|| format!("cannot read commit {version} of table {table}"))?;
+                // A commit already cleaned from the log: read the table instead.
+                let Some(entry) = entry else {
+                    complete = false;
+                    break;
+                };
+                match parse_commit(&entry, &mut advanced)
+                    .with_context(|| format!("commit {version} of table {table}"))?
+                {
+                    Change::Added(keys) => added.extend(keys),
+                    Change::Unknown => complete = false,
+                }
+            }
+        }
+        if complete {
+            if let Some(l) = self.landed.get_mut(table) {
+                l.keys.extend(added);
+                l.version = latest;
+            }
+        } else {
+            let keys = self.read_keys(table).await?;
+            self.landed.insert(
+                table.to_string(),
+                Landed {
+                    version: latest,
+                    keys,
+                },
+            );
+        }
+        Ok(advanced)
+    }
+
+    /// Which of `keys` (doc_id, content_hash) already landed in `table`, as
+    /// of its latest version.
+    pub async fn landed_among<'k>(
+        &mut self,
+        table: &str,
+        keys: impl IntoIterator<Item = (&'k str, &'k str)>,
+    ) -> Result<HashSet<(String, String)>> {
+        self.catch_up(table).await?;
+        let Some(landed) = self.landed.get(table) else {
+            return Ok(HashSet::new());
+        };
+        Ok(keys
+            .into_iter()
+            .filter(|(id, hash)| {
+                landed
+                    .keys
+                    .contains(&vec![id.to_string(), hash.to_string()])
+            })
+            .map(|(id, hash)| (id.to_string(), hash.to_string()))
+            .collect())
+    }
+
+    /// Every distinct key in `table` (empty when it is not keyed).
+    async fn read_keys(&mut self, table: &str) -> Result<HashSet<RowKey>> {
+        let mut keys = HashSet::new();
+        let Some(t) = self.table(table).await? else {
+            return Ok(keys);
+        };
+        let ctx = SessionContext::new();
+        register(&ctx, table, t).await?;
+        let schema = ctx.table(table).await?.schema().clone();
+        let columns = version_key(table);
+        if !columns
+            .iter()
+            .all(|c| schema.has_column_with_unqualified_name(c))
+        {
+            return Ok(keys);
+        }
+        let sql = format!("SELECT DISTINCT {} FROM {table}", columns.join(", "));
+        for batch in ctx.sql(&sql).await?.collect().await? {
+            let columns = batch
+                .columns()
+                .iter()
+                .map(utf8)
+                .collect::<Result<Vec<_>>>()?;
+            for row in 0..batch.num_rows() {
+                keys.insert(
+                    columns
+                        .iter()
+                        .map(|c| c.as_string::<i32>().value(row).to_string())
+                        .collect(),
+                );
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The `txn` action and `commitInfo` fields of an append of `keys` to a
+/// table read at `read_version` (`None`: before its first commit).
+pub(super) fn append_actions(
+    read_version: Option<u64>,
+    keys: &[RowKey],
+) -> (Transaction, Vec<(String, Value)>) {
+    let listed = keys
+        .iter()
+        .map(|k| {
+            Value::from(
+                k.iter()
+                    .map(|v| Value::from(v.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect::<Vec<_>>();
+    (
+        Transaction::new(
+            APPEND_APP_ID,
+            read_version.map_or(0, |v| i64::try_from(v + 1).unwrap_or(i64::MAX)),
+        ),
+        vec![(KEYS_FIELD.to_string(), Value::Array(listed))],
+    )
+}
+
+/// Reads one commit file (newline-delimited actions).
+fn parse_commit(entry: &[u8], advanced: &mut HashSet<String>) -> Result<Change> {
+    let mut listed: Option<Vec<RowKey>> = None;
+    let (mut adds, mut removes) = (false, false);
+    let changes_data = |a: &Value| a.get("dataChange").and_then(Value::as_bool) != Some(false);
+    for line in entry.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let action: Value = serde_json::from_slice(line).context("not a Delta action")?;
+        if let Some(add) = action.get("add") {
+            adds |= changes_data(add);
+        } else if let Some(remove) = action.get("remove") {
+            removes |= changes_data(remove);
+        } else if let Some(id) = action.pointer("/txn/appId").and_then(Value::as_str) {
+            advanced.insert(id.to_string());
+        } else if let Some(keys) = action.pointer(&format!("/commitInfo/{KEYS_FIELD}")) {
+            listed = Some(serde_json::from_value(keys.clone()).context("bad key list")?);
+        }
+    }
+    Ok(match listed {
+        _ if removes => Change::Unknown,
+        Some(keys) => Change::Added(keys),
+        None if adds => Change::Unknown,
+        None => Change::Added(Vec::new()),
+    })
+}
