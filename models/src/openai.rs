@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 use super::endpoint::{ChatRequest, ModelBackend, Reply};
 use super::error::CallError;
 
+/// Larger responses are refused: the largest real one, 256 embeddings of
+/// 3072 floats as JSON, is about 16 MiB.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
 pub struct OpenAiClient {
     http: reqwest::Client,
     base_url: String,
@@ -55,9 +59,9 @@ impl OpenAiClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        let bytes = self.read_body(response).await?;
         if status != 200 {
-            let mut body = String::from_utf8_lossy(&bytes).into_owned();
+            let mut body = redact(&String::from_utf8_lossy(&bytes), self.api_key.as_deref());
             body.truncate(body.floor_char_boundary(500));
             return Err(CallError::Status {
                 status,
@@ -66,6 +70,21 @@ impl OpenAiClient {
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| CallError::Malformed(e.to_string()))
+    }
+
+    /// The response body, refused past [`MAX_RESPONSE_BYTES`].
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, CallError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(CallError::Malformed(format!(
+                    "the response is larger than {} MiB",
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport(&self, e: reqwest::Error) -> CallError {
@@ -151,6 +170,19 @@ fn retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs.clamp(0.0, 600.0)))
 }
 
+/// An error body without the key it was sent with or any bearer token: some
+/// endpoints echo the request's headers, and error bodies land in
+/// `failures.error` and in logs.
+fn redact(body: &str, key: Option<&str>) -> String {
+    let mut out = match key.filter(|k| !k.is_empty()) {
+        Some(k) => body.replace(k, "[redacted]"),
+        None => body.to_string(),
+    };
+    let bearer = regex::Regex::new(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+").expect("a valid pattern");
+    out = bearer.replace_all(&out, "${1}[redacted]").into_owned();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +202,17 @@ mod tests {
         ] {
             assert_eq!(retry_after(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn error_bodies_lose_keys_and_bearer_tokens() {
+        let body = r#"{"error":"bad","echo":{"authorization":"Bearer sk-live-123","x-key":"sk-live-123"}}"#;
+        let clean = redact(body, Some("sk-live-123"));
+        assert!(!clean.contains("sk-live-123"), "{clean}");
+        assert!(clean.contains("Bearer [redacted]"), "{clean}");
+        assert_eq!(
+            redact("token bearer abc.def", None),
+            "token bearer [redacted]"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::kafka_args::KafkaArgs;
 use super::resolved::Resolved;
@@ -15,6 +15,7 @@ use crate::jobs::ingest::event_batch::EventReader;
 use crate::jobs::ingest::metrics::Metrics;
 use crate::jobs::ingest::Ingest;
 use crate::sinks::lake::LakeConfig;
+use crate::sources::object_policy::ObjectPolicy;
 
 /// Consume document events from Kafka into the lake, exactly once.
 ///
@@ -105,6 +106,8 @@ impl Args {
                 kafka.max_event_bytes,
                 parallelism,
                 r.storage.clone(),
+                ObjectPolicy::new(&kafka.allowed_objects, &kafka.tenant_objects)
+                    .context("[kafka] allowed_objects or tenant_objects")?,
             ),
             kafka,
             pipeline: p.name.clone(),

@@ -103,12 +103,15 @@ impl OptimizeArgs {
 /// Delete data files that no table version within the retention still reads.
 ///
 /// Run after optimize to reclaim space. Time travel to versions older than
-/// the retention stops working for the files removed.
+/// the retention stops working for the files removed. Safe beside running
+/// writers: only files a commit removed are deleted, and with --orphans
+/// also unreferenced files older than an hour.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     docstream vacuum --dry-run\n  \
     docstream vacuum --retain-hours 168 --lake s3://lake/\n  \
-    docstream vacuum --retain-hours 0 --force    # a lake nobody else reads")]
+    docstream vacuum --retain-hours 0 --force    # nobody reads old versions\n  \
+    docstream vacuum --orphans                   # also files of killed writers")]
 pub struct VacuumArgs {
     #[command(flatten)]
     pub target: Target,
@@ -125,6 +128,12 @@ pub struct VacuumArgs {
     /// Allow a retention under the table's deletedFileRetentionDuration (7 days).
     #[arg(long)]
     pub force: bool,
+
+    /// Also delete files no version references (left by killed writers and
+    /// lost commit races) once they are older than an hour, whatever
+    /// --retain-hours says: younger ones may be a running writer's.
+    #[arg(long)]
+    pub orphans: bool,
 }
 
 impl VacuumArgs {
@@ -135,7 +144,9 @@ impl VacuumArgs {
         let mut lines = Vec::new();
         for table in &tables {
             bar.set_message(table.clone());
-            let done = lake.vacuum(table, retain, self.dry_run, self.force).await?;
+            let done = lake
+                .vacuum(table, retain, self.dry_run, self.force, self.orphans)
+                .await?;
             let verb = if self.dry_run {
                 "would delete"
             } else {

@@ -21,6 +21,7 @@ mod serve_models;
 #[cfg(feature = "kafka")]
 mod signal;
 mod stage_args;
+mod terminal;
 #[cfg(feature = "kafka")]
 mod values;
 #[cfg(feature = "kafka")]

@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
 
+use super::terminal::safe_batches;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Aligned text table for people.
@@ -53,7 +55,7 @@ pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Re
             writeln!(
                 out,
                 "{}",
-                arrow::util::pretty::pretty_format_batches(batches)?
+                arrow::util::pretty::pretty_format_batches(&safe_batches(batches)?)?
             )?;
         }
         Format::Csv => {

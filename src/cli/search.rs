@@ -6,6 +6,7 @@ use docstream_models::chain::ModelChain;
 
 use super::output::{Format, OutputArgs};
 use super::resolved::Resolved;
+use super::terminal::safe;
 use crate::analytics::ask::{ask, AskOptions};
 use crate::analytics::query::Analytics;
 use crate::analytics::search::{search, to_batch, Filters, Hit};
@@ -128,14 +129,14 @@ fn print_hits(hits: &[Hit]) {
         println!(
             "{}. {} [{}#{}]  score {:.4} ({})  {}",
             h.rank,
-            h.title.as_deref().unwrap_or(&h.source_uri),
-            h.doc_id,
+            safe(h.title.as_deref().unwrap_or(&h.source_uri)),
+            safe(&h.doc_id),
             h.chunk_idx,
             h.score,
             why.join(", "),
-            h.tenant
+            safe(&h.tenant)
         );
-        println!("   {}\n", h.snippet);
+        println!("   {}\n", safe(&h.snippet));
     }
 }
 
@@ -199,14 +200,14 @@ impl AskArgs {
                 );
             }
             Format::Table | Format::Csv => {
-                println!("{}", answer.text());
+                println!("{}", safe(&answer.text()));
                 if answer.found {
                     println!("\nSources:");
                     let mut seen = Vec::new();
                     for c in answer.claims.iter().flat_map(|c| &c.citations) {
                         let tag = c.tag();
                         if !seen.contains(&tag) {
-                            println!("  {tag} {}", c.title.as_deref().unwrap_or(""));
+                            println!("  {tag} {}", safe(c.title.as_deref().unwrap_or("")));
                             seen.push(tag);
                         }
                     }

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     InvalidUtf8,
     /// The object could not be read from storage.
     Read,
+    /// An event named an object outside `[kafka] allowed_objects` (or its
+    /// tenant's prefixes); it was not read.
+    Forbidden,
     /// A SQL stage failed on this document.
     Stage,
     /// An extractor crashed; a bug worth reporting.
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::NoText => "no_text",
             ErrorKind::InvalidUtf8 => "invalid_utf8",
             ErrorKind::Read => "read",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::Stage => "stage",
             ErrorKind::Internal => "internal",
             ErrorKind::ModelRateLimited => "model_rate_limited",

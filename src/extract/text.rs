@@ -70,9 +70,13 @@ pub(super) fn tidy(text: &str) -> String {
     out
 }
 
-/// Collapses whitespace into single spaces.
+/// Collapses whitespace into single spaces and drops control characters
+/// (a title's escape sequences would drive the terminal that prints it).
 pub(super) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The first non-empty line, cut to a title's length.
@@ -97,6 +101,14 @@ mod tests {
         assert_eq!(decode("\u{feff}hi".as_bytes()), ("hi".to_string(), 0));
         let utf16: Vec<u8> = [0xff, 0xfe, b'h', 0, b'i', 0].to_vec();
         assert_eq!(decode(&utf16), ("hi".to_string(), 0));
+    }
+
+    #[test]
+    fn titles_lose_control_characters() {
+        assert_eq!(
+            one_line("Q3\u{1b}]0;pwned\u{7} report\n"),
+            "Q3 ]0;pwned report"
+        );
     }
 
     #[test]

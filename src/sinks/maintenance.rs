@@ -22,6 +22,10 @@ pub struct Compacted {
     pub bytes_added: i64,
 }
 
+/// Unreferenced files younger than this may belong to a writer that has
+/// not committed yet; vacuum never deletes them.
+pub const ORPHAN_MIN_AGE: chrono::Duration = chrono::Duration::hours(1);
+
 /// What one table's vacuum did (or would do, on a dry run).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Vacuumed {
@@ -84,12 +88,40 @@ impl Lake {
     /// everywhere, a retention under the table's
     /// `delta.deletedFileRetentionDuration` (7 days) is refused unless
     /// `force`, because readers of older versions may still need the files.
+    ///
+    /// Only files the log removed are candidates, unless `orphans`: then
+    /// files no version references (left by killed writers and lost commit
+    /// races) go too, once older than [`ORPHAN_MIN_AGE`] whatever `retain`
+    /// says, because a running writer's files are unreferenced until its
+    /// commit.
     pub async fn vacuum(
         &mut self,
         table: &str,
         retain: chrono::Duration,
         dry_run: bool,
         force: bool,
+        orphans: bool,
+    ) -> Result<Vacuumed> {
+        let mut done = self
+            .vacuum_mode(table, retain, dry_run, force, VacuumMode::Lite)
+            .await?;
+        if orphans {
+            let age = retain.max(ORPHAN_MIN_AGE);
+            let full = self
+                .vacuum_mode(table, age, dry_run, force, VacuumMode::Full)
+                .await?;
+            done.files_deleted += full.files_deleted;
+        }
+        Ok(done)
+    }
+
+    async fn vacuum_mode(
+        &mut self,
+        table: &str,
+        retain: chrono::Duration,
+        dry_run: bool,
+        force: bool,
+        mode: VacuumMode,
     ) -> Result<Vacuumed> {
         self.refresh(table).await?;
         if self.table(table).await?.is_none() {
@@ -104,8 +136,7 @@ impl Lake {
             .with_retention_period(retain)
             .with_enforce_retention_duration(!force)
             .with_dry_run(dry_run)
-            // Full: also removes files a crashed writer left unreferenced.
-            .with_mode(VacuumMode::Full)
+            .with_mode(mode)
             .await;
         match result {
             Ok((vacuumed, metrics)) => {

@@ -18,6 +18,11 @@ pub struct KafkaConfig {
     /// A value `env:NAME` is read from the environment variable NAME, so
     /// secrets stay out of the file.
     pub properties: BTreeMap<String, String>,
+    /// Object prefixes events may name (`s3://inbox/`, `/srv/drop/`).
+    /// Empty: any bucket, and no local files.
+    pub allowed_objects: Vec<String>,
+    /// Per tenant, the only prefixes its events may name.
+    pub tenant_objects: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for KafkaConfig {
@@ -28,6 +33,8 @@ impl Default for KafkaConfig {
             group: "docstream".into(),
             max_event_bytes: 16 << 20,
             properties: BTreeMap::new(),
+            allowed_objects: Vec::new(),
+            tenant_objects: BTreeMap::new(),
         }
     }
 }

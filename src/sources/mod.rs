@@ -5,3 +5,4 @@ pub mod event;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kafka_config;
+pub mod object_policy;

@@ -234,3 +234,45 @@ table = "tiny_chunks"
     assert!(rows[0]["source_uri"].as_str().unwrap().ends_with(".pdf"));
     assert!(rows[0]["error"].as_str().unwrap().contains("max_tokens"));
 }
+
+#[test]
+fn a_stage_failure_does_not_hide_a_document_that_never_landed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    let pipeline = tmp.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        r#"
+name = "one-bad-row"
+[[stages]]
+name = "tiny_chunks"
+query = "SELECT doc_id, content_hash, unnest(chunk_text(text, CASE WHEN mime = 'application/pdf' THEN 1 ELSE 64 END, 0))['text'] AS chunk FROM extracted"
+table = "tiny_chunks"
+[[stages]]
+name = "documents"
+query = "SELECT doc_id, tenant, source_uri, content_hash, mime, title, n_chars, count_tokens(text) AS n_tokens, event_time, ingested_at, metadata FROM extracted"
+table = "documents"
+"#,
+    )
+    .unwrap();
+    let samples = repo().join("samples");
+    let n_files = file_count(&samples) as i64;
+    backfill_with(&pipeline, &samples, &lake, &[]);
+    // What a kill after the failures and tiny_chunks commits leaves:
+    // `documents`, which commits last, never got the batch.
+    std::fs::remove_dir_all(lake.join("documents")).unwrap();
+
+    let out = backfill_with(&pipeline, &samples, &lake, &[]);
+    assert!(out.contains(&format!("{n_files} landed")), "{out}");
+    assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), n_files);
+    // The stage failed again on the re-run; its row is not doubled.
+    assert_eq!(count(lake_s, "SELECT count(*) FROM failures"), 1);
+    assert_eq!(
+        count(lake_s, "SELECT count(*) FROM tiny_chunks"),
+        count(
+            lake_s,
+            "SELECT count(DISTINCT (doc_id, chunk)) FROM tiny_chunks"
+        )
+    );
+}

@@ -3,7 +3,7 @@
 use docstream::contract::failure::ErrorKind;
 use docstream::extract::{extract, Format, Limits};
 
-use crate::harness::repo;
+use crate::harness::{backfill, docstream, ok, repo};
 
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(repo().join("samples").join(name)).unwrap()
@@ -105,4 +105,29 @@ fn truncations_and_bit_flips_never_panic() {
             let _ = extract(&flipped, file, &limits);
         }
     }
+}
+
+#[test]
+fn escape_sequences_in_titles_never_reach_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("evil.html"),
+        "<html><head><title>Q3\u{1b}]0;pwned\u{7}\u{1b}[2J report</title></head><body><p>Quarterly numbers.</p></body></html>",
+    )
+    .unwrap();
+    let lake = tmp.path().join("lake");
+    backfill(&src, &lake, &[]);
+    let out = ok(docstream()
+        .args([
+            "query",
+            "--lake",
+            lake.to_str().unwrap(),
+            "SELECT title FROM documents",
+        ])
+        .output()
+        .unwrap());
+    assert!(out.contains("Q3"), "{out}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
 }

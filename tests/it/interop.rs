@@ -169,3 +169,52 @@ fn optimize_and_vacuum_keep_every_row_for_other_engines() {
         .count();
     assert_eq!(parquet, 1);
 }
+
+#[test]
+fn vacuum_spares_files_a_running_writer_has_not_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    backfill(&repo().join("samples"), &lake, &[]);
+    let rows = count(lake_s, "SELECT count(*) FROM chunks");
+    let committed = std::fs::read_dir(lake.join("chunks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    // A writer's file before its commit, and one a killed writer left behind.
+    let in_flight = lake.join("chunks/part-00000-in-flight.parquet");
+    let orphan = lake.join("chunks/part-00000-orphan.parquet");
+    std::fs::copy(&committed, &in_flight).unwrap();
+    std::fs::copy(&committed, &orphan).unwrap();
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&orphan)
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    let vacuum = |extra: &[&str]| {
+        ok(docstream()
+            .args(["vacuum", "--retain-hours", "0", "--force", "--lake", lake_s])
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+
+    vacuum(&[]);
+    assert!(
+        in_flight.exists() && orphan.exists(),
+        "unreferenced files are left alone by default"
+    );
+    vacuum(&["--orphans"]);
+    assert!(
+        in_flight.exists(),
+        "a file younger than an hour may still be committed"
+    );
+    assert!(
+        !orphan.exists(),
+        "an hour-old unreferenced file is an orphan"
+    );
+    assert!(committed.exists());
+    assert_eq!(count(lake_s, "SELECT count(*) FROM chunks"), rows);
+}

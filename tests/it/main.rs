@@ -7,6 +7,7 @@ mod analytics;
 mod arroyo;
 mod backfill;
 mod cli;
+mod concurrent_writers;
 mod extraction;
 mod harness;
 mod interop;

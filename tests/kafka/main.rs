@@ -10,3 +10,4 @@ mod harness;
 
 mod broker;
 mod ingest;
+mod writers;

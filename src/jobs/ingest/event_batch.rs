@@ -17,6 +17,7 @@ use crate::extract::Limits;
 use crate::jobs::document::{extract_document, extract_small, Origin};
 use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
 use crate::sources::kafka::Record;
+use crate::sources::object_policy::ObjectPolicy;
 use crate::storage::StorageOptions;
 
 /// Where a record sits in its topic.
@@ -72,6 +73,7 @@ pub struct EventReader {
     pub max_event_bytes: usize,
     pub parallelism: usize,
     pub storage: StorageOptions,
+    pub objects: ObjectPolicy,
     /// Object stores by bucket, so each is built once.
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
 }
@@ -84,6 +86,7 @@ impl EventReader {
         max_event_bytes: usize,
         parallelism: usize,
         storage: StorageOptions,
+        objects: ObjectPolicy,
     ) -> Self {
         Self {
             topic,
@@ -92,6 +95,7 @@ impl EventReader {
             max_event_bytes,
             parallelism,
             storage,
+            objects,
             stores: Mutex::new(HashMap::new()),
         }
     }
@@ -199,7 +203,7 @@ impl EventReader {
         let bytes = match &event.action {
             Action::Delete => return Work::Delete(event.doc_id),
             Action::Inline { text, .. } => Bytes::from(text.clone().into_bytes()),
-            Action::Fetch(object) => match self.fetch(object).await {
+            Action::Fetch(object) => match self.fetch(object, event.tenant.as_deref()).await {
                 Ok(b) => b,
                 Err((kind, msg)) => {
                     let mut f = self.record_failure(record, failure::READ_STAGE, kind, msg);
@@ -267,13 +271,20 @@ impl EventReader {
         }
     }
 
-    async fn fetch(&self, object: &ObjectRef) -> Result<Bytes, (ErrorKind, String)> {
+    async fn fetch(
+        &self,
+        object: &ObjectRef,
+        tenant: Option<&str>,
+    ) -> Result<Bytes, (ErrorKind, String)> {
         if let Some(size) = object.size.filter(|s| *s > self.limits.max_input_bytes) {
             let e = crate::extract::too_large(size, &self.limits);
             return Err((e.kind, e.message));
         }
         let read_error = |e: String| (ErrorKind::Read, format!("cannot read {}: {e}", object.uri));
         let url = Url::parse(&object.uri).map_err(|e| read_error(e.to_string()))?;
+        if let Some(why) = self.objects.refusal(tenant.unwrap_or(&self.tenant), &url) {
+            return Err((ErrorKind::Forbidden, format!("refused to read: {why}")));
+        }
         let (store, path) = self.store(&url).map_err(|e| read_error(format!("{e:#}")))?;
         let got = store
             .get(&path)
