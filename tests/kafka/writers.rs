@@ -65,7 +65,7 @@ fn events_cannot_make_a_worker_read_local_files() {
 
 #[test]
 fn ingest_and_backfills_of_the_same_objects_land_each_version_once() {
-    const DOCS: usize = 120;
+    const DOCS: usize = 300;
     let broker = Broker::start();
     broker.create_topic("same", 2);
     let tmp = tempfile::tempdir().unwrap();
@@ -115,7 +115,7 @@ fn ingest_and_backfills_of_the_same_objects_land_each_version_once() {
     .arg(&pipeline)
     .spawn()
     .unwrap();
-    let whole = backfill(&archive, "5");
+    let whole = backfill(&archive, "2");
     let even = backfill(&archive.join("even"), "3");
     for child in [worker, whole, even] {
         ok(child.wait_with_output().unwrap());
