@@ -22,6 +22,7 @@ use deltalake::arrow::buffer::OffsetBuffer;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::protocol::SaveMode;
+use docstream::analytics::config::AnalyticsConfig;
 use docstream::analytics::query::Analytics;
 use docstream::analytics::reports;
 use docstream::analytics::search::{search, Filters};
@@ -192,7 +193,8 @@ async fn vectors(rows: usize) -> Result<()> {
     for lake_root in [&root, &default_root] {
         evict(tmp.path())?;
         let started = Instant::now();
-        let analytics = Analytics::open(lake_root, &storage, None).await?;
+        let analytics =
+            Analytics::open(lake_root, &storage, None, &AnalyticsConfig::default()).await?;
         answers.push(format!("{:?}", analytics.sql(&sql).await?));
         let cold = started.elapsed().as_secs_f64();
         let (warm, rows) = best(3, || analytics.sql(&sql)).await?;
@@ -206,7 +208,7 @@ async fn vectors(rows: usize) -> Result<()> {
     let [(cold, warm), (default_cold, default_warm)] = timings[..] else {
         unreachable!("two layouts")
     };
-    let analytics = Analytics::open(&root, &storage, None).await?;
+    let analytics = Analytics::open(&root, &storage, None, &AnalyticsConfig::default()).await?;
 
     // The same query over the vectors already in memory.
     let ctx = deltalake::datafusion::prelude::SessionContext::new();
@@ -428,7 +430,7 @@ async fn report_latency(chunks: usize) -> Result<()> {
         docs / 100,
         written.elapsed().as_secs_f64()
     );
-    let analytics = Analytics::open(&root, &storage, None).await?;
+    let analytics = Analytics::open(&root, &storage, None, &AnalyticsConfig::default()).await?;
     for report in reports::all(None)? {
         let (secs, rows) = best(3, || analytics.sql(&report.sql)).await?;
         let n: usize = rows.iter().map(RecordBatch::num_rows).sum();

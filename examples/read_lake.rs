@@ -5,6 +5,7 @@
 //! fill it with `--example backfill_library` first)
 
 use deltalake::arrow::util::pretty::pretty_format_batches;
+use docstream::analytics::config::AnalyticsConfig;
 use docstream::analytics::query::Analytics;
 use docstream::storage::{parse_location, StorageOptions};
 
@@ -14,8 +15,13 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "example-lake".into());
     // No query embedder: `embed_query` is unavailable, everything else works.
-    let analytics =
-        Analytics::open(&parse_location(&lake)?, &StorageOptions::default(), None).await?;
+    let analytics = Analytics::open(
+        &parse_location(&lake)?,
+        &StorageOptions::default(),
+        None,
+        &AnalyticsConfig::default(),
+    )
+    .await?;
     let rows = analytics
         .sql(
             "SELECT d.title, d.mime, count(c.chunk_idx) AS chunks, sum(c.n_tokens) AS tokens \

@@ -17,6 +17,9 @@ use crate::sources::kafka_config::KafkaConfig;
 use crate::stages::batcher::BatchConfig;
 use crate::stages::config::{self as stage_config, Stage, StageConfig};
 
+/// The longest duration a pipeline file may give: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+
 /// The pipeline compiled into the binary, so `docstream` works from any folder.
 const DEFAULT_PIPELINE: &str = include_str!("../pipelines/default.toml");
 
@@ -71,9 +74,44 @@ impl Pipeline {
         for assignment in overrides {
             stage_config::set_param(&mut pipeline.stages, assignment)?;
         }
+        pipeline
+            .check_durations()
+            .with_context(|| format!("invalid pipeline file {what}"))?;
         let stages = stage_config::resolve(&pipeline.stages, &pipeline.providers, base.as_deref())?;
         pipeline.base = base;
         Ok((pipeline, stages))
+    }
+
+    /// Every duration in seconds is a number from 0 to a day: TOML allows
+    /// `inf` and `nan`, which no timer takes.
+    fn check_durations(&self) -> Result<()> {
+        let mut durations = vec![
+            (
+                "[extract] timeout_secs".to_string(),
+                self.extract.timeout_secs,
+            ),
+            ("[batch] max_age_secs".to_string(), self.batch.max_age_secs),
+        ];
+        for (name, p) in &self.providers {
+            durations.push((format!("[providers.{name}] timeout_secs"), p.timeout_secs));
+            durations.push((
+                format!("[providers.{name}] backoff_base_secs"),
+                p.backoff_base_secs,
+            ));
+            durations.push((
+                format!("[providers.{name}] circuit_open_secs"),
+                p.circuit_open_secs,
+            ));
+        }
+        match durations
+            .into_iter()
+            .find(|(_, secs)| !(0.0..=MAX_SECONDS).contains(secs))
+        {
+            Some((name, secs)) => {
+                anyhow::bail!("{name} = {secs}: give a number of seconds from 0 to {MAX_SECONDS}")
+            }
+            None => Ok(()),
+        }
     }
 
     /// Providers that embed queries: `[analytics] embed_providers`, else
@@ -142,5 +180,23 @@ mod tests {
         assert!(Pipeline::load(None, &set(&["nostage.x=1"])).is_err());
         assert!(Pipeline::load(None, &set(&["garbage"])).is_err());
         assert!(Pipeline::load(None, &set(&["chunks.encoding=x'; DROP"])).is_err());
+    }
+
+    #[test]
+    fn durations_must_be_finite_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["inf", "nan", "-1.0", "1e12"] {
+            let path = dir.path().join("p.toml");
+            std::fs::write(
+                &path,
+                format!("name = \"p\"\nstages = []\n[extract]\ntimeout_secs = {bad}\n"),
+            )
+            .unwrap();
+            let err = Pipeline::load(Some(&path), &[]).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("timeout_secs"),
+                "{bad}: {err:#}"
+            );
+        }
     }
 }

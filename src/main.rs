@@ -1,6 +1,8 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+const COMMAND_STACK_BYTES: usize = 256 << 20;
+
 fn main() -> std::process::ExitCode {
     let cli = docstream::cli::Cli::parse();
     // A lost commit race is routine with concurrent writers (the lake
@@ -21,8 +23,19 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .thread_stack_size(16 << 20)
         .build();
+    // The command runs on a thread with a large stack: planning a deeply
+    // nested expression (an 8,000-term sum) recurses once per level.
     let result = match runtime {
-        Ok(rt) => rt.block_on(cli.run()),
+        Ok(rt) => std::thread::Builder::new()
+            .name("docstream".into())
+            .stack_size(COMMAND_STACK_BYTES)
+            .spawn(move || rt.block_on(cli.run()))
+            .map_err(anyhow::Error::from)
+            .and_then(|t| {
+                t.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("docstream crashed; please report this"))
+                })
+            }),
         Err(e) => Err(e.into()),
     };
     match result {

@@ -186,7 +186,7 @@ SELECT doc_id, content_hash, chunk_idx, '${embed_model}' AS model,
 FROM (
     SELECT doc_id, content_hash, chunk_idx,
            CAST(extract_json(e, '$[*]') AS FLOAT[]) AS v
-    FROM (SELECT doc_id, content_hash, chunk_idx, embed(text) AS e FROM chunk_values)
+    FROM (SELECT doc_id, content_hash, chunk_idx, embed(redact_pii(text)) AS e FROM chunk_values)
     WHERE e IS NOT NULL
 );
 

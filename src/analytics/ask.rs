@@ -13,6 +13,7 @@
 use anyhow::{anyhow, Result};
 use docstream_models::chain::ModelChain;
 use docstream_models::tasks::Task;
+use docstream_udfs::redact_pii;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -125,8 +126,14 @@ fn fit(answerer: &ModelChain, question: &str, hits: Vec<Hit>) -> (Vec<Hit>, Stri
     let mut used = 2 * answerer.count_tokens(&tail) + 16;
     let mut kept = Vec::new();
     for hit in hits {
-        let title = hit.title.as_deref().unwrap_or("untitled");
-        let excerpt = format!("[{}] ({title}) {}\n", kept.len() + 1, hit.text.trim());
+        // Like the model stages, the answer model never sees raw PII, in
+        // the text or in a title taken from its first line.
+        let title = redact_pii(hit.title.as_deref().unwrap_or("untitled"));
+        let excerpt = format!(
+            "[{}] ({title}) {}\n",
+            kept.len() + 1,
+            redact_pii(hit.text.trim())
+        );
         let tokens = answerer.count_tokens(&excerpt);
         if used + tokens > budget {
             break;

@@ -1,5 +1,6 @@
 //! `[analytics]` in pipeline files: which providers embed queries and answer
-//! questions, where extra reports live, and `ask`'s similarity floor.
+//! questions, where extra reports live, `ask`'s similarity floor, and the
+//! memory a query may hold.
 
 use serde::Deserialize;
 
@@ -17,6 +18,9 @@ pub struct AnalyticsConfig {
     /// the question. Depends on the embedding model: with MiniLM, related
     /// questions score 0.3 and up, unrelated ones about 0.1.
     pub min_similarity: f32,
+    /// Sorts, joins and aggregations of one query hold at most this many
+    /// MiB (0: no limit); past it they spill to disk or fail with a hint.
+    pub memory_limit_mb: usize,
 }
 
 impl Default for AnalyticsConfig {
@@ -26,6 +30,7 @@ impl Default for AnalyticsConfig {
             answer_providers: Vec::new(),
             reports: None,
             min_similarity: 0.25,
+            memory_limit_mb: 4096,
         }
     }
 }

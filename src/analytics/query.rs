@@ -6,18 +6,31 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use docstream_models::chain::ModelChain;
 use docstream_models::provider::ProviderConfig;
+use futures::TryStreamExt;
 use url::Url;
 
+use crate::analytics::config::AnalyticsConfig;
 use crate::functions::embed_query::{self, Resolved};
 use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::sinks::lake::Lake;
 use crate::storage::StorageOptions;
+
+/// Longer SQL is refused before parsing; real queries are a few KiB.
+const MAX_SQL_BYTES: usize = 1 << 20;
+
+/// Deeper expressions are refused before planning, whose passes recurse
+/// (and slow down) once per level: real queries nest a few dozen deep.
+const MAX_EXPR_DEPTH: usize = 1000;
+
+const MEMORY_HINT: &str = "the query needs more memory than [analytics] memory_limit_mb allows: aggregate or filter more, add LIMIT, or raise the limit in the pipeline file";
 
 /// The latest version of every document, by ingest time.
 const CURRENT_DOCUMENTS: &str = "SELECT * EXCLUDE (version_rank) FROM (
@@ -33,16 +46,20 @@ pub struct Analytics {
 }
 
 impl Analytics {
-    /// Opens every table under `root`. With an `embedder`, `embed_query`
-    /// is available and embeds with it.
+    /// Opens every table under `root`, with `config`'s memory limit. With
+    /// an `embedder`, `embed_query` is available and embeds with it.
     pub async fn open(
         root: &Url,
         storage: &StorageOptions,
         embedder: Option<Arc<ModelChain>>,
+        config: &AnalyticsConfig,
     ) -> Result<Self> {
         let mut lake = Lake::open(root, storage).await?;
-        let ctx =
-            crate::functions::session(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let memory_limit = (config.memory_limit_mb > 0).then(|| config.memory_limit_mb << 20);
+        let ctx = crate::functions::session(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_limit,
+        )?;
         let mut tables = lake.register_all(&ctx).await?;
         if tables.iter().any(|t| t == "documents") {
             let view = ctx.sql(CURRENT_DOCUMENTS).await?.into_view();
@@ -76,23 +93,41 @@ impl Analytics {
     /// Runs `sql` and collects its rows (at least one, maybe empty, batch,
     /// so outputs name the columns).
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let frame = self.frame(sql).await?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let mut batches = frame.collect().await?;
+        let stream = self.stream(sql).await?;
+        let schema = stream.schema();
+        let mut batches: Vec<RecordBatch> = stream.try_collect().await?;
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema));
         }
         Ok(batches)
     }
 
-    /// Runs `sql`, yielding its rows batch by batch.
+    /// Runs `sql`, yielding its rows batch by batch. Running out of
+    /// `[analytics] memory_limit_mb` fails with a hint.
     pub async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
-        Ok(self.frame(sql).await?.execute_stream().await?)
+        let stream = self.frame(sql).await?.execute_stream().await?;
+        let schema = stream.schema();
+        let hinted = stream.map_err(|e| {
+            if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+                e.context(MEMORY_HINT)
+            } else {
+                e
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, hinted)))
     }
 
     /// Plans `sql`. Statements that would change anything (DDL, DML, SET)
     /// are refused.
     async fn frame(&self, sql: &str) -> Result<DataFrame> {
+        if sql.len() > MAX_SQL_BYTES {
+            bail!(
+                "the query is {} KiB; docstream plans queries up to {} KiB. Put long value lists in a table or a file instead",
+                sql.len() >> 10,
+                MAX_SQL_BYTES >> 10
+            );
+        }
+        check_depth(sql)?;
         let plan = match self.ctx.state().create_logical_plan(sql).await {
             Ok(plan) => plan,
             Err(e) => return Err(self.explain(e.to_string())),
@@ -185,4 +220,38 @@ pub fn mentions_embed_query(sql: &str) -> bool {
 /// `s` as a SQL string literal.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Refuses SQL whose expressions nest deeper than [`MAX_EXPR_DEPTH`]. SQL
+/// that does not parse passes: planning reports its error.
+fn check_depth(sql: &str) -> Result<()> {
+    use std::ops::ControlFlow;
+
+    use deltalake::datafusion::sql::sqlparser::ast::{Expr, Visit, Visitor};
+    use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
+    use deltalake::datafusion::sql::sqlparser::parser::Parser;
+
+    struct Depth(usize);
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.0 += 1;
+            if self.0 > MAX_EXPR_DEPTH {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.0 -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let Ok(statements) = Parser::parse_sql(&GenericDialect {}, sql) else {
+        return Ok(());
+    };
+    if statements.iter().any(|s| s.visit(&mut Depth(0)).is_break()) {
+        bail!("the query nests expressions more than {MAX_EXPR_DEPTH} deep; split it, or put generated values in a table");
+    }
+    Ok(())
 }

@@ -2,12 +2,14 @@
 //! (Parquet, CSV, JSON or NDJSON by its extension).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::Schema;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::datafusion::execution::SendableRecordBatchStream;
+use futures::TryStreamExt;
 
 use super::terminal::safe_batches;
 
@@ -37,76 +39,176 @@ pub struct OutputArgs {
 impl OutputArgs {
     /// Writes `batches` where the flags say.
     pub fn emit(&self, batches: &[RecordBatch]) -> Result<()> {
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        let mut sink = self.sink(schema)?;
+        let written = batches.iter().try_for_each(|b| sink.write(b));
+        self.finish(sink, written)
+    }
+
+    /// Writes `stream` batch by batch where the flags say, so CSV, NDJSON,
+    /// JSON and Parquet outputs hold one batch at a time (a table for
+    /// people is aligned over all rows, so it holds them all).
+    pub async fn emit_stream(&self, mut stream: SendableRecordBatchStream) -> Result<()> {
+        let mut sink = self.sink(stream.schema())?;
+        let written = async {
+            while let Some(batch) = stream.try_next().await? {
+                sink.write(&batch)?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        self.finish(sink, written)
+    }
+
+    fn sink(&self, schema: SchemaRef) -> Result<Sink<'static>> {
         match &self.out {
-            Some(path) => {
-                write_file(path, batches)?;
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            Some(path) => Sink::file(path, &partial(path), schema),
+            None => Ok(Sink::new(
+                Box::new(std::io::BufWriter::new(std::io::stdout())),
+                self.format,
+                schema,
+            )),
+        }
+    }
+
+    /// Ends the output. A file appears under its name only when complete.
+    fn finish(&self, sink: Sink, written: Result<()>) -> Result<()> {
+        let result = written.and_then(|()| sink.finish());
+        let Some(path) = &self.out else {
+            return result.map(drop);
+        };
+        match result {
+            Ok(rows) => {
+                std::fs::rename(partial(path), path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 eprintln!("wrote {rows} rows to {}", path.display());
                 Ok(())
             }
-            None => write(&mut std::io::stdout().lock(), batches, self.format),
+            Err(e) => {
+                let _ = std::fs::remove_file(partial(path));
+                Err(e)
+            }
         }
     }
 }
 
-pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: Format) -> Result<()> {
-    match format {
-        Format::Table => {
-            writeln!(
-                out,
-                "{}",
-                arrow::util::pretty::pretty_format_batches(&safe_batches(batches)?)?
-            )?;
-        }
-        Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
-            for b in batches {
-                w.write(b)?;
-            }
-        }
-        Format::Json => {
-            let mut w = arrow::json::ArrayWriter::new(out);
-            w.write_batches(&batches.iter().collect::<Vec<_>>())?;
-            w.finish()?;
-        }
-        Format::Ndjson => {
-            let mut w = arrow::json::LineDelimitedWriter::new(out);
-            w.write_batches(&batches.iter().collect::<Vec<_>>())?;
-            w.finish()?;
-        }
-    }
-    Ok(())
+/// Where `--out` is written until it is complete.
+fn partial(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    name.into()
 }
 
-/// Writes `batches` to `path` in the format its extension names.
-pub fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let file =
-        || std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()));
-    match ext.as_deref() {
-        Some("parquet") => {
-            let schema = batches
-                .first()
-                .map(RecordBatch::schema)
-                .unwrap_or_else(|| Arc::new(Schema::empty()));
-            let mut w = deltalake::parquet::arrow::ArrowWriter::try_new(file()?, schema, None)?;
-            for b in batches {
-                w.write(b)?;
-            }
-            w.close()?;
+/// One output being written, a batch at a time.
+struct Sink<'a> {
+    schema: SchemaRef,
+    batches: usize,
+    rows: usize,
+    out: Out<'a>,
+}
+
+enum Out<'a> {
+    Table(Box<dyn Write + 'a>, Vec<RecordBatch>),
+    Csv(arrow::csv::Writer<Box<dyn Write + 'a>>),
+    Json(arrow::json::ArrayWriter<Box<dyn Write + 'a>>),
+    Ndjson(arrow::json::LineDelimitedWriter<Box<dyn Write + 'a>>),
+    Parquet(deltalake::parquet::arrow::ArrowWriter<std::fs::File>),
+}
+
+impl<'a> Sink<'a> {
+    fn new(out: Box<dyn Write + 'a>, format: Format, schema: SchemaRef) -> Self {
+        let out = match format {
+            Format::Table => Out::Table(out, Vec::new()),
+            Format::Csv => Out::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            ),
+            Format::Json => Out::Json(arrow::json::ArrayWriter::new(out)),
+            Format::Ndjson => Out::Ndjson(arrow::json::LineDelimitedWriter::new(out)),
+        };
+        Self {
+            schema,
+            batches: 0,
+            rows: 0,
+            out,
         }
-        Some("csv") => write(&mut file()?, batches, Format::Csv)?,
-        Some("json") => write(&mut file()?, batches, Format::Json)?,
-        Some("ndjson" | "jsonl") => write(&mut file()?, batches, Format::Ndjson)?,
-        _ => bail!(
-            "--out {}: name a .parquet, .csv, .json or .ndjson file",
-            path.display()
-        ),
     }
-    Ok(())
+
+    /// A file at `at` in the format the extension of `path` names.
+    fn file(path: &Path, at: &Path, schema: SchemaRef) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let format = match ext.as_deref() {
+            Some("parquet") => None,
+            Some("csv") => Some(Format::Csv),
+            Some("json") => Some(Format::Json),
+            Some("ndjson" | "jsonl") => Some(Format::Ndjson),
+            _ => bail!(
+                "--out {}: name a .parquet, .csv, .json or .ndjson file",
+                path.display()
+            ),
+        };
+        let file =
+            std::fs::File::create(at).with_context(|| format!("cannot create {}", at.display()))?;
+        Ok(match format {
+            Some(format) => Self::new(Box::new(std::io::BufWriter::new(file)), format, schema),
+            None => Self {
+                out: Out::Parquet(deltalake::parquet::arrow::ArrowWriter::try_new(
+                    file,
+                    schema.clone(),
+                    None,
+                )?),
+                schema,
+                batches: 0,
+                rows: 0,
+            },
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.batches += 1;
+        self.rows += batch.num_rows();
+        match &mut self.out {
+            Out::Table(_, held) => held.push(batch.clone()),
+            Out::Csv(w) => w.write(batch)?,
+            Out::Json(w) => w.write(batch)?,
+            Out::Ndjson(w) => w.write(batch)?,
+            Out::Parquet(w) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    /// Ends the output; returns how many rows it held. An output of no
+    /// rows still names the columns.
+    fn finish(mut self) -> Result<usize> {
+        if self.batches == 0 {
+            self.write(&RecordBatch::new_empty(self.schema.clone()))?;
+        }
+        match self.out {
+            Out::Table(mut out, held) => {
+                let table = arrow::util::pretty::pretty_format_batches(&safe_batches(&held)?)?;
+                writeln!(out, "{table}")?;
+                out.flush()?;
+            }
+            Out::Csv(w) => w.into_inner().flush()?,
+            Out::Json(mut w) => {
+                w.finish()?;
+                w.into_inner().flush()?;
+            }
+            Out::Ndjson(mut w) => {
+                w.finish()?;
+                w.into_inner().flush()?;
+            }
+            Out::Parquet(w) => {
+                w.close()?;
+            }
+        }
+        Ok(self.rows)
+    }
 }

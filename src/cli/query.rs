@@ -32,7 +32,10 @@ pub struct Args {
 impl Args {
     pub async fn run(self, r: Resolved) -> Result<()> {
         let models = r.models(mentions_embed_query(&self.sql), false, false)?;
-        let analytics = Analytics::open(&r.lake, &r.storage, models.embedder).await?;
-        self.output.emit(&analytics.sql(&self.sql).await?)
+        let analytics =
+            Analytics::open(&r.lake, &r.storage, models.embedder, &r.pipeline.analytics).await?;
+        self.output
+            .emit_stream(analytics.stream(&self.sql).await?)
+            .await
     }
 }

@@ -54,7 +54,7 @@ impl Args {
             print!("{}", report.sql);
             return Ok(());
         }
-        let analytics = Analytics::open(&r.lake, &r.storage, None).await?;
+        let analytics = Analytics::open(&r.lake, &r.storage, None, &r.pipeline.analytics).await?;
         let rows = analytics
             .sql(&report.sql)
             .await

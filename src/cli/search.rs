@@ -33,7 +33,8 @@ impl Scope {
     /// without one) and, with `answer`, the answer model.
     async fn open(self, r: &Resolved, answer: bool) -> Result<Opened> {
         let models = r.models(true, true, answer)?;
-        let analytics = Analytics::open(&r.lake, &r.storage, models.embedder).await?;
+        let analytics =
+            Analytics::open(&r.lake, &r.storage, models.embedder, &r.pipeline.analytics).await?;
         let filters = Filters {
             tenant: self.tenant,
             since: self.since,

@@ -1,9 +1,12 @@
 //! `docstream serve-models`.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use docstream_models::provider::{ProviderConfig, ProviderKind};
 
 use super::resolved::Resolved;
+use super::values::seconds;
 use crate::models::backend::Backend;
 use crate::models::local::KNOWN;
 use crate::models::server::{serve, Served};
@@ -13,11 +16,13 @@ use crate::models::server::{serve, Served};
 /// Other tools (and docstream's `openai` provider) can then use them like
 /// Ollama: POST /v1/embeddings and /v1/chat/completions, GET /v1/models.
 /// `response_format: {type: json_schema}` constrains generation with a grammar.
+/// An embeddings request takes at most 2048 inputs.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     docstream serve-models --addr 127.0.0.1:8080\n  \
-    curl -s localhost:8080/v1/embeddings -d '{\"model\":\"all-MiniLM-L6-v2\",\"input\":[\"hello\"]}'\n  \
-    curl -s localhost:8080/v1/chat/completions -d '{\"model\":\"SmolLM2-135M-Instruct\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'")]
+    curl -s localhost:8080/v1/embeddings -H 'content-type: application/json' -d '{\"model\":\"all-MiniLM-L6-v2\",\"input\":[\"hello\"]}'\n  \
+    curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' -d '{\"model\":\"SmolLM2-135M-Instruct\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'\n  \
+    DOCSTREAM_MODELS_TOKEN=s3cret docstream serve-models --addr 0.0.0.0:8080   # clients send Authorization: Bearer s3cret")]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -30,6 +35,16 @@ pub struct Args {
     /// Cap on generated tokens per request.
     #[arg(long, default_value_t = 512)]
     pub max_output_tokens: usize,
+
+    /// Require `Authorization: Bearer <token>` on every request. Set it in
+    /// the environment, not on the command line, where `ps` shows it.
+    #[arg(long, env = "DOCSTREAM_MODELS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Seconds a request waits for its model's turn before a 503: each
+    /// model runs one request at a time.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
+    pub queue_timeout: f64,
 }
 
 impl Args {
@@ -62,6 +77,12 @@ impl Args {
             "serving {} on http://{addr}/v1",
             KNOWN.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
         );
-        serve(listener, served).await
+        serve(
+            listener,
+            served,
+            self.token.filter(|t| !t.is_empty()),
+            Duration::from_secs_f64(self.queue_timeout),
+        )
+        .await
     }
 }

@@ -11,6 +11,8 @@ pub mod model;
 pub mod text;
 pub mod vector;
 
+use anyhow::Result;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 /// Registers `chunk_text`, `count_tokens`, `redact_pii`,
@@ -21,12 +23,17 @@ pub fn register_all(ctx: &SessionContext) {
 }
 
 /// A DataFusion session over `partitions` cores with every function of
-/// `register_all`.
-pub fn session(partitions: usize) -> SessionContext {
+/// `register_all`. With `memory_limit` bytes, operators that buffer (sort,
+/// join, aggregate) spill or fail past it instead of growing unbounded.
+pub fn session(partitions: usize, memory_limit: Option<usize>) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
         .with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(bytes) = memory_limit {
+        runtime = runtime.with_memory_limit(bytes, 1.0);
+    }
+    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
     register_all(&ctx);
-    ctx
+    Ok(ctx)
 }

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::document::{extract_document, Origin};
+use super::document::{extract_document, ExtractSlots, Origin};
 use crate::config::Pipeline;
 use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
@@ -122,8 +122,9 @@ impl Backfill {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let slots = ExtractSlots::new(parallelism);
         let mut outcomes = futures::stream::iter(objects)
-            .map(|object| self.process(&bucket, object, &done))
+            .map(|object| self.process(&bucket, object, &done, &slots))
             .buffered(parallelism);
         let mut batcher = Batcher::new(self.batch);
         let mut failures: Vec<Failure> = Vec::new();
@@ -174,6 +175,7 @@ impl Backfill {
         bucket: &Bucket,
         object: SourceObject,
         done: &HashSet<DocKey>,
+        slots: &ExtractSlots,
     ) -> (u64, Outcome) {
         let size = object.meta.size;
         let mut metadata = serde_json::Map::new();
@@ -213,7 +215,7 @@ impl Backfill {
         if is_done(&origin) {
             return (size, Outcome::Skipped);
         }
-        match extract_document(origin, bytes, object.uri, self.limits).await {
+        match extract_document(origin, bytes, object.uri, self.limits, slots).await {
             Ok((doc, warning)) => (size, Outcome::Landed(Box::new(doc), warning)),
             Err(failure) => (size, Outcome::Failed(*failure)),
         }

@@ -1,6 +1,8 @@
 //! One model behind one endpoint: an HTTP client or an in-process model.
 
 #[cfg(feature = "local-models")]
+use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "local-models")]
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -139,10 +141,14 @@ impl ModelBackend for Backend {
                 let model = model.clone();
                 let (system, user) = (req.system.clone(), req.user.clone());
                 let (grammar, max_tokens) = (req.grammar.clone(), req.max_tokens);
+                // Dropping this future (a timeout, a client that hung up)
+                // stops the generation at its next token.
+                let cancel = CancelOnDrop::default();
+                let cancelled = cancel.0.clone();
                 let out = blocking(move || {
                     let model = model.lock().map_err(|_| "generator poisoned".to_string())?;
                     model
-                        .generate(&system, &user, grammar.as_deref(), max_tokens)
+                        .generate(&system, &user, grammar.as_deref(), max_tokens, &cancelled)
                         .map_err(|e| format!("{e:#}"))
                 })
                 .await?;
@@ -177,6 +183,18 @@ impl ModelBackend for Backend {
             Backend::LocalChat(_) => true,
             _ => false,
         }
+    }
+}
+
+/// Sets its flag when dropped.
+#[cfg(feature = "local-models")]
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+#[cfg(feature = "local-models")]
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

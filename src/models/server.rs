@@ -2,6 +2,7 @@
 //! API (`/v1/embeddings`, `/v1/chat/completions`, `/v1/models`), like Ollama.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use axum::extract::State;
@@ -22,17 +23,85 @@ pub struct Served {
     pub max_output_tokens: usize,
 }
 
-struct Models(Vec<Served>);
+/// A served model and its turn: one request runs at a time; the others
+/// wait, and are forgotten when their client hangs up.
+struct Model {
+    served: Served,
+    turn: tokio::sync::Semaphore,
+}
 
-pub async fn serve(listener: tokio::net::TcpListener, models: Vec<Served>) -> Result<()> {
-    let state = Arc::new(Models(models));
+struct Models {
+    list: Vec<Model>,
+    /// How long a request may wait for its turn before it gets a 503.
+    queue_timeout: Duration,
+}
+
+/// More inputs in one embeddings request are refused (413): docstream's
+/// own client sends at most this many (`max_inputs_per_request`).
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
+/// Serves `models`; with a `token`, every request needs
+/// `Authorization: Bearer <token>`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    models: Vec<Served>,
+    token: Option<String>,
+    queue_timeout: Duration,
+) -> Result<()> {
+    let turns = models
+        .into_iter()
+        .map(|served| Model {
+            served,
+            turn: tokio::sync::Semaphore::new(1),
+        })
+        .collect();
+    let state = Arc::new(Models {
+        list: turns,
+        queue_timeout,
+    });
     let app = Router::new()
         .route("/v1/models", get(list))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/chat/completions", post(chat))
-        .with_state(state);
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ));
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+async fn require_token(
+    State(token): State<Arc<Option<String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = token.as_deref() {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| same_secret(given, token)) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "this server needs Authorization: Bearer <the token it was started with>",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares in time independent of where the strings differ, so timing
+/// does not reveal the token a byte at a time.
+fn same_secret(given: &str, token: &str) -> bool {
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -45,18 +114,23 @@ fn failed(e: CallError) -> Response {
 }
 
 impl Models {
-    fn find(&self, id: Option<&str>, embedding: bool) -> Result<&Served, Box<Response>> {
-        let fits = |m: &&Served| matches!(m.backend, Backend::LocalEmbed(..)) == embedding;
+    fn find(&self, id: Option<&str>, embedding: bool) -> Result<&Model, Box<Response>> {
+        let fits = |m: &&Model| matches!(m.served.backend, Backend::LocalEmbed(..)) == embedding;
         let found = match id {
             Some(id) => self
-                .0
+                .list
                 .iter()
                 .filter(fits)
-                .find(|m| m.id.eq_ignore_ascii_case(id)),
-            None => self.0.iter().find(fits),
+                .find(|m| m.served.id.eq_ignore_ascii_case(id)),
+            None => self.list.iter().find(fits),
         };
         found.ok_or_else(|| {
-            let ids: Vec<&str> = self.0.iter().filter(fits).map(|m| m.id.as_str()).collect();
+            let ids: Vec<&str> = self
+                .list
+                .iter()
+                .filter(fits)
+                .map(|m| m.served.id.as_str())
+                .collect();
             Box::new(error(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -66,22 +140,47 @@ impl Models {
             ))
         })
     }
+
+    /// Waits for `model`'s turn, or answers 503 after the queue timeout.
+    async fn turn<'a>(
+        &self,
+        model: &'a Model,
+    ) -> Result<tokio::sync::SemaphorePermit<'a>, Box<Response>> {
+        match tokio::time::timeout(self.queue_timeout, model.turn.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                let mut busy = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{} is busy: no turn within {:?}; retry later, or start serve-models with a longer --queue-timeout",
+                        model.served.id, self.queue_timeout
+                    ),
+                );
+                busy.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+                Err(Box::new(busy))
+            }
+        }
+    }
 }
 
 async fn list(State(models): State<Arc<Models>>) -> Json<Value> {
     let data: Vec<Value> = models
-        .0
+        .list
         .iter()
-        .map(|m| json!({"id": m.id, "object": "model", "owned_by": "docstream"}))
+        .map(|m| json!({"id": m.served.id, "object": "model", "owned_by": "docstream"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
 }
 
 async fn embeddings(State(models): State<Arc<Models>>, body: Json<Value>) -> Response {
-    let model = match models.find(body["model"].as_str(), true) {
+    let queued = match models.find(body["model"].as_str(), true) {
         Ok(m) => m,
         Err(r) => return *r,
     };
+    let model = &queued.served;
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => match items.iter().map(|v| v.as_str().map(String::from)).collect() {
@@ -94,6 +193,19 @@ async fn embeddings(State(models): State<Arc<Models>>, body: Json<Value>) -> Res
                 "input must be a string or an array of strings",
             )
         }
+    };
+    if inputs.len() > MAX_EMBED_INPUTS {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} inputs in one request; send at most {MAX_EMBED_INPUTS} per request",
+                inputs.len()
+            ),
+        );
+    }
+    let _turn = match models.turn(queued).await {
+        Ok(turn) => turn,
+        Err(r) => return *r,
     };
     match model.backend.embed(inputs).await {
         Ok(reply) => {
@@ -117,10 +229,11 @@ async fn embeddings(State(models): State<Arc<Models>>, body: Json<Value>) -> Res
 }
 
 async fn chat(State(models): State<Arc<Models>>, body: Json<Value>) -> Response {
-    let model = match models.find(body["model"].as_str(), false) {
+    let queued = match models.find(body["model"].as_str(), false) {
         Ok(m) => m,
         Err(r) => return *r,
     };
+    let model = &queued.served;
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let content = |role: &str| -> String {
         messages
@@ -160,6 +273,10 @@ async fn chat(State(models): State<Arc<Models>>, body: Json<Value>) -> Response 
         schema,
         grammar,
         max_tokens,
+    };
+    let _turn = match models.turn(queued).await {
+        Ok(turn) => turn,
+        Err(r) => return *r,
     };
     match model.backend.chat(&request).await {
         Ok(reply) => {

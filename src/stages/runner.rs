@@ -298,7 +298,7 @@ impl StageRunner {
 
     /// A session with `batch` registered as the `extracted` table.
     fn context(&self, batch: &RecordBatch) -> Result<SessionContext> {
-        let ctx = crate::functions::session(self.partitions);
+        let ctx = crate::functions::session(self.partitions, None)?;
         let table = MemTable::try_new(batch.schema(), split(batch, self.partitions))?;
         ctx.register_table("extracted", Arc::new(table))?;
         Ok(ctx)

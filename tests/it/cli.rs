@@ -44,3 +44,64 @@ fn help_hides_environment_values() {
     assert!(!help.contains("s3cr3t-value"), "{help}");
     assert!(!help.contains("/secret/path"), "{help}");
 }
+
+#[test]
+fn a_deeply_nested_query_gets_an_answer_or_an_error_not_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    backfill(&repo().join("samples"), &lake, &[]);
+    let lake = lake.to_str().unwrap();
+    let sum = |terms: usize| format!("SELECT {} AS n", vec!["1"; terms].join("+"));
+    assert_eq!(count(lake, &sum(500)), 500);
+    let out = docstream()
+        .args(["query", "--lake", lake, &sum(8000)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nests expressions"), "{stderr}");
+}
+
+#[test]
+fn a_query_past_the_memory_limit_fails_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    backfill(&repo().join("samples"), &lake, &[]);
+    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
+    let sql = repo().join("sql").to_str().unwrap().to_owned() + "/";
+    let limited = default
+        .replace("../sql/", &sql)
+        .replace("memory_limit_mb = 4096", "memory_limit_mb = 1");
+    assert_ne!(limited, default.replace("../sql/", &sql));
+    let pipeline = tmp.path().join("limited.toml");
+    std::fs::write(&pipeline, limited).unwrap();
+    let hoard =
+        "SELECT count(*) AS n FROM (SELECT array_agg(value) AS a FROM generate_series(1, 2000000))";
+    let rows = tmp.path().join("rows.csv");
+    let run = |pipeline: Option<&std::path::Path>| {
+        let mut cmd = docstream();
+        if let Some(p) = pipeline {
+            cmd.arg("--pipeline").arg(p);
+        }
+        cmd.args(["query", "--lake", lake.to_str().unwrap(), hoard, "--out"]);
+        cmd.arg(&rows).output().unwrap()
+    };
+    let out = run(Some(&pipeline));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("memory_limit_mb"), "{stderr}");
+    // A failed query leaves no output file, not even a partial one.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rows"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let out = run(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&rows).unwrap(), "n\n1\n");
+}

@@ -7,7 +7,6 @@ mod analytics;
 mod arroyo;
 mod backfill;
 mod cli;
-mod concurrent_writers;
 mod extraction;
 mod harness;
 mod interop;

@@ -581,3 +581,197 @@ fn long_inputs_are_split_and_averaged_or_truncated_by_config() {
         }
     }
 }
+
+#[test]
+fn emails_and_phone_numbers_never_reach_a_model_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    write_docs(
+        &docs,
+        &[(
+            "contact.txt",
+            "Escalations go to jane.doe@example.com or +1 415 555 0134.\n\n\
+             The vendor contract renews in March and the penalty clause applies.",
+        )],
+    );
+    let record = tmp.path().join("requests.ndjson");
+    let (_server, url, _) = fault_server(&["--record", record.to_str().unwrap()]);
+    let chat = format!(
+        "[providers.fakechat]\nkind = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake-chat\"\n"
+    );
+    let mut providers = embed_provider(&url) + &chat;
+    providers.push_str(
+        "[analytics]\nembed_providers = [\"fake\"]\nanswer_providers = [\"fakechat\"]\nmin_similarity = -1.0\n",
+    );
+    let p = pipeline(
+        tmp.path(),
+        64,
+        &model_stages("fake", "fakechat", "contract,other"),
+        &providers,
+    );
+    let lake = tmp.path().join("lake");
+    backfill_with(&p, &docs, &lake, &[]);
+    // The lake keeps the original text; only what is sent is masked.
+    let lake_s = lake.to_str().unwrap();
+    assert_eq!(
+        count(
+            lake_s,
+            "SELECT count(*) FROM chunks WHERE text LIKE '%jane.doe@example.com%'"
+        ),
+        1
+    );
+    // This test server's answers do not fit the answer schema; what matters
+    // is what the question's excerpts looked like when they left.
+    docstream()
+        .arg("--pipeline")
+        .arg(&p)
+        .args(["ask", "--lake", lake_s, "Who handles escalations?"])
+        .output()
+        .unwrap();
+
+    let sent = std::fs::read_to_string(&record).unwrap();
+    assert!(sent.contains("\"input\""), "embeddings were recorded");
+    assert!(
+        sent.contains("penalty clause"),
+        "the document was sent: {sent}"
+    );
+    assert!(sent.contains("\"messages\""), "chat calls were recorded");
+    assert!(sent.contains("Excerpts:"), "ask's prompt was recorded");
+    for secret in ["jane.doe@example.com", "555 0134"] {
+        let leak = sent.lines().find(|l| l.contains(secret));
+        assert!(leak.is_none(), "{secret} left the process: {leak:?}");
+    }
+}
+
+#[test]
+fn an_endless_response_is_cut_off_and_fails_only_its_calls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    fault_docs(&docs, 2);
+    let (_server, url, _) = fault_server(&["--pad-mb", "65"]);
+    // Time enough to read 64 MiB: the cap, not the timeout, must stop it.
+    let provider = embed_provider(&url).replace("timeout_secs = 0.15", "timeout_secs = 60");
+    let p = pipeline(
+        tmp.path(),
+        64,
+        &[stage("embeddings", &["fake"], "")],
+        &provider,
+    );
+    let lake = tmp.path().join("lake");
+    backfill_with(&p, &docs, &lake, &[]);
+    let lake = lake.to_str().unwrap();
+    assert_eq!(count(lake, "SELECT count(*) FROM documents"), 2);
+    assert_eq!(count(lake, "SELECT count(*) FROM embeddings"), 0);
+    assert!(
+        count(
+            lake,
+            "SELECT count(*) FROM failures WHERE stage = 'embeddings' AND error LIKE '%larger than 64 MiB%'"
+        ) >= 2
+    );
+}
+
+/// POST `body` to 127.0.0.1:`port` at `path`; returns (status, response body).
+fn post(port: u16, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn serve_models_refuses_oversized_batches_and_callers_without_its_token() {
+    let port = free_port();
+    let _server = Server(
+        docstream()
+            .args(["serve-models", "--addr", &format!("127.0.0.1:{port}")])
+            .env("DOCSTREAM_MODELS_TOKEN", "s3cret")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    let url = "/v1/embeddings";
+    let one = r#"{"model":"all-MiniLM-L6-v2","input":["hello"]}"#;
+
+    let (status, body) = post(port, url, one, None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post(port, url, one, Some("wrong"));
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post(port, url, one, Some("s3cret"));
+    assert_eq!(status, 200, "{body}");
+
+    let many = serde_json::json!({"model": "all-MiniLM-L6-v2", "input": vec![""; 40_000]});
+    let (status, body) = post(port, url, &many.to_string(), Some("s3cret"));
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("2048"), "{body}");
+    // Still serving.
+    let (status, _) = post(port, url, one, Some("s3cret"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn serve_models_drops_work_its_callers_abandoned_and_turns_away_what_waits_too_long() {
+    use std::io::Write;
+    let port = free_port();
+    let _server = Server(
+        docstream()
+            .args(["serve-models", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--queue-timeout", "2"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    let chat = |schema: serde_json::Value, max_tokens: u32| {
+        serde_json::json!({
+            "model": "SmolLM2-135M-Instruct",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Tell a long story about a ship."}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+        })
+        .to_string()
+    };
+    // A reply the grammar forces to take hundreds of tokens: seconds of work.
+    let long = chat(
+        serde_json::json!({"type": "object", "properties": {"story": {"type": "string", "minLength": 1500}}, "required": ["story"]}),
+        512,
+    );
+    let short = chat(
+        serde_json::json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}),
+        16,
+    );
+    let path = "/v1/chat/completions";
+    let mut abandoned = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        abandoned,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{long}",
+        long.len()
+    )
+    .unwrap();
+    // Once the long request holds the model, the next one waits 2 s and
+    // gives up. (A short one that got its turn first answers 200 quickly.)
+    let (status, body) = (0..3)
+        .map(|_| post(port, path, &short, None))
+        .find(|(status, _)| *status != 200)
+        .expect("the long request never held the model");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--queue-timeout"), "{body}");
+    // Its caller hangs up; the generation stops, so a new request gets its
+    // turn within the queue timeout instead of waiting out the long reply.
+    drop(abandoned);
+    let (status, body) = post(port, path, &short, None);
+    assert_eq!(status, 200, "{body}");
+}

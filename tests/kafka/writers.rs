@@ -1,8 +1,10 @@
-//! Ingest beside backfills of the same objects, and events that name
-//! objects the worker must not read.
+//! Ingest and backfills racing over the same objects into one lake, one
+//! of them SIGKILLed and re-run; and events that name objects the worker
+//! must not read.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::broker::*;
 use crate::harness::*;
@@ -63,84 +65,203 @@ fn events_cannot_make_a_worker_read_local_files() {
     );
 }
 
-#[test]
-fn ingest_and_backfills_of_the_same_objects_land_each_version_once() {
-    const DOCS: usize = 300;
-    let broker = Broker::start();
-    broker.create_topic("same", 2);
-    let tmp = tempfile::tempdir().unwrap();
-    let archive = tmp.path().join("archive");
-    for i in 0..DOCS {
-        let dir = archive.join(if i % 2 == 0 { "even" } else { "odd" });
-        std::fs::create_dir_all(&dir).unwrap();
-        let body = format!("Document {i}.\n\nVendor {} slipped delivery {i}.\n", i % 7);
-        std::fs::write(dir.join(format!("d{i:04}.txt")), body.repeat(1 + i % 3)).unwrap();
-    }
-    let pipeline = pipeline_allowing(tmp.path(), &archive);
-    // Events for every other document: the same objects the backfills read.
-    let events: Vec<String> = (0..DOCS)
-        .step_by(2)
-        .map(|i| {
-            let path = archive.join("even").join(format!("d{i:04}.txt"));
-            serde_json::json!({"object": {"uri": format!("file://{}", path.display())}}).to_string()
-        })
-        .collect();
-    let events_file = tmp.path().join("events.ndjson");
-    std::fs::write(&events_file, events.join("\n")).unwrap();
-    publish_ndjson(&broker, "same", &events_file, &[]);
+const DOCS: usize = 240;
 
-    let lake = tmp.path().join("lake");
-    let backfill = |source: &Path, rows: &str| {
-        docstream()
-            .arg("--pipeline")
-            .arg(&pipeline)
-            .arg("backfill")
-            .arg(source)
-            .arg("--lake")
-            .arg(&lake)
-            .args(["--batch-rows", rows])
+/// `DOCS` small documents spread over `x/`, `y/` and `z/`.
+fn archive(root: &Path) {
+    for i in 0..DOCS {
+        let dir = root.join(sub(i));
+        std::fs::create_dir_all(&dir).unwrap();
+        let body = format!(
+            "Document {i}\n\nVendor {v} was late on delivery {i}.\n\nThe owner of risk {i} is team {t}.\n",
+            v = i % 13,
+            t = i % 5
+        );
+        std::fs::write(dir.join(format!("d{i:04}.txt")), body.repeat(1 + i % 4)).unwrap();
+    }
+}
+
+fn sub(i: usize) -> &'static str {
+    ["x", "y", "z"][i % 3]
+}
+
+/// Commit files in a table's log on disk.
+fn commits(log: &Path) -> usize {
+    std::fs::read_dir(log).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        })
+        .count()
+    })
+}
+
+/// Where the race runs: the archive as writers name it, the lake, the
+/// lake's files on disk, the pipeline and the environment.
+struct Arena<'a> {
+    source: String,
+    lake: String,
+    local: std::path::PathBuf,
+    pipeline: Option<std::path::PathBuf>,
+    env: Vec<(&'a str, &'a str)>,
+}
+
+impl Arena<'_> {
+    fn docstream(&self) -> Command {
+        let mut c = docstream();
+        if let Some(p) = &self.pipeline {
+            c.arg("--pipeline").arg(p);
+        }
+        c.envs(self.env.iter().copied());
+        c
+    }
+
+    fn backfill(&self, sub: &str, batch_rows: &str) -> Child {
+        self.docstream()
+            .args(["backfill", &format!("{}{sub}", self.source), "--lake"])
+            .arg(&self.lake)
+            .args(["--batch-rows", batch_rows])
             .args(SPINE)
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
-    };
-    let worker = ingest_command(
-        &broker,
-        "same",
-        &lake,
-        &["--exit-when-idle", "3", "--batch-rows", "7"],
-    )
-    .arg("--pipeline")
-    .arg(&pipeline)
-    .spawn()
-    .unwrap();
-    let whole = backfill(&archive, "2");
-    let even = backfill(&archive.join("even"), "3");
-    for child in [worker, whole, even] {
-        ok(child.wait_with_output().unwrap());
     }
 
-    let lake_s = lake.to_str().unwrap();
-    assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), DOCS as i64);
+    fn count(&self, sql: &str) -> i64 {
+        query(&self.lake, sql, &self.env)[0]["n"].as_i64().unwrap()
+    }
+}
+
+/// One ingest of events for a quarter of the documents and three backfills
+/// of overlapping folders start at random offsets; the whole-archive
+/// backfill is SIGKILLed after some commits and re-run.
+fn race(broker: &Broker, topic: &str, arena: &Arena) {
+    broker.create_topic(topic, 2);
+    let events: Vec<String> = (0..DOCS)
+        .step_by(4)
+        .map(|i| {
+            let path = format!("{}{}/d{i:04}.txt", arena.source, sub(i));
+            let uri = if path.starts_with('/') {
+                format!("file://{path}")
+            } else {
+                path
+            };
+            serde_json::json!({"object": {"uri": uri}}).to_string()
+        })
+        .collect();
+    let file = arena.local.join("events.ndjson");
+    std::fs::write(&file, events.join("\n")).unwrap();
+    publish_ndjson(broker, topic, &file, &[]);
+
+    let pause = || std::thread::sleep(Duration::from_millis(fastrand::u64(0..400)));
+    let mut worker = arena.docstream();
+    worker
+        .args([
+            "ingest",
+            "--brokers",
+            &broker.addr,
+            "--topic",
+            topic,
+            "--lake",
+        ])
+        .arg(&arena.lake)
+        .args(["--exit-when-idle", "3", "--batch-rows", "7"])
+        .args(SPINE)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let worker = worker.spawn().unwrap();
+    pause();
+    let mut whole = arena.backfill("", "4");
+    pause();
+    let x = arena.backfill("x", "3");
+    pause();
+    let y = arena.backfill("y", "5");
+
+    // Kill the whole-archive run once the lake has some commits.
+    let log = arena.local.join("lake/documents/_delta_log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let killed = loop {
+        if whole.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if commits(&log) >= 12 {
+            whole.kill().unwrap(); // SIGKILL
+            whole.wait().unwrap();
+            break true;
+        }
+        assert!(Instant::now() < deadline, "no writer made progress");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    for child in [worker, x, y] {
+        ok(child.wait_with_output().unwrap());
+    }
+    if killed {
+        ok(arena.backfill("", "4").wait_with_output().unwrap());
+    }
+
     assert_eq!(
-        count(
-            lake_s,
-            "SELECT count(DISTINCT (doc_id, content_hash)) FROM documents"
-        ),
+        arena.count("SELECT count(*) AS n FROM documents"),
         DOCS as i64
     );
-    let chunks = count(lake_s, "SELECT count(*) FROM chunks");
     assert_eq!(
-        count(
-            lake_s,
-            "SELECT count(DISTINCT (doc_id, chunk_idx)) FROM chunks"
-        ),
-        chunks
+        arena.count("SELECT count(*) AS n FROM (SELECT doc_id, content_hash FROM documents GROUP BY 1, 2 HAVING count(*) > 1)"),
+        0
+    );
+    let chunks = arena.count("SELECT count(*) AS n FROM chunks");
+    assert_eq!(
+        arena.count("SELECT count(DISTINCT (doc_id, chunk_idx)) AS n FROM chunks"),
+        chunks,
+        "a chunk landed twice"
     );
     assert_eq!(
-        count(lake_s, "SELECT count(DISTINCT doc_id) FROM chunks"),
+        arena.count("SELECT count(DISTINCT doc_id) AS n FROM chunks"),
         DOCS as i64
     );
-    assert_eq!(count(lake_s, "SELECT count(*) FROM failures"), 0);
+    // No gap: every document's chunks are numbered 0..n.
+    assert_eq!(
+        arena.count("SELECT count(*) AS n FROM (SELECT doc_id FROM chunks GROUP BY doc_id HAVING max(chunk_idx) + 1 <> count(*))"),
+        0
+    );
+    assert_eq!(arena.count("SELECT count(*) AS n FROM failures"), 0);
+}
+
+#[test]
+fn ingest_and_overlapping_backfills_on_a_local_lake_land_each_version_once() {
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("archive");
+    archive(&source);
+    race(
+        &broker,
+        "race-local",
+        &Arena {
+            source: format!("{}/", source.display()),
+            lake: tmp.path().join("lake").display().to_string(),
+            local: tmp.path().to_path_buf(),
+            pipeline: Some(pipeline_allowing(tmp.path(), &source)),
+            env: Vec::new(),
+        },
+    );
+}
+
+#[test]
+fn ingest_and_overlapping_backfills_on_s3_land_each_version_once() {
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // Buckets are folders: `archive` and `lake`, whose files are the lake's.
+    archive(&tmp.path().join("archive"));
+    std::fs::create_dir_all(tmp.path().join("lake")).unwrap();
+    let s3 = S3Server::start(tmp.path());
+    race(
+        &broker,
+        "race-s3",
+        &Arena {
+            source: "s3://archive/".into(),
+            lake: "s3://lake/".into(),
+            local: tmp.path().to_path_buf(),
+            pipeline: None,
+            env: s3.env(),
+        },
+    );
 }

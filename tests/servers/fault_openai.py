@@ -8,6 +8,11 @@ for the schema named in response_format.
     python3 fault_openai.py --port 8000 [--latency-ms 20] [--max-concurrency 4]
         [--p429 0.3 --p500 0.1 --phang 0.05 --pmalformed 0.05]
         [--retry-after 0.2] [--hang-secs 5] [--bad-input POISON] [--dims 64]
+        [--record FILE] [--pad-mb N]
+
+--record appends every request body to FILE, one JSON object per line, so
+tests can check what left docstream. --pad-mb pads every successful
+response with N MiB of JSON whitespace (a hostile or broken endpoint).
 
 GET /stats returns {"requests", "embed_inputs", "chat", "ok", "faults": {...},
 "max_in_flight"}.
@@ -35,6 +40,8 @@ parser.add_argument("--hang-secs", type=float, default=5.0)
 parser.add_argument("--bad-input", default=None, help="any input containing this gets a 400")
 parser.add_argument("--dims", type=int, default=64)
 parser.add_argument("--seed", type=int, default=7)
+parser.add_argument("--record", default=None, help="append each request body to this file")
+parser.add_argument("--pad-mb", type=int, default=0, help="pad successful responses with N MiB")
 args = parser.parse_args()
 
 rng = random.Random(args.seed)
@@ -104,7 +111,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         global in_flight
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.loads(raw or b"{}")
+        if args.record:
+            with lock, open(args.record, "ab") as f:
+                f.write(raw.replace(b"\n", b" ") + b"\n")
         inputs = body.get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else inputs
         with lock:
@@ -167,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(404, {"error": "not found"})
         with lock:
             stats["ok"] += 1
-        self.reply(200, payload)
+        self.reply(200, json.dumps(payload).encode() + b" " * (args.pad_mb << 20))
 
 
 class Server(ThreadingHTTPServer):

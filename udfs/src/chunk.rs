@@ -157,14 +157,21 @@ impl Chunker<'_> {
             to_end: true,
         };
         let mut pos = start;
-        for piece in tok.split(&self.text[start..]) {
+        // The pretokenizer reads a piece to its end, which for a text without
+        // whitespace is the rest of the text, once per chunk: split only as
+        // far as one chunk can reach, so chunking stays linear.
+        let limit = max * MAX_PIECE_BYTES_PER_TOKEN;
+        let reach = floor_char_boundary(self.text, (start + limit).min(self.text.len()));
+        let bounded = reach < self.text.len();
+        for piece in tok.split(&self.text[start..reach]) {
             if w.ends.len() > max {
                 w.to_end = false;
                 break;
             }
-            let limit = max * MAX_PIECE_BYTES_PER_TOKEN;
-            let whole = piece.len() <= limit;
-            let part = if whole {
+            // A piece ending at the reach may go on past it.
+            let at_edge = bounded && pos + piece.len() == reach;
+            let whole = piece.len() <= limit && !at_edge;
+            let part = if piece.len() <= limit {
                 piece
             } else {
                 &piece[..floor_char_boundary(piece, limit)]
@@ -463,6 +470,19 @@ mod tests {
         let blob = "x".repeat(5000);
         let chunks = check(&blob, &params(10, 2));
         assert!(chunks.len() > 10);
+    }
+
+    #[test]
+    fn runs_without_whitespace_cut_at_the_reach_and_go_on_past_it() {
+        // Pieces longer than one chunk can reach, then words after them.
+        let text = format!(
+            "{} tail words here. {}",
+            "Qm9v".repeat(40_000),
+            "ab".repeat(3000)
+        );
+        let chunks = check(&text, &params(64, 8));
+        assert!(chunks.iter().any(|c| c.text.contains("tail words here.")));
+        assert!(chunks.len() > 40_000 * 4 / (64 * MAX_PIECE_BYTES_PER_TOKEN));
     }
 
     #[test]

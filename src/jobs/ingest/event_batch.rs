@@ -14,7 +14,7 @@ use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
 use crate::contract::identity::content_hash;
 use crate::extract::Limits;
-use crate::jobs::document::{extract_document, extract_small, Origin};
+use crate::jobs::document::{extract_document, extract_small, ExtractSlots, Origin};
 use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
 use crate::sources::kafka::Record;
 use crate::sources::object_policy::ObjectPolicy;
@@ -74,6 +74,7 @@ pub struct EventReader {
     pub parallelism: usize,
     pub storage: StorageOptions,
     pub objects: ObjectPolicy,
+    slots: ExtractSlots,
     /// Object stores by bucket, so each is built once.
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
 }
@@ -96,6 +97,8 @@ impl EventReader {
             parallelism,
             storage,
             objects,
+            // Fetches overlap (`parallelism`); extraction takes a core each.
+            slots: ExtractSlots::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
             stores: Mutex::new(HashMap::new()),
         }
     }
@@ -214,7 +217,7 @@ impl EventReader {
             },
         };
         let origin = self.origin(record, event, &bytes);
-        to_work(extract_document(origin, bytes, name, self.limits).await)
+        to_work(extract_document(origin, bytes, name, self.limits, &self.slots).await)
     }
 
     /// What is known about the document an event carries, given its bytes.

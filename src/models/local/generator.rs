@@ -3,6 +3,7 @@
 
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -77,13 +78,16 @@ impl LocalGenerator {
             .len()
     }
 
-    /// Greedy decoding of the assistant's reply, constrained by `grammar` (GBNF).
+    /// Greedy decoding of the assistant's reply, constrained by `grammar`
+    /// (GBNF). Stops between tokens once `cancelled` is set: the caller
+    /// gave up, so the core goes to the next request.
     pub fn generate(
         &self,
         system: &str,
         user: &str,
         grammar: Option<&str>,
         max_tokens: usize,
+        cancelled: &AtomicBool,
     ) -> Result<Generated> {
         let message = |role: &str, content: &str| {
             LlamaChatMessage::new(role.into(), content.replace('\0', " "))
@@ -133,6 +137,9 @@ impl LocalGenerator {
         let mut pos = tokens.len() as i32;
         let mut produced = 0;
         while produced < max_tokens {
+            if cancelled.load(Ordering::Relaxed) {
+                bail!("cancelled after {produced} tokens: the caller went away");
+            }
             let token = sampler.sample(&ctx, batch.n_tokens() - 1);
             if vocab.is_eog(token) {
                 break;
