@@ -30,7 +30,7 @@ const MAX_SQL_BYTES: usize = 1 << 20;
 /// (and slow down) once per level: real queries nest a few dozen deep.
 const MAX_EXPR_DEPTH: usize = 1000;
 
-const MEMORY_HINT: &str = "the query needs more memory than [analytics] memory_limit_mb allows: aggregate or filter more, add LIMIT, or raise the limit in the pipeline file";
+const MEMORY_HINT: &str = "The query needs more memory than [analytics] memory_limit_mb allows: aggregate or filter more, add LIMIT, or raise the limit in the pipeline file";
 
 /// The latest version of every document, by ingest time.
 const CURRENT_DOCUMENTS: &str = "SELECT * EXCLUDE (version_rank) FROM (
@@ -107,12 +107,11 @@ impl Analytics {
     pub async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
         let stream = self.frame(sql).await?.execute_stream().await?;
         let schema = stream.schema();
-        let hinted = stream.map_err(|e| {
-            if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
-                e.context(MEMORY_HINT)
-            } else {
-                e
+        let hinted = stream.map_err(|e| match e.find_root() {
+            DataFusionError::ResourcesExhausted(msg) => {
+                DataFusionError::ResourcesExhausted(format!("{msg}\n{MEMORY_HINT}"))
             }
+            _ => e,
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, hinted)))
     }

@@ -50,6 +50,9 @@ impl Lake {
     /// by each commit since the last look, or a full read when a commit does
     /// not list them. Returns the app ids those commits advanced.
     pub(super) async fn catch_up(&mut self, table: &str) -> Result<HashSet<String>> {
+        if self.is_current(table).await? {
+            return Ok(HashSet::new());
+        }
         self.refresh(table).await?;
         let mut advanced = HashSet::new();
         let Some(t) = self.table(table).await? else {
@@ -97,6 +100,24 @@ impl Lake {
             );
         }
         Ok(advanced)
+    }
+
+    /// Whether `table` has no commit after the one whose keys are known:
+    /// one read of the next commit file, where a refresh lists the whole
+    /// log. A lone writer asks this before every append.
+    async fn is_current(&self, table: &str) -> Result<bool> {
+        let (Some(t), Some(landed)) = (self.tables.get(table), self.landed.get(table)) else {
+            return Ok(false);
+        };
+        if t.version() != Some(landed.version) {
+            return Ok(false);
+        }
+        let next = t
+            .log_store()
+            .read_commit_entry(landed.version + 1)
+            .await
+            .with_context(|| format!("cannot read the log of table {table}"))?;
+        Ok(next.is_none())
     }
 
     /// Which of `keys` (doc_id, content_hash) already landed in `table`, as
