@@ -2,6 +2,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 const COMMAND_STACK_BYTES: usize = 256 << 20;
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn main() -> std::process::ExitCode {
     let cli = docstream::cli::Cli::parse();
@@ -29,7 +30,13 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => std::thread::Builder::new()
             .name("docstream".into())
             .stack_size(COMMAND_STACK_BYTES)
-            .spawn(move || rt.block_on(cli.run()))
+            .spawn(move || {
+                let result = rt.block_on(cli.run());
+                // Dropping the runtime would wait for extractions that timed
+                // out and still run on blocking threads; the command is done.
+                rt.shutdown_timeout(SHUTDOWN_GRACE);
+                result
+            })
             .map_err(anyhow::Error::from)
             .and_then(|t| {
                 t.join().unwrap_or_else(|_| {

@@ -63,7 +63,7 @@ impl OutputArgs {
         self.finish(sink, written)
     }
 
-    fn sink(&self, schema: SchemaRef) -> Result<Sink<'static>> {
+    fn sink(&self, schema: SchemaRef) -> Result<Sink> {
         match &self.out {
             Some(path) => Sink::file(path, &partial(path), schema),
             None => Ok(Sink::new(
@@ -103,23 +103,23 @@ fn partial(path: &Path) -> PathBuf {
 }
 
 /// One output being written, a batch at a time.
-struct Sink<'a> {
+struct Sink {
     schema: SchemaRef,
     batches: usize,
     rows: usize,
-    out: Out<'a>,
+    out: Out,
 }
 
-enum Out<'a> {
-    Table(Box<dyn Write + 'a>, Vec<RecordBatch>),
-    Csv(arrow::csv::Writer<Box<dyn Write + 'a>>),
-    Json(arrow::json::ArrayWriter<Box<dyn Write + 'a>>),
-    Ndjson(arrow::json::LineDelimitedWriter<Box<dyn Write + 'a>>),
+enum Out {
+    Table(Box<dyn Write>, Vec<RecordBatch>),
+    Csv(arrow::csv::Writer<Box<dyn Write>>),
+    Json(arrow::json::ArrayWriter<Box<dyn Write>>),
+    Ndjson(arrow::json::LineDelimitedWriter<Box<dyn Write>>),
     Parquet(deltalake::parquet::arrow::ArrowWriter<std::fs::File>),
 }
 
-impl<'a> Sink<'a> {
-    fn new(out: Box<dyn Write + 'a>, format: Format, schema: SchemaRef) -> Self {
+impl Sink {
+    fn new(out: Box<dyn Write>, format: Format, schema: SchemaRef) -> Self {
         let out = match format {
             Format::Table => Out::Table(out, Vec::new()),
             Format::Csv => Out::Csv(
