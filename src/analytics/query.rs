@@ -55,7 +55,8 @@ impl Analytics {
         config: &AnalyticsConfig,
     ) -> Result<Self> {
         let mut lake = Lake::open(root, storage).await?;
-        let memory_limit = (config.memory_limit_mb > 0).then(|| config.memory_limit_mb << 20);
+        let memory_limit =
+            (config.memory_limit_mb > 0).then_some(config.memory_limit_mb.saturating_mul(1 << 20));
         let ctx = crate::functions::session(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_limit,
