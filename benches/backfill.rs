@@ -1,5 +1,7 @@
 //! End-to-end backfill of 10,000 small text documents into a local lake:
-//! docs/s, peak RSS and Delta data files per table.
+//! docs/s, peak RSS and Delta data files per table. It runs twice side by
+//! side: extraction in worker processes (what the CLI does) against
+//! extraction on threads (the previous design, and what a library gets).
 //!
 //! `cargo bench --bench backfill` (set DOCS=N to change the count).
 
@@ -7,6 +9,7 @@ use std::time::Instant;
 
 use docstream::config::Pipeline;
 use docstream::jobs::backfill::Backfill;
+use docstream::jobs::extract_pool::Isolation;
 use docstream::stages::config::select_stages;
 use docstream::stages::runner::StageRunner;
 use docstream::storage::parse_location;
@@ -34,36 +37,44 @@ fn main() -> anyhow::Result<()> {
         );
         std::fs::write(archive.join(format!("doc-{i:06}.txt")), text)?;
     }
-    // The spine only: this bench measures extraction, chunking and Delta writes.
-    let (pipeline, stages) = Pipeline::load(None, &[])?;
-    let stages = select_stages(stages, &["documents".into(), "chunks".into()])?;
-    let mut job = Backfill::new(
-        &pipeline,
-        parse_location(archive.to_str().unwrap_or_default())?,
-        parse_location(tmp.path().join("lake").to_str().unwrap_or_default())?,
-        StageRunner::new(stages, None, "bench")?,
-    );
-    job.tenant = "bench".into();
     let runtime = tokio::runtime::Runtime::new()?;
-    let started = Instant::now();
-    let summary = runtime.block_on(job.run(&()))?;
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(summary.landed, docs);
-    println!(
-        "backfill {docs} docs: {secs:.2}s, {:.0} docs/s, peak RSS {} MiB, {} commits",
-        docs as f64 / secs,
-        peak_rss_kib() / 1024,
-        summary.commits
-    );
-    for table in ["documents", "chunks", "failures"] {
-        let files = std::fs::read_dir(tmp.path().join("lake").join(table))?
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
-            })
-            .count();
-        println!("  {table}: {files} data files");
+    let worker = Isolation::Process(env!("CARGO_BIN_EXE_docstream").into());
+    let mut rates = Vec::new();
+    for (label, isolation) in [("threads", Isolation::Thread), ("worker processes", worker)] {
+        let lake = tmp.path().join(format!("lake-{}", rates.len()));
+        // The spine only: this bench measures extraction, chunking and Delta writes.
+        let (pipeline, stages) = Pipeline::load(None, &[])?;
+        let stages = select_stages(stages, &["documents".into(), "chunks".into()])?;
+        let mut job = Backfill::new(
+            &pipeline,
+            parse_location(archive.to_str().unwrap_or_default())?,
+            parse_location(lake.to_str().unwrap_or_default())?,
+            StageRunner::new(stages, None, "bench")?,
+        );
+        job.tenant = "bench".into();
+        job.isolation = isolation;
+        let started = Instant::now();
+        let summary = runtime.block_on(job.run(&()))?;
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(summary.landed, docs);
+        println!(
+            "backfill {docs} docs, extraction in {label}: {secs:.2}s, {:.0} docs/s, peak RSS so far {} MiB, {} commits",
+            docs as f64 / secs,
+            peak_rss_kib() / 1024,
+            summary.commits
+        );
+        for table in ["documents", "chunks", "failures"] {
+            let files = std::fs::read_dir(lake.join(table))?
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+                })
+                .count();
+            println!("  {table}: {files} data files");
+        }
+        rates.push(docs as f64 / secs);
     }
+    println!("worker processes / threads: {:.2}", rates[1] / rates[0]);
     Ok(())
 }
 

@@ -19,6 +19,9 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(worker) = cli.as_extract_worker() {
+        return exit_code(worker.run());
+    }
     // Extraction runs on blocking threads; parsers get room to breathe.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,6 +48,10 @@ fn main() -> std::process::ExitCode {
             }),
         Err(e) => Err(e.into()),
     };
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::progress::BackfillBar;
-use super::resolved::Resolved;
+use super::resolved::{extraction_isolation, Resolved};
 use super::stage_args::StageArgs;
 use crate::jobs::backfill::Backfill;
 use crate::storage::parse_location;
@@ -49,6 +49,7 @@ impl Args {
         })?;
         let mut job = Backfill::new(&p, parse_location(&source)?, r.lake.clone(), runner);
         job.storage = r.storage;
+        job.isolation = extraction_isolation();
         if let Some(tenant) = self.tenant {
             job.tenant = tenant;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::kafka_args::KafkaArgs;
-use super::resolved::Resolved;
+use super::resolved::{extraction_isolation, Resolved};
 use super::signal::shutdown_signal;
 use super::stage_args::StageArgs;
 use super::values::seconds;
@@ -108,7 +108,8 @@ impl Args {
                 r.storage.clone(),
                 ObjectPolicy::new(&kafka.allowed_objects, &kafka.tenant_objects)
                     .context("[kafka] allowed_objects or tenant_objects")?,
-            ),
+            )
+            .with_isolation(extraction_isolation()),
             kafka,
             pipeline: p.name.clone(),
             lake: r.lake.clone(),

@@ -2,6 +2,7 @@
 
 mod arroyo;
 mod backfill;
+mod extract_worker;
 #[cfg(feature = "kafka")]
 mod ingest;
 #[cfg(feature = "kafka")]
@@ -112,9 +113,20 @@ pub enum Command {
     #[cfg(feature = "local-models")]
     ServeModels(serve_models::Args),
     Arroyo(arroyo::Args),
+    #[command(name = crate::extract::worker::SUBCOMMAND, hide = true)]
+    ExtractWorker(extract_worker::Args),
 }
 
 impl Cli {
+    /// The worker of `extract-worker`, which must run before the async
+    /// runtime starts: it is a single-threaded process under a memory cap.
+    pub fn as_extract_worker(&self) -> Option<&extract_worker::Args> {
+        match &self.command {
+            Command::ExtractWorker(args) => Some(args),
+            _ => None,
+        }
+    }
+
     pub async fn run(self) -> Result<()> {
         let storage = StorageOptions {
             s3_endpoint: self.s3_endpoint.clone(),
@@ -143,6 +155,7 @@ impl Cli {
             Command::Models(args) => args.run(resolved),
             #[cfg(feature = "local-models")]
             Command::ServeModels(args) => args.run(resolved).await,
+            Command::ExtractWorker(args) => args.run(),
         }
     }
 }

@@ -9,6 +9,7 @@ use url::Url;
 
 use crate::analytics::query::Models;
 use crate::config::Pipeline;
+use crate::jobs::extract_pool::Isolation;
 use crate::stages::config::{select_stages, Stage};
 use crate::stages::runner::StageRunner;
 use crate::storage::{parse_location, StorageOptions};
@@ -71,5 +72,17 @@ impl Resolved {
             false => None,
         };
         Models::open(&p.providers, &p.models, embed_providers, answer_providers)
+    }
+}
+
+/// Extractions run in worker processes of this very binary (its hidden
+/// `extract-worker` command), where a timeout or memory cap can stop them.
+pub fn extraction_isolation() -> Isolation {
+    match std::env::current_exe() {
+        Ok(exe) => Isolation::Process(exe),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find the docstream binary; extracting in threads");
+            Isolation::Thread
+        }
     }
 }

@@ -6,7 +6,8 @@ use docstream_models::error::CallError;
 
 /// Why a unit of work failed. The names are stable: they land in
 /// `failures.error_kind` and users filter on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The object is larger than `extract.max_input_bytes`.
     TooLarge,
@@ -16,6 +17,8 @@ pub enum ErrorKind {
     TooDeep,
     /// Extraction ran longer than `extract.timeout_secs`.
     Timeout,
+    /// Extraction needed more than `extract.max_memory_mb`.
+    MemoryLimit,
     /// The bytes do not parse as the format they claim to be.
     Corrupt,
     /// No extractor handles this format.
@@ -58,6 +61,7 @@ impl ErrorKind {
             ErrorKind::DecompressionLimit => "decompression_limit",
             ErrorKind::TooDeep => "too_deep",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::MemoryLimit => "memory_limit",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Empty => "empty",
@@ -168,4 +172,23 @@ pub fn to_batch(
         })
         .collect();
     RecordBatch::try_new(schema, ordered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind::*;
+
+    #[test]
+    fn serialized_kinds_are_the_table_names() {
+        for kind in [
+            TooLarge,
+            MemoryLimit,
+            NoText,
+            InvalidUtf8,
+            ModelRateLimited,
+            MalformedEvent,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
 }

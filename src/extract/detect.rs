@@ -3,7 +3,7 @@
 use super::ExtractError;
 use crate::contract::failure::ErrorKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Format {
     Text,
     Markdown,
@@ -23,6 +23,12 @@ impl Format {
                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
             }
         }
+    }
+
+    /// Whether the format is text we decode and parse in one linear pass,
+    /// in time and memory (not a container of compressed parts).
+    pub fn is_text(self) -> bool {
+        matches!(self, Format::Text | Format::Markdown | Format::Html)
     }
 
     pub fn name(self) -> &'static str {

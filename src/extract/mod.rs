@@ -7,6 +7,7 @@ mod html;
 mod markdown;
 mod pdf;
 mod text;
+pub mod worker;
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Wall-clock budget for one document's extraction.
     pub timeout_secs: f64,
+    /// Memory one extraction process may allocate; past it the process is
+    /// stopped and the document fails with `memory_limit`.
+    pub max_memory_mb: u64,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_decompressed_bytes: 256 << 20,
             max_depth: 512,
             timeout_secs: 30.0,
+            max_memory_mb: 2048,
         }
     }
 }
@@ -68,6 +73,14 @@ impl ExtractError {
             kind,
             message: message.into(),
         }
+    }
+
+    /// An extractor that panicked: a bug, not the file's fault alone.
+    pub fn crashed(what: &str) -> Self {
+        Self::new(
+            ErrorKind::Internal,
+            format!("the extractor crashed ({what}); please report this file"),
+        )
     }
 }
 

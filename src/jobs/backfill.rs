@@ -16,7 +16,8 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::document::{extract_document, ExtractSlots, Origin};
+use super::document::{extract_document, Origin};
+use super::extract_pool::{ExtractPool, Isolation};
 use crate::config::Pipeline;
 use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
@@ -40,6 +41,8 @@ pub struct Backfill {
     pub parallelism: usize,
     pub batch: BatchConfig,
     pub limits: Limits,
+    /// Where extractions run; the CLI uses worker processes.
+    pub isolation: Isolation,
     pub runner: StageRunner,
 }
 
@@ -56,6 +59,7 @@ impl Backfill {
             parallelism: pipeline.source.parallelism,
             batch: pipeline.batch,
             limits: pipeline.extract,
+            isolation: Isolation::Thread,
             runner,
         }
     }
@@ -122,9 +126,9 @@ impl Backfill {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let slots = ExtractSlots::new(parallelism);
+        let pool = ExtractPool::new(parallelism, self.isolation.clone());
         let mut outcomes = futures::stream::iter(objects)
-            .map(|object| self.process(&bucket, object, &done, &slots))
+            .map(|object| self.process(&bucket, object, &done, &pool))
             .buffered(parallelism);
         let mut batcher = Batcher::new(self.batch);
         let mut failures: Vec<Failure> = Vec::new();
@@ -175,7 +179,7 @@ impl Backfill {
         bucket: &Bucket,
         object: SourceObject,
         done: &HashSet<DocKey>,
-        slots: &ExtractSlots,
+        pool: &ExtractPool,
     ) -> (u64, Outcome) {
         let size = object.meta.size;
         let mut metadata = serde_json::Map::new();
@@ -215,7 +219,7 @@ impl Backfill {
         if is_done(&origin) {
             return (size, Outcome::Skipped);
         }
-        match extract_document(origin, bytes, object.uri, self.limits, slots).await {
+        match extract_document(origin, bytes, object.uri, self.limits, pool).await {
             Ok((doc, warning)) => (size, Outcome::Landed(Box::new(doc), warning)),
             Err(failure) => (size, Outcome::Failed(*failure)),
         }

@@ -2,15 +2,14 @@
 //! jobs that read files (backfill) and events (ingest).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 
+use super::extract_pool::{Ended, ExtractPool};
 use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
+use crate::extract::worker::panic_message;
 use crate::extract::{extract, ExtractError, Extracted, Limits};
 
 /// What is known about a document version before extraction.
@@ -41,61 +40,38 @@ impl Origin {
     }
 }
 
-/// How many extractions may run at once. Rust cannot stop a thread, so an
-/// extraction that timed out keeps running; its slot is given back only
-/// when its thread really ends, which keeps memory bounded by the slots
-/// rather than by how many documents timed out.
-#[derive(Debug, Clone)]
-pub struct ExtractSlots(Arc<Semaphore>);
-
-impl ExtractSlots {
-    pub fn new(slots: usize) -> Self {
-        Self(Arc::new(Semaphore::new(slots.max(1))))
-    }
-
-    /// Runs `work` on a blocking thread once a slot is free, waiting at most
-    /// `timeout` for it (the wait for a slot does not count). `None` when it
-    /// timed out; the thread keeps the slot until it ends.
-    async fn run<T: Send + 'static>(
-        &self,
-        timeout: Duration,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<Result<T, tokio::task::JoinError>> {
-        let permit = self.0.clone().acquire_owned().await;
-        let job = tokio::task::spawn_blocking(move || {
-            let _slot = permit;
-            work()
-        });
-        tokio::time::timeout(timeout, job).await.ok()
-    }
-}
-
-/// Extracts `bytes` on a blocking thread under the extraction timeout.
-/// Returns the document and, for documents that landed with a problem
-/// (invalid UTF-8), a warning row.
+/// Extracts `bytes` in `pool` under the extraction limits. Returns the
+/// document and, for documents that landed with a problem (invalid UTF-8),
+/// a warning row.
 pub async fn extract_document(
     origin: Origin,
     bytes: Bytes,
     name: String,
     limits: Limits,
-    slots: &ExtractSlots,
+    pool: &ExtractPool,
 ) -> Result<(ExtractedDoc, Option<Failure>), Box<Failure>> {
-    let work = move || extract(&bytes, &name, &limits);
-    match slots.run(limits.timeout(), work).await {
-        None => {
-            let msg = format!(
+    let (kind, msg) = match pool.extract(bytes, name, limits).await {
+        Ended::Done(result) => return finish(origin, result),
+        Ended::TimedOut => (
+            ErrorKind::Timeout,
+            format!(
                 "extraction took longer than {}s (extract.timeout_secs)",
                 limits.timeout_secs
-            );
-            Err(Box::new(origin.failure(
-                failure::EXTRACT_STAGE,
-                ErrorKind::Timeout,
-                msg,
-            )))
+            ),
+        ),
+        Ended::OutOfMemory => (
+            ErrorKind::MemoryLimit,
+            format!(
+                "extraction needed more than {} MB of memory and was stopped; raise extract.max_memory_mb in the pipeline file if the file is legitimate",
+                limits.max_memory_mb
+            ),
+        ),
+        Ended::Crashed(what) => {
+            let e = ExtractError::crashed(&what);
+            (e.kind, e.message)
         }
-        Some(Err(panic)) => Err(Box::new(crashed(&origin, &panic.to_string()))),
-        Some(Ok(result)) => finish(origin, result),
-    }
+    };
+    Err(Box::new(origin.failure(failure::EXTRACT_STAGE, kind, msg)))
 }
 
 /// Extracts small documents on the calling thread, for batches of many
@@ -121,18 +97,13 @@ fn guarded(
 ) -> Result<(ExtractedDoc, Option<Failure>), Box<Failure>> {
     let spare = origin.clone();
     std::panic::catch_unwind(AssertUnwindSafe(|| work(origin))).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
-        Err(Box::new(crashed(&spare, &what)))
+        let e = ExtractError::crashed(&panic_message(&*panic));
+        Err(Box::new(spare.failure(
+            failure::EXTRACT_STAGE,
+            e.kind,
+            e.message,
+        )))
     })
-}
-
-fn crashed(origin: &Origin, what: &str) -> Failure {
-    let msg = format!("the extractor crashed ({what}); please report this file");
-    origin.failure(failure::EXTRACT_STAGE, ErrorKind::Internal, msg)
 }
 
 /// The `extracted` row for an extraction's result, or its failure row.
@@ -177,8 +148,6 @@ fn finish(
 
 #[cfg(test)]
 mod tests {
-    use futures::FutureExt;
-
     use super::*;
 
     fn origin() -> Origin {
@@ -199,19 +168,5 @@ mod tests {
         assert_eq!(failed.kind, ErrorKind::Internal);
         assert!(failed.error.contains("boom"), "{}", failed.error);
         assert_eq!(failed.doc_id, "d");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_timed_out_extraction_keeps_its_slot_until_its_thread_ends() {
-        let slots = ExtractSlots::new(1);
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let stuck = slots.run(Duration::ZERO, move || wait.recv().is_ok()).await;
-        assert!(stuck.is_none(), "timed out");
-        // The stuck thread still holds the only slot.
-        let next = slots.run(Duration::from_secs(60), || 7);
-        let mut next = Box::pin(next);
-        assert!((&mut next).now_or_never().is_none());
-        release.send(()).unwrap();
-        assert_eq!(next.await.unwrap().unwrap(), 7);
     }
 }

@@ -3,6 +3,7 @@
 pub mod arroyo_deploy;
 pub mod backfill;
 pub mod document;
+pub mod extract_pool;
 #[cfg(feature = "kafka")]
 pub mod ingest;
 #[cfg(feature = "kafka")]

@@ -131,3 +131,100 @@ fn escape_sequences_in_titles_never_reach_the_terminal() {
     assert!(out.contains("Q3"), "{out}");
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
 }
+
+/// A one-page PDF whose content stream shows `lines` lines of text: parsing
+/// it takes time and memory in proportion (about 1.5 s and 1 GB for 300k).
+fn heavy_pdf(lines: usize) -> Vec<u8> {
+    let content = b"BT /F1 12 Tf 10 10 Td (Hello world, this is text) Tj ET\n".repeat(lines);
+    let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
+    stream.extend_from_slice(&content);
+    stream.extend_from_slice(b"\nendstream");
+    let objects: [&[u8]; 5] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        &stream,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(object);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    let mut table = format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
+    for offset in offsets {
+        table.push_str(&format!("{offset:010} 00000 n \n"));
+    }
+    table.push_str(&format!(
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objects.len() + 1
+    ));
+    pdf.extend_from_slice(table.as_bytes());
+    pdf
+}
+
+/// Backfills a heavy PDF (first, with one slot) and two small samples under
+/// `limits`; returns the failure rows and the number of documents landed.
+fn backfill_heavy(limits: &str) -> (Vec<serde_json::Value>, i64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a-heavy.pdf"), heavy_pdf(300_000)).unwrap();
+    for small in ["project-atlas-status.md", "security-incident-2024-03.txt"] {
+        std::fs::write(src.join(small), sample(small)).unwrap();
+    }
+    let pipeline = tmp.path().join("pipeline.toml");
+    let base = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
+    let base = base.replace("timeout_secs = 30.0", limits);
+    let sql = format!("\"{}/sql/", repo().display());
+    std::fs::write(&pipeline, base.replace("\"../sql/", &sql)).unwrap();
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    crate::harness::backfill_with(
+        &pipeline,
+        &src,
+        &lake,
+        &["--stages", "documents", "--parallelism", "1"],
+    );
+    let failures = crate::harness::query(
+        lake_s,
+        "SELECT source_uri, error_kind, error FROM failures",
+        &[],
+    );
+    (
+        failures,
+        crate::harness::count(lake_s, "SELECT count(*) FROM documents"),
+    )
+}
+
+#[test]
+fn a_runaway_extraction_is_stopped_at_its_memory_cap_and_the_rest_land() {
+    let (failures, landed) = backfill_heavy("timeout_secs = 60.0\nmax_memory_mb = 200");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0]["source_uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("a-heavy.pdf"));
+    assert_eq!(failures[0]["error_kind"], "memory_limit", "{failures:?}");
+    assert!(failures[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("extract.max_memory_mb"));
+    assert_eq!(landed, 2);
+}
+
+#[test]
+fn a_timed_out_extraction_is_stopped_and_the_rest_land() {
+    let (failures, landed) = backfill_heavy("timeout_secs = 0.3");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0]["source_uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("a-heavy.pdf"));
+    assert_eq!(failures[0]["error_kind"], "timeout", "{failures:?}");
+    assert_eq!(landed, 2);
+}

@@ -14,7 +14,8 @@ use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
 use crate::contract::identity::content_hash;
 use crate::extract::Limits;
-use crate::jobs::document::{extract_document, extract_small, ExtractSlots, Origin};
+use crate::jobs::document::{extract_document, extract_small, Origin};
+use crate::jobs::extract_pool::{ExtractPool, Isolation};
 use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
 use crate::sources::kafka::Record;
 use crate::sources::object_policy::ObjectPolicy;
@@ -74,9 +75,15 @@ pub struct EventReader {
     pub parallelism: usize,
     pub storage: StorageOptions,
     pub objects: ObjectPolicy,
-    slots: ExtractSlots,
+    pool: ExtractPool,
     /// Object stores by bucket, so each is built once.
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+/// Fetches overlap (`parallelism`); extraction takes a core each.
+fn extract_pool(isolation: Isolation) -> ExtractPool {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    ExtractPool::new(cores, isolation)
 }
 
 impl EventReader {
@@ -97,10 +104,15 @@ impl EventReader {
             parallelism,
             storage,
             objects,
-            // Fetches overlap (`parallelism`); extraction takes a core each.
-            slots: ExtractSlots::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            pool: extract_pool(Isolation::Thread),
             stores: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Extracts in `isolation` (the CLI passes worker processes).
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.pool = extract_pool(isolation);
+        self
     }
 
     /// One piece of work per record, in the records' order.
@@ -217,7 +229,7 @@ impl EventReader {
             },
         };
         let origin = self.origin(record, event, &bytes);
-        to_work(extract_document(origin, bytes, name, self.limits, &self.slots).await)
+        to_work(extract_document(origin, bytes, name, self.limits, &self.pool).await)
     }
 
     /// What is known about the document an event carries, given its bytes.
