@@ -176,10 +176,14 @@ mod tests {
             ..Limits::default()
         };
         let sleeping = format!("/bin/sleep {seconds}");
-        let ended = pool.extract(Bytes::from_static(b"x"), "x.txt".into(), limits);
+        let ended = pool.extract(Bytes::from_static(b"%PDF-1.4"), "x.pdf".into(), limits);
         assert!(matches!(ended.await, Ended::TimedOut));
         // The slot comes back once the worker is gone and reaped.
-        let slot = pool.slots.clone().acquire_owned().await.unwrap();
+        let slot =
+            tokio::time::timeout(Duration::from_secs(60), pool.slots.clone().acquire_owned())
+                .await
+                .expect("the slot never came back: the worker was not killed")
+                .unwrap();
         assert!(!running(&sleeping), "the worker still runs");
         drop(slot);
         assert!(
