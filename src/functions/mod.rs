@@ -6,6 +6,7 @@
 //! where a chain exists: `model::register` for a stage's providers,
 //! `embed_query::register` for the query embedder.
 
+mod bounded;
 pub mod embed_query;
 pub mod model;
 pub mod text;
@@ -22,9 +23,16 @@ pub fn register_all(ctx: &SessionContext) {
     vector::register(ctx);
 }
 
+/// A generated column is copied several times on its way out (a 1 GB
+/// `repeat` took 4 GB of RSS), so one batch of it gets this share of the
+/// memory limit.
+const GENERATED_SHARE: u64 = 8;
+
 /// A DataFusion session over `partitions` cores with every function of
 /// `register_all`. With `memory_limit` bytes, operators that buffer (sort,
-/// join, aggregate) spill or fail past it instead of growing unbounded.
+/// join, aggregate) spill or fail past it instead of growing unbounded, and
+/// functions that generate (`repeat`, `range`, ...) refuse outputs larger
+/// than an eighth of it.
 pub fn session(partitions: usize, memory_limit: Option<usize>) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
@@ -35,5 +43,8 @@ pub fn session(partitions: usize, memory_limit: Option<usize>) -> Result<Session
     }
     let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
     register_all(&ctx);
+    if let Some(bytes) = memory_limit {
+        bounded::register(&ctx, bytes as u64 / GENERATED_SHARE);
+    }
     Ok(ctx)
 }

@@ -63,6 +63,30 @@ fn a_deeply_nested_query_gets_an_answer_or_an_error_not_a_crash() {
 }
 
 #[test]
+fn a_generated_value_larger_than_memory_allows_is_refused_before_it_is_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let lake = lake.to_str().unwrap();
+    assert_eq!(count(lake, "SELECT length(repeat('x', 1000)) AS n"), 1000);
+    // 1 GB of 'x' is over an eighth of the default 4096 MB limit.
+    let out = docstream()
+        .args([
+            "query",
+            "--lake",
+            lake,
+            "SELECT length(repeat('x', 1000000000))",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("repeat") && stderr.contains("memory_limit_mb"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_query_past_the_memory_limit_fails_with_a_hint() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
