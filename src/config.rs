@@ -19,6 +19,8 @@ use crate::stages::config::{self as stage_config, Stage, StageConfig};
 
 /// The longest duration a pipeline file may give: a day.
 const MAX_SECONDS: f64 = 86_400.0;
+/// An extraction process needs a few MiB to start; less is a typo.
+const MIN_EXTRACT_MEMORY_MB: u64 = 16;
 
 /// The pipeline compiled into the binary, so `docstream` works from any folder.
 const DEFAULT_PIPELINE: &str = include_str!("../pipelines/default.toml");
@@ -75,16 +77,23 @@ impl Pipeline {
             stage_config::set_param(&mut pipeline.stages, assignment)?;
         }
         pipeline
-            .check_durations()
+            .check_limits()
             .with_context(|| format!("invalid pipeline file {what}"))?;
         let stages = stage_config::resolve(&pipeline.stages, &pipeline.providers, base.as_deref())?;
         pipeline.base = base;
         Ok((pipeline, stages))
     }
 
-    /// Every duration in seconds is a number from 0 to a day: TOML allows
-    /// `inf` and `nan`, which no timer takes.
-    fn check_durations(&self) -> Result<()> {
+    /// Every duration in seconds is a number from 0 to a day (TOML allows
+    /// `inf` and `nan`, which no timer takes), and an extraction process
+    /// gets room to start.
+    fn check_limits(&self) -> Result<()> {
+        if self.extract.max_memory_mb < MIN_EXTRACT_MEMORY_MB {
+            anyhow::bail!(
+                "[extract] max_memory_mb = {}: give at least {MIN_EXTRACT_MEMORY_MB}",
+                self.extract.max_memory_mb
+            );
+        }
         let mut durations = vec![
             (
                 "[extract] timeout_secs".to_string(),
@@ -180,6 +189,16 @@ mod tests {
         assert!(Pipeline::load(None, &set(&["nostage.x=1"])).is_err());
         assert!(Pipeline::load(None, &set(&["garbage"])).is_err());
         assert!(Pipeline::load(None, &set(&["chunks.encoding=x'; DROP"])).is_err());
+    }
+
+    #[test]
+    fn extraction_memory_has_a_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let pipeline = "name = \"p\"\nstages = []\n[extract]\nmax_memory_mb = 0\n";
+        std::fs::write(&path, pipeline).unwrap();
+        let err = Pipeline::load(Some(&path), &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("max_memory_mb"), "{err:#}");
     }
 
     #[test]

@@ -168,8 +168,8 @@ fn heavy_pdf(lines: usize) -> Vec<u8> {
 }
 
 /// Backfills a heavy PDF (first, with one slot) and two small samples under
-/// `limits`; returns the failure rows and the number of documents landed.
-fn backfill_heavy(limits: &str) -> (Vec<serde_json::Value>, i64) {
+/// these limits; returns the failure rows and the number of documents landed.
+fn backfill_heavy(timeout_secs: f64, max_memory_mb: u64) -> (Vec<serde_json::Value>, i64) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -179,9 +179,18 @@ fn backfill_heavy(limits: &str) -> (Vec<serde_json::Value>, i64) {
     }
     let pipeline = tmp.path().join("pipeline.toml");
     let base = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
-    let base = base.replace("timeout_secs = 30.0", limits);
+    let limited = base
+        .replace(
+            "timeout_secs = 30.0",
+            &format!("timeout_secs = {timeout_secs:?}"),
+        )
+        .replace(
+            "max_memory_mb = 2048",
+            &format!("max_memory_mb = {max_memory_mb}"),
+        );
+    assert_eq!(limited.matches(&format!("{timeout_secs:?}")).count(), 1);
     let sql = format!("\"{}/sql/", repo().display());
-    std::fs::write(&pipeline, base.replace("\"../sql/", &sql)).unwrap();
+    std::fs::write(&pipeline, limited.replace("\"../sql/", &sql)).unwrap();
     let lake = tmp.path().join("lake");
     let lake_s = lake.to_str().unwrap();
     crate::harness::backfill_with(
@@ -203,7 +212,7 @@ fn backfill_heavy(limits: &str) -> (Vec<serde_json::Value>, i64) {
 
 #[test]
 fn a_runaway_extraction_is_stopped_at_its_memory_cap_and_the_rest_land() {
-    let (failures, landed) = backfill_heavy("timeout_secs = 60.0\nmax_memory_mb = 200");
+    let (failures, landed) = backfill_heavy(60.0, 200);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0]["source_uri"]
         .as_str()
@@ -219,7 +228,7 @@ fn a_runaway_extraction_is_stopped_at_its_memory_cap_and_the_rest_land() {
 
 #[test]
 fn a_timed_out_extraction_is_stopped_and_the_rest_land() {
-    let (failures, landed) = backfill_heavy("timeout_secs = 0.3");
+    let (failures, landed) = backfill_heavy(0.3, 2048);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0]["source_uri"]
         .as_str()
