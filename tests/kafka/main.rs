@@ -10,4 +10,5 @@ mod harness;
 
 mod broker;
 mod ingest;
+mod moto;
 mod writers;

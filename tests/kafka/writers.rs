@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::*;
 use crate::harness::*;
+use crate::moto::MotoS3;
 
 /// A pipeline like the default one whose events may name files under `allowed`.
 fn pipeline_allowing(dir: &Path, allowed: &Path) -> std::path::PathBuf {
@@ -86,7 +87,7 @@ fn sub(i: usize) -> &'static str {
 }
 
 /// Commit files in a table's log on disk.
-fn commits(log: &Path) -> usize {
+fn commits_on_disk(log: &Path) -> usize {
     std::fs::read_dir(log).map_or(0, |d| {
         d.filter(|e| {
             e.as_ref()
@@ -96,14 +97,16 @@ fn commits(log: &Path) -> usize {
     })
 }
 
-/// Where the race runs: the archive as writers name it, the lake, the
-/// lake's files on disk, the pipeline and the environment.
+/// Where the race runs: the archive as writers name it, the lake, a
+/// scratch folder, the pipeline, the environment, and how many commits the
+/// lake's `documents` table has.
 struct Arena<'a> {
     source: String,
     lake: String,
     local: std::path::PathBuf,
     pipeline: Option<std::path::PathBuf>,
     env: Vec<(&'a str, &'a str)>,
+    commits: Box<dyn Fn() -> usize + 'a>,
 }
 
 impl Arena<'_> {
@@ -179,15 +182,14 @@ fn race(broker: &Broker, topic: &str, arena: &Arena) {
     let y = arena.backfill("y", "5");
 
     // Kill the whole-archive run once the lake has some commits.
-    let log = arena.local.join("lake/documents/_delta_log");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while commits(&log) < 12 {
+    while (arena.commits)() < 12 {
         assert!(
             whole.try_wait().unwrap().is_none(),
             "the whole-archive run ended before it could be killed"
         );
         assert!(Instant::now() < deadline, "no writer made progress");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(20));
     }
     whole.kill().unwrap(); // SIGKILL
     whole.wait().unwrap();
@@ -237,6 +239,7 @@ fn ingest_and_overlapping_backfills_on_a_local_lake_land_each_version_once() {
             local: tmp.path().to_path_buf(),
             pipeline: Some(pipeline_allowing(tmp.path(), &source)),
             env: Vec::new(),
+            commits: Box::new(|| commits_on_disk(&tmp.path().join("lake/documents/_delta_log"))),
         },
     );
 }
@@ -245,19 +248,26 @@ fn ingest_and_overlapping_backfills_on_a_local_lake_land_each_version_once() {
 fn ingest_and_overlapping_backfills_on_s3_land_each_version_once() {
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
-    // Buckets are folders: `archive` and `lake`, whose files are the lake's.
-    archive(&tmp.path().join("archive"));
-    std::fs::create_dir_all(tmp.path().join("lake")).unwrap();
-    let s3 = S3Server::start(tmp.path());
+    let source = tmp.path().join("archive");
+    archive(&source);
+    // The lake on an S3 server with atomic conditional puts; the archive
+    // stays local, as only the lake's commits race.
+    let s3 = MotoS3::start(&["lake"]);
     race(
         &broker,
         "race-s3",
         &Arena {
-            source: "s3://archive/".into(),
+            source: format!("{}/", source.display()),
             lake: "s3://lake/".into(),
             local: tmp.path().to_path_buf(),
-            pipeline: None,
+            pipeline: Some(pipeline_allowing(tmp.path(), &source)),
             env: s3.env(),
+            commits: Box::new(|| {
+                s3.keys("lake", "documents/_delta_log/")
+                    .iter()
+                    .filter(|k| k.ends_with(".json"))
+                    .count()
+            }),
         },
     );
 }
