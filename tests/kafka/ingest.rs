@@ -390,10 +390,13 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
     args.extend(["--metrics-addr", metrics_addr.as_str()]);
     let worker = ingest(&broker, "mixed", &lake, &args);
     let lake_str = lake.to_str().unwrap().to_string();
-    wait_until(60, "the batch to land", || {
-        log_files(&lake) > 0 && count(&lake_str, "SELECT count(*) FROM failures") >= 4
+    // Done when every event's batch has finished: a batch commits its
+    // tables one after another, so counting rows in one table is too early.
+    let mut metrics = String::new();
+    wait_until(60, "every event's batch to finish", || {
+        metrics = http_get(metrics_port, "/metrics");
+        metric(&metrics, "docstream_batch_events_sum") >= lines.len() as f64
     });
-    let metrics = http_get(metrics_port, "/metrics");
     assert!(
         metrics
             .contains(r#"docstream_failures_total{stage="decode",error_kind="malformed_event"} 3"#),
@@ -482,10 +485,12 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
     assert_eq!(count(&lake_str, "SELECT count(*) FROM failures"), 4);
 }
 
-/// A plain HTTP/1.1 GET on localhost.
+/// A plain HTTP/1.1 GET on localhost; empty while nothing listens yet.
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -494,4 +499,12 @@ fn http_get(port: u16, path: &str) -> String {
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     body
+}
+
+/// The value of an unlabelled metric (0 when absent).
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
