@@ -98,7 +98,6 @@ pub struct Worker {
 }
 
 /// Stops a worker from outside the thread that talks to it.
-#[derive(Clone)]
 pub struct Killer(Arc<Mutex<Child>>);
 
 impl Killer {

@@ -41,7 +41,6 @@ pub enum Ended {
     Crashed(String),
 }
 
-#[derive(Clone)]
 pub struct ExtractPool {
     slots: Arc<Semaphore>,
     isolation: Isolation,
