@@ -6,7 +6,7 @@ COPY . .
 RUN cargo build --release --locked --bin docstream
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates tesseract-ocr tesseract-ocr-eng && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/docstream /usr/local/bin/docstream
 COPY pipelines /app/pipelines
 COPY sql /app/sql

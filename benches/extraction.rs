@@ -39,7 +39,8 @@ fn bench(c: &mut Criterion) {
             let pool = ExtractPool::new(1, isolation);
             g.bench_function(format!("{file}/{label}"), |b| {
                 b.iter(|| {
-                    let ended = runtime.block_on(pool.extract(bytes.clone(), file.into(), limits));
+                    let ended =
+                        runtime.block_on(pool.extract(bytes.clone(), file.into(), limits.clone()));
                     assert!(matches!(ended, Ended::Done(Ok(_))), "{ended:?}");
                 })
             });

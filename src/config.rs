@@ -85,13 +85,23 @@ impl Pipeline {
     }
 
     /// Every duration in seconds is a number from 0 to a day (TOML allows
-    /// `inf` and `nan`, which no timer takes), and an extraction process
-    /// gets room to start.
+    /// `inf` and `nan`, which no timer takes), an extraction process gets
+    /// room to start, and OCR languages are names Tesseract knows the form of.
     fn check_limits(&self) -> Result<()> {
         if self.extract.max_memory_mb < MIN_EXTRACT_MEMORY_MB {
             anyhow::bail!(
                 "[extract] max_memory_mb = {}: give at least {MIN_EXTRACT_MEMORY_MB}",
                 self.extract.max_memory_mb
+            );
+        }
+        let languages = &self.extract.ocr_languages;
+        if languages.is_empty()
+            || languages
+                .iter()
+                .any(|l| l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            anyhow::bail!(
+                "[extract] ocr_languages = {languages:?}: give Tesseract language codes such as [\"eng\", \"deu\"]"
             );
         }
         let mut durations = vec![

@@ -102,7 +102,7 @@ impl Args {
             reader: EventReader::new(
                 kafka.topic.clone(),
                 self.tenant.unwrap_or(p.source.tenant.clone()),
-                p.extract,
+                p.extract.clone(),
                 kafka.max_event_bytes,
                 parallelism,
                 r.storage.clone(),

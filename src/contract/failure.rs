@@ -29,6 +29,9 @@ pub enum ErrorKind {
     NoText,
     /// Invalid UTF-8 was replaced with U+FFFD; the document still landed.
     InvalidUtf8,
+    /// Pages or images needed OCR and Tesseract is not installed. A warning
+    /// when the rest of the document landed.
+    OcrUnavailable,
     /// The object could not be read from storage.
     Read,
     /// An event named an object outside `[kafka] allowed_objects` (or its
@@ -67,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Empty => "empty",
             ErrorKind::NoText => "no_text",
             ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::OcrUnavailable => "ocr_unavailable",
             ErrorKind::Read => "read",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::Stage => "stage",

@@ -1,22 +1,37 @@
 //! Text extraction, one module per format, behind guards that make hostile
 //! input fail fast instead of taking the process down.
 
+mod delimited;
 mod detect;
 mod docx;
+mod email;
+mod epub;
+mod flow;
 mod html;
+mod json;
 mod markdown;
+mod ocr;
+mod odt;
+mod package;
 mod pdf;
+mod rtf;
+mod sheets;
+mod slides;
+mod table;
 mod text;
 pub mod worker;
+mod xml;
 
 use std::time::Duration;
 
 pub use detect::{detect, Format};
+pub use email::EmailHeaders;
+pub use ocr::{OcrMode, OcrReport};
 
 use crate::contract::failure::ErrorKind;
 
-/// Guards applied to every document.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+/// The `[extract]` settings: guards applied to every document, and OCR.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Larger objects are not read at all.
@@ -30,6 +45,13 @@ pub struct Limits {
     /// Memory one extraction process may allocate; past it the process is
     /// stopped and the document fails with `memory_limit`.
     pub max_memory_mb: u64,
+    /// Cells a document's tables (sheets, csv, docx tables) may hold.
+    pub max_table_cells: u64,
+    /// When pages and images are read by OCR.
+    pub ocr: OcrMode,
+    /// Tesseract languages, e.g. `["eng", "deu"]`; each needs Debian's
+    /// `tesseract-ocr-<lang>` package.
+    pub ocr_languages: Vec<String>,
 }
 
 impl Default for Limits {
@@ -40,6 +62,9 @@ impl Default for Limits {
             max_depth: 512,
             timeout_secs: 30.0,
             max_memory_mb: 2048,
+            max_table_cells: 1_000_000,
+            ocr: OcrMode::Auto,
+            ocr_languages: vec!["eng".into()],
         }
     }
 }
@@ -58,6 +83,10 @@ pub struct Extracted {
     pub title: Option<String>,
     /// Invalid UTF-8 sequences replaced with U+FFFD.
     pub invalid_utf8: usize,
+    /// What OCR read or had to skip, for scanned pages and images.
+    pub ocr: Option<OcrReport>,
+    /// An email's headers.
+    pub email: Option<Box<EmailHeaders>>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -96,17 +125,36 @@ pub fn extract(bytes: &[u8], name: &str, limits: &Limits) -> Result<Extracted, E
         return Err(too_large(bytes.len() as u64, limits));
     }
     let format = detect(bytes, name)?;
+    let mut ocr = None;
+    let mut email = None;
     let (raw, invalid_utf8) = match format {
-        Format::Pdf => (pdf::extract(bytes, limits)?, 0),
+        Format::Email => {
+            let (raw, headers) = email::extract(bytes, limits)?;
+            email = Some(Box::new(headers));
+            (raw, 0)
+        }
+        Format::Pdf => {
+            let (raw, report) = pdf::extract(bytes, limits)?;
+            ocr = report;
+            (raw, 0)
+        }
+        Format::Png | Format::Jpeg | Format::Tiff => {
+            let (raw, report) = ocr::image(bytes, limits)?;
+            ocr = Some(report);
+            (raw, 0)
+        }
         Format::Docx => (docx::extract(bytes, limits)?, 0),
-        Format::Html | Format::Markdown | Format::Text => {
+        Format::Odt => (odt::extract(bytes, limits)?, 0),
+        Format::Rtf => (rtf::extract(bytes, limits)?, 0),
+        Format::Pptx => (slides::pptx(bytes, limits)?, 0),
+        Format::Odp => (slides::odp(bytes, limits)?, 0),
+        Format::Xlsx => (sheets::xlsx(bytes, limits)?, 0),
+        Format::Ods => (sheets::ods(bytes, limits)?, 0),
+        Format::Epub => (epub::extract(bytes, limits)?, 0),
+        text => {
+            debug_assert!(text.is_text(), "{text:?} has no extractor");
             let (decoded, invalid) = text::decode(bytes);
-            let raw = match format {
-                Format::Html => html::extract(&decoded, limits)?,
-                Format::Markdown => markdown::extract(&decoded, limits)?,
-                _ => text::extract(&decoded),
-            };
-            (raw, invalid)
+            (text_format(text, &decoded, limits)?, invalid)
         }
     };
     let body = text::tidy(&raw.text);
@@ -120,12 +168,31 @@ pub fn extract(bytes: &[u8], name: &str, limits: &Limits) -> Result<Extracted, E
         .title
         .map(|t| text::one_line(&t))
         .filter(|t| !t.is_empty())
-        .or_else(|| text::first_line(&body));
+        .or_else(|| match format.titled_by_name() {
+            true => text::file_stem(name),
+            false => text::first_line(&body),
+        });
     Ok(Extracted {
         format,
         text: body,
         title,
         invalid_utf8,
+        ocr,
+        email,
+    })
+}
+
+/// The formats that are decoded text first.
+fn text_format(format: Format, text: &str, limits: &Limits) -> Result<RawText, ExtractError> {
+    let data = |text| RawText { text, title: None };
+    Ok(match format {
+        Format::Html => html::extract(text, limits)?,
+        Format::Markdown => markdown::extract(text, limits)?,
+        Format::Csv => data(delimited::extract(text, b',', limits)?),
+        Format::Tsv => data(delimited::extract(text, b'\t', limits)?),
+        Format::Json => data(json::json(text, limits)?),
+        Format::Ndjson => data(json::ndjson(text, limits)?),
+        _ => text::extract(text),
     })
 }
 

@@ -1,58 +1,165 @@
 //! PDF text via lopdf, which bounds nesting and stream decompression itself.
+//! Pages without a text layer (scans) go through OCR, per `[extract] ocr`.
 
-use lopdf::{Document, LoadOptions};
+use lopdf::{Document, LoadOptions, ObjectId};
 
+use super::ocr::{self, OcrMode, OcrReport};
 use super::{decompression_limit, ExtractError, Limits, RawText};
 use crate::contract::failure::ErrorKind;
 
-pub(super) fn extract(bytes: &[u8], limits: &Limits) -> Result<RawText, ExtractError> {
+pub(super) fn extract(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(RawText, Option<OcrReport>), ExtractError> {
     let budget = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
     let options = LoadOptions {
         max_decompressed_size: Some(budget),
         ..LoadOptions::default()
     };
     let doc = Document::load_mem_with_options(bytes, options).map_err(|e| classify(e, limits))?;
-    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    let pages: Vec<(u32, ObjectId)> = doc.get_pages().into_iter().collect();
     if pages.is_empty() {
         return Err(ExtractError::new(
             ErrorKind::Corrupt,
             "the pdf has no readable pages (truncated or damaged?)",
         ));
     }
-    let mut text = String::new();
+    let mut texts: Vec<String> = Vec::with_capacity(pages.len());
     let mut failed_pages = 0;
     let mut last_error = None;
-    for page in &pages {
-        let remaining = budget.saturating_sub(text.len());
-        match doc.extract_text_with_limit(&[*page], remaining) {
+    let mut used = 0usize;
+    for (number, _) in &pages {
+        match doc.extract_text_with_limit(&[*number], budget.saturating_sub(used)) {
             Ok(t) => {
-                text.push_str(&t);
-                text.push_str("\n\n");
+                used += t.len();
+                texts.push(t);
             }
             Err(e) => {
                 failed_pages += 1;
                 last_error = Some(classify(e, limits));
+                texts.push(String::new());
             }
         }
     }
-    if failed_pages == pages.len() {
+    let report = read_scanned_pages(&doc, &pages, &mut texts, limits)?;
+    let text = texts.join("\n\n");
+    if failed_pages == pages.len() && report.as_ref().is_none_or(|r| r.pages.is_empty()) {
         return Err(last_error.unwrap_or_else(|| {
             ExtractError::new(ErrorKind::Corrupt, "no page of the pdf could be read")
         }));
     }
-    if text.trim().is_empty() && doc.xref_recovery.is_some() {
-        return Err(ExtractError::new(
-            ErrorKind::Corrupt,
-            "the pdf is damaged (truncated?): its cross-reference table had to be rebuilt and no text survived",
-        ));
+    if text.trim().is_empty() {
+        if report.as_ref().is_some_and(|r| !r.skipped.is_empty()) {
+            return Err(ocr::unavailable());
+        }
+        if doc.xref_recovery.is_some() {
+            return Err(ExtractError::new(
+                ErrorKind::Corrupt,
+                "the pdf is damaged (truncated?): its cross-reference table had to be rebuilt and no text survived",
+            ));
+        }
     }
     if failed_pages > 0 {
         tracing::warn!(failed_pages, "skipped unreadable pdf pages");
     }
-    Ok(RawText {
-        text,
-        title: info_title(&doc),
-    })
+    Ok((
+        RawText {
+            text,
+            title: info_title(&doc),
+        },
+        report,
+    ))
+}
+
+/// OCR for the pages that need it: those without text under `auto`, all of
+/// them under `force`. Their text replaces the page's.
+fn read_scanned_pages(
+    doc: &Document,
+    pages: &[(u32, ObjectId)],
+    texts: &mut [String],
+    limits: &Limits,
+) -> Result<Option<OcrReport>, ExtractError> {
+    if limits.ocr == OcrMode::Off {
+        return Ok(None);
+    }
+    let languages = limits.ocr_languages.join("+");
+    let mut report = OcrReport {
+        pages: Vec::new(),
+        confidence: 0.0,
+        skipped: Vec::new(),
+    };
+    let mut read_all = ocr::Recognized::default();
+    for ((number, id), text) in pages.iter().zip(texts.iter_mut()) {
+        if limits.ocr == OcrMode::Auto && !text.trim().is_empty() {
+            continue;
+        }
+        let Some(image) = page_image(doc, *id, limits) else {
+            continue;
+        };
+        match ocr::recognize(&image, &languages) {
+            Ok(read) => {
+                *text = read.text;
+                read_all.confidence_sum += read.confidence_sum;
+                read_all.words += read.words;
+                report.pages.push(*number);
+            }
+            Err(e) if e.kind == ErrorKind::OcrUnavailable && limits.ocr == OcrMode::Auto => {
+                report.skipped.push(*number)
+            }
+            Err(e) if e.kind == ErrorKind::OcrUnavailable => return Err(e),
+            Err(e) => tracing::warn!(page = number, error = %e, "OCR failed on a pdf page"),
+        }
+    }
+    if report.pages.is_empty() && report.skipped.is_empty() {
+        return Ok(None);
+    }
+    report.confidence = read_all.mean_confidence();
+    Ok(Some(report))
+}
+
+/// The page's largest image, as bytes Tesseract reads: JPEG and JPEG 2000
+/// as stored, raw 8-bit gray or RGB and 1-bit pixels as PNM. Other
+/// encodings (CCITT, JBIG2) are not read yet.
+fn page_image(doc: &Document, page: ObjectId, limits: &Limits) -> Option<Vec<u8>> {
+    let images = doc.get_page_images(page).ok()?;
+    let image = images
+        .iter()
+        .max_by_key(|i| i.width.saturating_mul(i.height))?;
+    let (width, height) = (
+        usize::try_from(image.width).ok()?,
+        usize::try_from(image.height).ok()?,
+    );
+    let filters = image.filters.clone().unwrap_or_default();
+    if matches!(
+        filters.last().map(String::as_str),
+        Some("DCTDecode" | "JPXDecode")
+    ) {
+        return (filters.len() == 1).then(|| image.content.to_vec());
+    }
+    let (magic, row_bytes) = match (image.color_space.as_deref(), image.bits_per_component) {
+        (Some("DeviceGray") | None, Some(1)) => ("P4", width.div_ceil(8)),
+        (Some("DeviceGray"), Some(8)) => ("P5", width),
+        (Some("DeviceRGB"), Some(8)) => ("P6", width.checked_mul(3)?),
+        _ => return None,
+    };
+    let expected = row_bytes.checked_mul(height)?;
+    if expected == 0 || expected as u64 > limits.max_decompressed_bytes {
+        return None;
+    }
+    let stream = doc.get_object(image.id).ok()?.as_stream().ok()?;
+    let mut pixels = stream.get_plain_content_with_limit(expected).ok()?;
+    if pixels.len() < expected {
+        return None;
+    }
+    pixels.truncate(expected);
+    if magic == "P4" {
+        // PDF gray: 0 is black; PBM: 1 is black.
+        pixels.iter_mut().for_each(|b| *b = !*b);
+    }
+    let max = if magic == "P4" { "" } else { " 255" };
+    let mut out = format!("{magic}\n{width} {height}{max}\n").into_bytes();
+    out.extend_from_slice(&pixels);
+    Some(out)
 }
 
 fn info_title(doc: &Document) -> Option<String> {

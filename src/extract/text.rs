@@ -88,6 +88,13 @@ pub(super) fn first_line(text: &str) -> Option<String> {
         .map(|l| l.chars().take(MAX_TITLE_CHARS).collect())
 }
 
+/// The file name without folders and extension, as a title.
+pub(super) fn file_stem(name: &str) -> Option<String> {
+    let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+    Some(one_line(stem)).filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

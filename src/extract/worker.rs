@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use super::{extract, ExtractError, Extracted, Format, Limits};
+use super::{extract, EmailHeaders, ExtractError, Extracted, Format, Limits, OcrReport};
 use crate::contract::failure::ErrorKind;
 
 /// The subcommand a worker runs as (hidden from `--help`).
@@ -34,6 +34,8 @@ enum Reply {
         format: Format,
         title: Option<String>,
         invalid_utf8: usize,
+        ocr: Option<OcrReport>,
+        email: Option<Box<EmailHeaders>>,
     },
     Failed {
         kind: ErrorKind,
@@ -62,6 +64,8 @@ pub fn serve(max_memory_mb: u64) -> io::Result<()> {
                     format: x.format,
                     title: x.title,
                     invalid_utf8: x.invalid_utf8,
+                    ocr: x.ocr,
+                    email: x.email,
                 };
                 write_frame(&mut output, &serde_json::to_vec(&reply)?)?;
                 write_frame(&mut output, x.text.as_bytes())?;
@@ -122,8 +126,9 @@ pub enum Died {
 }
 
 impl Worker {
-    /// Starts `program extract-worker` with an empty environment: a hostile
-    /// file that subverts a parser finds no credentials there.
+    /// Starts `program extract-worker` with an empty environment but PATH
+    /// (to find tesseract): a hostile file that subverts a parser finds no
+    /// credentials there.
     pub fn spawn(program: &Path, max_memory_mb: u64) -> io::Result<Self> {
         let mut command = Command::new(program);
         command
@@ -134,8 +139,10 @@ impl Worker {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Some(filter) = std::env::var_os("RUST_LOG") {
-            command.env("RUST_LOG", filter);
+        for kept in ["RUST_LOG", "PATH"] {
+            if let Some(value) = std::env::var_os(kept) {
+                command.env(kept, value);
+            }
         }
         let mut child = command.spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -174,7 +181,7 @@ impl Worker {
     ) -> io::Result<Result<Extracted, ExtractError>> {
         let request = Request {
             name: name.to_string(),
-            limits: *limits,
+            limits: limits.clone(),
         };
         write_frame(&mut self.input, &serde_json::to_vec(&request)?)?;
         write_frame(&mut self.input, bytes)?;
@@ -185,6 +192,8 @@ impl Worker {
                 format,
                 title,
                 invalid_utf8,
+                ocr,
+                email,
             } => {
                 let text = read_frame(&mut self.output)?.ok_or(io::ErrorKind::UnexpectedEof)?;
                 let text = String::from_utf8(text).map_err(io::Error::other)?;
@@ -193,6 +202,8 @@ impl Worker {
                     text,
                     title,
                     invalid_utf8,
+                    ocr,
+                    email,
                 })
             }
             Reply::Failed { kind, message } => Err(ExtractError::new(kind, message)),
@@ -246,6 +257,20 @@ fn limit_memory(max_memory_mb: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// A helper a worker starts (tesseract) dies with the worker, so a worker
+/// killed for its timeout leaves nothing running.
+pub(super) fn stop_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs between fork and exec and only calls prctl,
+    // which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            die_with_parent();
+            Ok(())
+        });
+    }
 }
 
 /// A worker whose parent died (killed, crashed) stops too, instead of

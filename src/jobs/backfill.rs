@@ -58,7 +58,7 @@ impl Backfill {
             tenant: pipeline.source.tenant.clone(),
             parallelism: pipeline.source.parallelism,
             batch: pipeline.batch,
-            limits: pipeline.extract,
+            limits: pipeline.extract.clone(),
             isolation: Isolation::Thread,
             runner,
         }
@@ -219,7 +219,7 @@ impl Backfill {
         if is_done(&origin) {
             return (size, Outcome::Skipped);
         }
-        match extract_document(origin, bytes, object.uri, self.limits, pool).await {
+        match extract_document(origin, bytes, object.uri, self.limits.clone(), pool).await {
             Ok((doc, warning)) => (size, Outcome::Landed(Box::new(doc), warning)),
             Err(failure) => (size, Outcome::Failed(*failure)),
         }

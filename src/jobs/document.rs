@@ -50,7 +50,7 @@ pub async fn extract_document(
     limits: Limits,
     pool: &ExtractPool,
 ) -> Result<(ExtractedDoc, Option<Failure>), Box<Failure>> {
-    let (kind, msg) = match pool.extract(bytes, name, limits).await {
+    let (kind, msg) = match pool.extract(bytes, name, limits.clone()).await {
         Ended::Done(result) => return finish(origin, result),
         Ended::TimedOut => (
             ErrorKind::Timeout,
@@ -121,16 +121,42 @@ fn finish(
             )))
         }
     };
-    let warning = (extracted.invalid_utf8 > 0).then(|| {
+    let skipped_pages = extracted.ocr.as_ref().map_or(&[][..], |r| &r.skipped[..]);
+    let warning = if extracted.invalid_utf8 > 0 {
         let msg = format!(
             "{} invalid UTF-8 sequence(s) replaced with U+FFFD; the document landed",
             extracted.invalid_utf8
         );
-        origin.failure(failure::EXTRACT_STAGE, ErrorKind::InvalidUtf8, msg)
-    });
+        Some(origin.failure(failure::EXTRACT_STAGE, ErrorKind::InvalidUtf8, msg))
+    } else if !skipped_pages.is_empty() {
+        let msg = format!(
+            "pages {skipped_pages:?} have no text layer and tesseract is not installed, so they were left out; the rest landed. Install Debian's tesseract-ocr to read them"
+        );
+        Some(origin.failure(failure::EXTRACT_STAGE, ErrorKind::OcrUnavailable, msg))
+    } else {
+        None
+    };
     let mut metadata = origin.metadata;
     metadata.insert("format".into(), extracted.format.name().into());
     metadata.insert("invalid_utf8".into(), extracted.invalid_utf8.into());
+    // A message's own Date beats the file's modification time.
+    let event_time = extracted
+        .email
+        .as_ref()
+        .and_then(|e| e.sent_at)
+        .or(origin.event_time);
+    if let Some(email) = &extracted.email {
+        metadata.insert(
+            "email".into(),
+            serde_json::to_value(email).unwrap_or_default(),
+        );
+    }
+    if let Some(report) = extracted.ocr.as_ref().filter(|r| !r.pages.is_empty()) {
+        metadata.insert(
+            "ocr".into(),
+            serde_json::json!({"pages": report.pages, "confidence": report.confidence}),
+        );
+    }
     let doc = ExtractedDoc {
         doc_id: origin.doc_id,
         tenant: origin.tenant,
@@ -139,7 +165,7 @@ fn finish(
         mime: extracted.format.mime().to_string(),
         title: origin.title.or(extracted.title),
         text: extracted.text,
-        event_time: origin.event_time,
+        event_time,
         ingested_at: Utc::now(),
         metadata: serde_json::Value::Object(metadata).to_string(),
     };

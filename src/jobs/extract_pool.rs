@@ -60,6 +60,7 @@ impl ExtractPool {
     /// Extracts `bytes` once a slot is free; the wait for a slot does not
     /// count against `limits.timeout_secs`.
     pub async fn extract(&self, bytes: Bytes, name: String, limits: Limits) -> Ended {
+        let timeout = limits.timeout();
         let Ok(permit) = self.slots.clone().acquire_owned().await else {
             return Ended::Crashed("the extraction pool was closed".into());
         };
@@ -69,7 +70,7 @@ impl ExtractPool {
             Isolation::Process(program) if !small_text() => program,
             _ => {
                 let work = move || extract(&bytes, &name, &limits);
-                return match on_blocking_thread(permit, limits.timeout(), work).await {
+                return match on_blocking_thread(permit, timeout, work).await {
                     Err(_) => Ended::TimedOut,
                     Ok(Err(panic)) => Ended::Crashed(panic.to_string()),
                     Ok(Ok(result)) => Ended::Done(result),
@@ -97,7 +98,7 @@ impl ExtractPool {
             let result = worker.call(&bytes, &name, &limits);
             (worker, result)
         };
-        match on_blocking_thread(permit, limits.timeout(), work).await {
+        match on_blocking_thread(permit, timeout, work).await {
             Err(_) => {
                 killer.kill();
                 Ended::TimedOut

@@ -8,9 +8,12 @@ mod arroyo;
 mod backfill;
 mod cli;
 mod extraction;
+mod formats;
 mod harness;
 mod interop;
 mod kill_rerun;
 #[cfg(feature = "local-models")]
 mod models;
+mod ocr;
+mod pdf_file;
 mod s3;

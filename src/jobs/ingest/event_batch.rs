@@ -188,8 +188,8 @@ impl EventReader {
             let tail = rest.split_off(per.min(rest.len()));
             chunks.push(std::mem::replace(&mut rest, tail));
         }
-        let limits = self.limits;
         let jobs = chunks.into_iter().map(|chunk| {
+            let limits = self.limits.clone();
             tokio::task::spawn_blocking(move || {
                 chunk
                     .into_iter()
@@ -229,7 +229,7 @@ impl EventReader {
             },
         };
         let origin = self.origin(record, event, &bytes);
-        to_work(extract_document(origin, bytes, name, self.limits, &self.pool).await)
+        to_work(extract_document(origin, bytes, name, self.limits.clone(), &self.pool).await)
     }
 
     /// What is known about the document an event carries, given its bytes.

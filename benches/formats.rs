@@ -1,0 +1,163 @@
+//! Extraction against peer tools on the same files, side by side in one run:
+//! a 200-page text PDF against poppler's `pdftotext`, and OCR of a scanned
+//! page against Tesseract's own CLI; then MB/s for every format's fixture.
+//! The peers run as processes, as users run them; so does docstream's
+//! extraction in production (an extract-worker), so both sides pay a
+//! process round trip or neither does: `docstream` is timed through the
+//! worker pool. Prints the word agreement with `pdftotext` once.
+//!
+//! `cargo bench --bench formats` (needs poppler-utils and tesseract-ocr)
+
+use std::process::Command;
+
+#[path = "../tests/it/pdf_file.rs"]
+mod pdf_file;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use docstream::extract::{extract, Limits};
+use docstream::jobs::extract_pool::{Ended, ExtractPool, Isolation};
+
+/// A text PDF of `pages` pages of 45 lines each, uncompressed content
+/// streams (as many generators write them).
+fn text_pdf(pages: usize) -> Vec<u8> {
+    let words = [
+        "freight",
+        "invoice",
+        "contract",
+        "delivery",
+        "warehouse",
+        "pallet",
+        "customs",
+        "vessel",
+        "berth",
+        "crane",
+        "inspection",
+        "schedule",
+        "penalty",
+        "clause",
+        "supplier",
+        "budget",
+    ];
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        Vec::new(), // the page tree, once the kids are known
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+    ];
+    let mut kids = Vec::new();
+    for p in 0..pages {
+        let mut ops = String::from("BT /F1 10 Tf 12 TL 50 760 Td\n");
+        for l in 0..45 {
+            let line: Vec<&str> = (0..11)
+                .map(|w| words[(p * 7 + l * 3 + w * 5) % words.len()])
+                .collect();
+            ops.push_str(&format!(
+                "(Line {l} of page {p}: {}) Tj T*\n",
+                line.join(" ")
+            ));
+        }
+        ops.push_str("ET");
+        let content = objects.len() + 2;
+        kids.push(objects.len() + 1);
+        objects.push(
+            format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {content} 0 R >>")
+                .into_bytes(),
+        );
+        objects.push(format!("<< /Length {} >>\nstream\n{ops}\nendstream", ops.len()).into_bytes());
+    }
+    let kids: Vec<String> = kids.iter().map(|k| format!("{k} 0 R")).collect();
+    objects[1] = format!(
+        "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+        kids.join(" ")
+    )
+    .into_bytes();
+    pdf_file::pdf_file(&objects)
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env("OMP_THREAD_LIMIT", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sorted_words(text: &str) -> Vec<&str> {
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    words.sort_unstable();
+    words
+}
+
+fn bench(c: &mut Criterion) {
+    let limits = Limits::default();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pool = ExtractPool::new(
+        1,
+        Isolation::Process(env!("CARGO_BIN_EXE_docstream").into()),
+    );
+    let through_pool = |bytes: &Bytes, name: &str| {
+        let ended = runtime.block_on(pool.extract(bytes.clone(), name.into(), limits.clone()));
+        match ended {
+            Ended::Done(Ok(x)) => x,
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let pdf = text_pdf(200);
+    let pdf_path = dir.path().join("report.pdf");
+    std::fs::write(&pdf_path, &pdf).unwrap();
+    let pdf_path = pdf_path.to_str().unwrap();
+    let ours = extract(&pdf, "report.pdf", &limits).unwrap().text;
+    let theirs = run("pdftotext", &[pdf_path, "-"]);
+    let (a, b) = (sorted_words(&ours), sorted_words(&theirs));
+    println!(
+        "pdf words: docstream {}, pdftotext {}, identical word lists: {}",
+        a.len(),
+        b.len(),
+        a == b
+    );
+    let pdf = Bytes::from(pdf);
+    let mut g = c.benchmark_group("pdf-200-pages");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(pdf.len() as u64));
+    g.bench_function("docstream", |bench| {
+        bench.iter(|| through_pool(&pdf, "report.pdf"))
+    });
+    g.bench_function("pdftotext", |bench| {
+        bench.iter(|| run("pdftotext", &[pdf_path, "-"]))
+    });
+    g.finish();
+
+    let scans = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scans");
+    let png_path = format!("{scans}/invoice.png");
+    let png = Bytes::from(std::fs::read(&png_path).unwrap());
+    let mut g = c.benchmark_group("ocr-page");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("docstream", |bench| {
+        bench.iter(|| through_pool(&png, "invoice.png"))
+    });
+    g.bench_function("tesseract", |bench| {
+        bench.iter(|| run("tesseract", &[&png_path, "stdout"]))
+    });
+    g.finish();
+
+    let formats = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/formats");
+    let mut g = c.benchmark_group("fixture");
+    for entry in std::fs::read_dir(formats).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(&name, |bench| {
+            bench.iter(|| extract(&bytes, &name, &limits).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
