@@ -52,7 +52,8 @@ CREATE TABLE documents (
     n_tokens BIGINT NOT NULL,
     event_time TIMESTAMP,
     ingested_at TIMESTAMP NOT NULL,
-    metadata TEXT
+    metadata TEXT,
+    parent_doc_id TEXT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -156,7 +157,9 @@ SELECT doc_id, tenant, source_uri, content_hash, mime, title,
        count_tokens(text, '${encoding}') AS n_tokens,
        event_time,
        ingested_at,
-       CAST(NULL AS TEXT) AS metadata
+       CAST(NULL AS TEXT) AS metadata,
+       -- Events carry text, not containers: no children here.
+       CAST(NULL AS TEXT) AS parent_doc_id
 FROM docs;
 
 -- chunk_text returns the chunks as one JSON array; one row per element.

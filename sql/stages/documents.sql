@@ -10,5 +10,6 @@ SELECT
     count_tokens(text, '${encoding}') AS n_tokens,
     event_time,
     ingested_at,
-    metadata
+    metadata,
+    parent_doc_id
 FROM extracted

@@ -25,6 +25,8 @@ pub struct ExtractedDoc {
     pub ingested_at: DateTime<Utc>,
     /// A JSON object.
     pub metadata: String,
+    /// The container (archive, mailbox, email) this document was found in.
+    pub parent_doc_id: Option<String>,
 }
 
 impl ExtractedDoc {
@@ -48,6 +50,7 @@ pub fn schema() -> SchemaRef {
         Field::new("event_time", ts.clone(), true),
         Field::new("ingested_at", ts, false),
         Field::new("metadata", DataType::Utf8, true),
+        Field::new("parent_doc_id", DataType::Utf8, true),
     ]))
 }
 
@@ -88,6 +91,11 @@ pub fn to_batch(docs: &[&ExtractedDoc]) -> deltalake::arrow::error::Result<Recor
                     .collect(),
             ),
             strings(|d| &d.metadata),
+            Arc::new(
+                docs.iter()
+                    .map(|d| d.parent_doc_id.as_deref())
+                    .collect::<StringArray>(),
+            ),
         ],
     )
 }

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     NoText,
     /// Invalid UTF-8 was replaced with U+FFFD; the document still landed.
     InvalidUtf8,
+    /// A container member's path is absolute or climbs out with `..` (a
+    /// zip-slip path); the member was not read.
+    UnsafePath,
     /// Pages or images needed OCR and Tesseract is not installed. A warning
     /// when the rest of the document landed.
     OcrUnavailable,
@@ -70,6 +73,7 @@ impl ErrorKind {
             ErrorKind::Empty => "empty",
             ErrorKind::NoText => "no_text",
             ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::UnsafePath => "unsafe_path",
             ErrorKind::OcrUnavailable => "ocr_unavailable",
             ErrorKind::Read => "read",
             ErrorKind::Forbidden => "forbidden",

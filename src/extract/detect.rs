@@ -28,6 +28,10 @@ pub enum Format {
     Ods,
     Epub,
     Email,
+    Mbox,
+    Zip,
+    Tar,
+    Gzip,
     Png,
     Jpeg,
     Tiff,
@@ -57,6 +61,10 @@ impl Format {
             Format::Ods => "application/vnd.oasis.opendocument.spreadsheet",
             Format::Epub => "application/epub+zip",
             Format::Email => "message/rfc822",
+            Format::Mbox => "application/mbox",
+            Format::Zip => "application/zip",
+            Format::Tar => "application/x-tar",
+            Format::Gzip => "application/gzip",
             Format::Png => "image/png",
             Format::Jpeg => "image/jpeg",
             Format::Tiff => "image/tiff",
@@ -83,7 +91,16 @@ impl Format {
     pub(super) fn titled_by_name(self) -> bool {
         matches!(
             self,
-            Format::Csv | Format::Tsv | Format::Json | Format::Ndjson | Format::Xlsx | Format::Ods
+            Format::Csv
+                | Format::Tsv
+                | Format::Json
+                | Format::Ndjson
+                | Format::Xlsx
+                | Format::Ods
+                | Format::Mbox
+                | Format::Zip
+                | Format::Tar
+                | Format::Gzip
         )
     }
 
@@ -106,6 +123,10 @@ impl Format {
             Format::Ods => "ods",
             Format::Epub => "epub",
             Format::Email => "email",
+            Format::Mbox => "mailbox",
+            Format::Zip => "zip archive",
+            Format::Tar => "tar archive",
+            Format::Gzip => "gzip file",
             Format::Png => "png image",
             Format::Jpeg => "jpeg image",
             Format::Tiff => "tiff image",
@@ -117,7 +138,7 @@ impl Format {
 /// claims one and does not start like it is damaged, not plain text.
 const BINARY_EXTENSIONS: &[&str] = &[
     "pdf", "docx", "odt", "rtf", "pptx", "odp", "xlsx", "ods", "epub", "png", "jpg", "jpeg", "tif",
-    "tiff",
+    "tiff", "zip", "tar", "gz", "tgz",
 ];
 
 /// Images, read by OCR.
@@ -131,7 +152,6 @@ const IMAGE_MAGIC: &[(&[u8], Format)] = &[
 /// Binary formats we recognise but do not extract, by magic bytes.
 const UNSUPPORTED_MAGIC: &[(&[u8], &str)] = &[
     (b"GIF8", "a GIF image"),
-    (b"\x1f\x8b", "a gzip archive"),
     (
         b"\xd0\xcf\x11\xe0",
         "a legacy Office (OLE) file (.doc, .xls, .ppt); save it as .docx, .xlsx or .pptx",
@@ -151,6 +171,18 @@ pub fn detect(bytes: &[u8], name: &str) -> Result<Format, ExtractError> {
     if bytes.starts_with(b"PK\x03\x04") {
         return package_format(bytes, &ext);
     }
+    if bytes.starts_with(b"PK\x05\x06") {
+        return Ok(Format::Zip);
+    }
+    if bytes.starts_with(b"\x1f\x8b") {
+        return Ok(Format::Gzip);
+    }
+    if bytes.get(257..262) == Some(b"ustar") {
+        return Ok(Format::Tar);
+    }
+    if looks_like_mbox(sample_of(bytes), &ext) {
+        return Ok(Format::Mbox);
+    }
     if let Some((_, format)) = IMAGE_MAGIC.iter().find(|(m, _)| bytes.starts_with(m)) {
         return Ok(*format);
     }
@@ -166,7 +198,7 @@ pub fn detect(bytes: &[u8], name: &str) -> Result<Format, ExtractError> {
             format!("named .{ext} but the content does not start like a {ext} file"),
         ));
     }
-    let sample = &bytes[..bytes.len().min(8192)];
+    let sample = sample_of(bytes);
     if sample.contains(&0) && !has_utf16_bom(bytes) {
         return Err(ExtractError::new(
             ErrorKind::Unsupported,
@@ -178,12 +210,6 @@ pub fn detect(bytes: &[u8], name: &str) -> Result<Format, ExtractError> {
                     format!(" in a .{ext} file")
                 }
             ),
-        ));
-    }
-    if ext == "mbox" {
-        return Err(ExtractError::new(
-            ErrorKind::Unsupported,
-            "mbox mailboxes are not read yet; export the messages as .eml files",
         ));
     }
     Ok(match ext.as_str() {
@@ -200,7 +226,11 @@ pub fn detect(bytes: &[u8], name: &str) -> Result<Format, ExtractError> {
     })
 }
 
-const SUPPORTED: &str = "txt, md, html, csv, tsv, json, ndjson, eml, pdf, docx, odt, rtf, pptx, odp, xlsx, ods, epub, png, jpeg, tiff";
+const SUPPORTED: &str = "txt, md, html, csv, tsv, json, ndjson, eml, mbox, pdf, docx, odt, rtf, pptx, odp, xlsx, ods, epub, png, jpeg, tiff, zip, tar, tar.gz";
+
+fn sample_of(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(8192)]
+}
 
 /// A zip is a document package when it holds the parts of one: the
 /// OpenDocument and EPUB `mimetype` first, then the OOXML main parts.
@@ -242,10 +272,17 @@ fn package_format(bytes: &[u8], ext: &str) -> Result<Format, ExtractError> {
     {
         return Ok(*format);
     }
-    Err(ExtractError::new(
-        ErrorKind::Unsupported,
-        format!("a zip archive that is not a document package ({SUPPORTED})"),
-    ))
+    // Other document packages (Visio, ODF drawings, ...) are one document
+    // each, not archives of files to land.
+    if zip.index_for_name("[Content_Types].xml").is_some()
+        || zip.index_for_name("mimetype").is_some()
+    {
+        return Err(ExtractError::new(
+            ErrorKind::Unsupported,
+            format!("a document package that is not one of the supported formats ({SUPPORTED})"),
+        ));
+    }
+    Ok(Format::Zip)
 }
 
 fn extension(name: &str) -> String {
@@ -263,6 +300,17 @@ fn looks_like_html(head: &[u8]) -> bool {
         .unwrap_or(head.len());
     let lower = head[start..].to_ascii_lowercase();
     lower.starts_with(b"<!doctype html") || lower.starts_with(b"<html")
+}
+
+/// A mailbox starts with a `From ` separator line, then a message.
+fn looks_like_mbox(sample: &[u8], ext: &str) -> bool {
+    let Some(rest) = sample.strip_prefix(b"From ") else {
+        return false;
+    };
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    ext == "mbox" || looks_like_email(&rest[end + 1..])
 }
 
 /// A message starts with header lines, at least two of them ones every mail
@@ -341,5 +389,20 @@ mod tests {
         let mail = b"Received: by x\r\nFrom: a@b.c\r\nSubject: hi\r\n\r\nbody";
         assert_eq!(detect(mail, "message").unwrap(), Format::Email);
         assert_eq!(detect(b"Note: this is\nplain", "n").unwrap(), Format::Text);
+    }
+
+    #[test]
+    fn archives_and_mailboxes_are_found_by_content() {
+        assert_eq!(detect(b"PK\x05\x06\0\0\0\0", "x").unwrap(), Format::Zip);
+        assert_eq!(detect(b"\x1f\x8b\x08\0", "x.txt").unwrap(), Format::Gzip);
+        let mut tar = vec![b'a'; 1024];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(detect(&tar, "notes.txt").unwrap(), Format::Tar);
+        let mbox = b"From a@b.c Mon Jan  1 00:00:00 2024\nFrom: a@b.c\nSubject: hi\n\nbody";
+        assert_eq!(detect(mbox, "mail").unwrap(), Format::Mbox);
+        let prose = b"From the desk of the director\nplain words";
+        assert_eq!(detect(prose, "memo").unwrap(), Format::Text);
+        let e = detect(b"just words", "backup.tar").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Corrupt);
     }
 }

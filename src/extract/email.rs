@@ -1,12 +1,13 @@
 //! Email messages (.eml) through mailparse: the headers people search by,
-//! the text/plain body (or the html one, as visible text), and the names of
-//! the attachments.
+//! the text/plain body (or the html one, as visible text), and the
+//! attachments, which land as child documents.
 
 use chrono::{DateTime, Utc};
 use mailparse::{DispositionType, MailHeaderMap, ParsedMail};
 use serde::{Deserialize, Serialize};
 
-use super::{html, ExtractError, Limits, RawText};
+use super::archive::Members;
+use super::{html, ExtractError, Limits, Member, RawText};
 use crate::contract::failure::ErrorKind;
 
 /// The headers that land in `documents.metadata` under `email`.
@@ -26,7 +27,7 @@ pub struct EmailHeaders {
 pub(super) fn extract(
     bytes: &[u8],
     limits: &Limits,
-) -> Result<(RawText, EmailHeaders), ExtractError> {
+) -> Result<(RawText, EmailHeaders, Vec<Member>), ExtractError> {
     let mail = mailparse::parse_mail(bytes).map_err(|e| {
         ExtractError::new(
             ErrorKind::Corrupt,
@@ -53,10 +54,15 @@ pub(super) fn extract(
         .as_deref()
         .and_then(|d| mailparse::dateparse(d).ok())
         .and_then(|secs| DateTime::from_timestamp(secs, 0));
-    let mut plain = None;
-    let mut html_body = None;
-    walk(&mut plain, &mut html_body, &mut headers.attachments, &mail)?;
-    let body = match (plain, html_body) {
+    let mut parts = Parts {
+        plain: None,
+        html: None,
+        attachments: Members::new(limits),
+        names: Vec::new(),
+    };
+    parts.walk(&mail)?;
+    headers.attachments = parts.names;
+    let body = match (parts.plain, parts.html) {
         (Some(text), _) => text,
         (None, Some(page)) => html::extract(&page, limits)?.text,
         (None, None) => String::new(),
@@ -93,46 +99,58 @@ pub(super) fn extract(
             title: headers.subject.clone(),
         },
         headers,
+        parts.attachments.into_inner(),
     ))
 }
 
-/// Finds the first inline text/plain and text/html parts, and the names of
-/// the attachments, depth first.
-fn walk(
-    plain: &mut Option<String>,
-    html_body: &mut Option<String>,
-    attachments: &mut Vec<String>,
-    part: &ParsedMail<'_>,
-) -> Result<(), ExtractError> {
-    if !part.subparts.is_empty() {
-        for sub in &part.subparts {
-            walk(plain, html_body, attachments, sub)?;
+/// What a message's MIME tree holds.
+struct Parts {
+    plain: Option<String>,
+    html: Option<String>,
+    attachments: Members,
+    names: Vec<String>,
+}
+
+impl Parts {
+    /// Finds the first inline text/plain and text/html parts, and the
+    /// attachments, depth first.
+    fn walk(&mut self, part: &ParsedMail<'_>) -> Result<(), ExtractError> {
+        if !part.subparts.is_empty() {
+            for sub in &part.subparts {
+                self.walk(sub)?;
+            }
+            return Ok(());
         }
-        return Ok(());
+        let disposition = part.get_content_disposition();
+        let name = disposition
+            .params
+            .get("filename")
+            .or_else(|| part.ctype.params.get("name"))
+            .cloned();
+        if disposition.disposition == DispositionType::Attachment || name.is_some() {
+            let n = self.names.len() + 1;
+            let name = name.unwrap_or_else(|| format!("attachment-{n}"));
+            let bytes = part.get_body_raw().map_err(|e| undecodable(&e))?;
+            self.attachments
+                .add(format!("attachment/{n}"), name.clone(), bytes)?;
+            self.names.push(name);
+            return Ok(());
+        }
+        let slot = match part.ctype.mimetype.as_str() {
+            "text/plain" => &mut self.plain,
+            "text/html" => &mut self.html,
+            _ => return Ok(()),
+        };
+        if slot.is_none() {
+            *slot = Some(part.get_body().map_err(|e| undecodable(&e))?);
+        }
+        Ok(())
     }
-    let disposition = part.get_content_disposition();
-    let name = disposition
-        .params
-        .get("filename")
-        .or_else(|| part.ctype.params.get("name"))
-        .cloned();
-    if disposition.disposition == DispositionType::Attachment || name.is_some() {
-        attachments.push(name.unwrap_or_else(|| part.ctype.mimetype.clone()));
-        return Ok(());
-    }
-    let slot = match part.ctype.mimetype.as_str() {
-        "text/plain" => plain,
-        "text/html" => html_body,
-        _ => return Ok(()),
-    };
-    if slot.is_none() {
-        let body = part.get_body().map_err(|e| {
-            ExtractError::new(
-                ErrorKind::Corrupt,
-                format!("an email part cannot be decoded: {e}"),
-            )
-        })?;
-        *slot = Some(body);
-    }
-    Ok(())
+}
+
+fn undecodable(e: &mailparse::MailParseError) -> ExtractError {
+    ExtractError::new(
+        ErrorKind::Corrupt,
+        format!("an email part cannot be decoded: {e}"),
+    )
 }

@@ -1,6 +1,7 @@
 //! Text extraction, one module per format, behind guards that make hostile
 //! input fail fast instead of taking the process down.
 
+mod archive;
 mod delimited;
 mod detect;
 mod docx;
@@ -10,6 +11,7 @@ mod flow;
 mod html;
 mod json;
 mod markdown;
+mod mbox;
 mod ocr;
 mod odt;
 mod package;
@@ -47,6 +49,12 @@ pub struct Limits {
     pub max_memory_mb: u64,
     /// Cells a document's tables (sheets, csv, docx tables) may hold.
     pub max_table_cells: u64,
+    /// Files an archive, mailbox or email may hold, counted over all its
+    /// nesting levels: each lands as a child document.
+    pub max_members: u64,
+    /// Containers inside containers (a zip in a zip is 2) read before the
+    /// deeper ones fail with `too_deep`.
+    pub max_nesting: usize,
     /// When pages and images are read by OCR.
     pub ocr: OcrMode,
     /// Tesseract languages, e.g. `["eng", "deu"]`; each needs Debian's
@@ -63,6 +71,8 @@ impl Default for Limits {
             timeout_secs: 30.0,
             max_memory_mb: 2048,
             max_table_cells: 1_000_000,
+            max_members: 10_000,
+            max_nesting: 4,
             ocr: OcrMode::Auto,
             ocr_languages: vec!["eng".into()],
         }
@@ -87,9 +97,25 @@ pub struct Extracted {
     pub ocr: Option<OcrReport>,
     /// An email's headers.
     pub email: Option<Box<EmailHeaders>>,
+    /// The files a container holds, to land as child documents.
+    pub members: Vec<Member>,
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// A file inside a container: an archive member, a mailbox's message or an
+/// email's attachment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// Unique within the container and stable across its versions: the
+    /// archive path, `message/N` or `attachment/N`. Part of the child's id.
+    pub path: String,
+    /// The file name, for format detection and the title.
+    pub name: String,
+    /// The bytes, or why the member was not read (a path that escapes the
+    /// archive, a file over `max_input_bytes`).
+    pub content: Result<Vec<u8>, ExtractError>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{message}")]
 pub struct ExtractError {
     pub kind: ErrorKind,
@@ -127,10 +153,22 @@ pub fn extract(bytes: &[u8], name: &str, limits: &Limits) -> Result<Extracted, E
     let format = detect(bytes, name)?;
     let mut ocr = None;
     let mut email = None;
+    let mut members = Vec::new();
     let (raw, invalid_utf8) = match format {
         Format::Email => {
-            let (raw, headers) = email::extract(bytes, limits)?;
+            let (raw, headers, attachments) = email::extract(bytes, limits)?;
             email = Some(Box::new(headers));
+            members = attachments;
+            (raw, 0)
+        }
+        Format::Zip | Format::Tar | Format::Gzip | Format::Mbox => {
+            let (raw, found) = match format {
+                Format::Zip => archive::zip(bytes, limits)?,
+                Format::Tar => archive::tar(bytes, limits)?,
+                Format::Gzip => archive::gzip(bytes, name, limits)?,
+                _ => mbox::extract(bytes, limits)?,
+            };
+            members = found;
             (raw, 0)
         }
         Format::Pdf => {
@@ -179,6 +217,7 @@ pub fn extract(bytes: &[u8], name: &str, limits: &Limits) -> Result<Extracted, E
         invalid_utf8,
         ocr,
         email,
+        members,
     })
 }
 

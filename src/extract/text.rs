@@ -92,6 +92,8 @@ pub(super) fn first_line(text: &str) -> Option<String> {
 pub(super) fn file_stem(name: &str) -> Option<String> {
     let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+    // `logs.tar.gz` is called `logs`.
+    let stem = stem.strip_suffix(".tar").unwrap_or(stem);
     Some(one_line(stem)).filter(|s| !s.is_empty())
 }
 

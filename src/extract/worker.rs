@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use super::{extract, EmailHeaders, ExtractError, Extracted, Format, Limits, OcrReport};
+use super::{extract, EmailHeaders, ExtractError, Extracted, Format, Limits, Member, OcrReport};
 use crate::contract::failure::ErrorKind;
 
 /// The subcommand a worker runs as (hidden from `--help`).
@@ -27,7 +27,8 @@ struct Request {
     limits: Limits,
 }
 
-/// A reply; the text of an extracted document follows as a raw frame.
+/// A reply. The text of an extracted document follows as a raw frame, then
+/// the bytes of each member that was read, one frame each.
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Extracted {
@@ -36,11 +37,20 @@ enum Reply {
         invalid_utf8: usize,
         ocr: Option<OcrReport>,
         email: Option<Box<EmailHeaders>>,
+        members: Vec<MemberHead>,
     },
     Failed {
         kind: ErrorKind,
         message: String,
     },
+}
+
+/// A member without its bytes: `refused` says why it was not read.
+#[derive(Serialize, Deserialize)]
+struct MemberHead {
+    path: String,
+    name: String,
+    refused: Option<ExtractError>,
 }
 
 /// The worker side: serves requests from stdin until it closes. Allocations
@@ -60,15 +70,35 @@ pub fn serve(max_memory_mb: u64) -> io::Result<()> {
         drop(bytes);
         match result {
             Ok(x) => {
+                let (heads, contents): (Vec<_>, Vec<_>) = x
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let (refused, bytes) = match m.content {
+                            Ok(bytes) => (None, Some(bytes)),
+                            Err(e) => (Some(e), None),
+                        };
+                        let head = MemberHead {
+                            path: m.path,
+                            name: m.name,
+                            refused,
+                        };
+                        (head, bytes)
+                    })
+                    .unzip();
                 let reply = Reply::Extracted {
                     format: x.format,
                     title: x.title,
                     invalid_utf8: x.invalid_utf8,
                     ocr: x.ocr,
                     email: x.email,
+                    members: heads,
                 };
                 write_frame(&mut output, &serde_json::to_vec(&reply)?)?;
                 write_frame(&mut output, x.text.as_bytes())?;
+                for bytes in contents.into_iter().flatten() {
+                    write_frame(&mut output, &bytes)?;
+                }
             }
             Err(e) => {
                 let reply = Reply::Failed {
@@ -194,9 +224,25 @@ impl Worker {
                 invalid_utf8,
                 ocr,
                 email,
+                members,
             } => {
                 let text = read_frame(&mut self.output)?.ok_or(io::ErrorKind::UnexpectedEof)?;
                 let text = String::from_utf8(text).map_err(io::Error::other)?;
+                let members = members
+                    .into_iter()
+                    .map(|head| {
+                        let content = match head.refused {
+                            Some(e) => Err(e),
+                            None => Ok(read_frame(&mut self.output)?
+                                .ok_or(io::ErrorKind::UnexpectedEof)?),
+                        };
+                        Ok(Member {
+                            path: head.path,
+                            name: head.name,
+                            content,
+                        })
+                    })
+                    .collect::<io::Result<_>>()?;
                 Ok(Extracted {
                     format,
                     text,
@@ -204,6 +250,7 @@ impl Worker {
                     invalid_utf8,
                     ocr,
                     email,
+                    members,
                 })
             }
             Reply::Failed { kind, message } => Err(ExtractError::new(kind, message)),

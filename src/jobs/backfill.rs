@@ -16,7 +16,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::document::{extract_document, Origin};
+use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
 use crate::config::Pipeline;
 use crate::contract::extracted::ExtractedDoc;
@@ -81,9 +81,19 @@ pub struct Summary {
 
 /// What happened to one object.
 enum Outcome {
-    Landed(Box<ExtractedDoc>, Option<Failure>),
+    /// With whether an earlier version of the document is in the lake.
+    Landed(Box<Landing>, bool),
     Failed(Failure),
     Skipped,
+}
+
+/// What waits for the next commit besides the batch of documents.
+#[derive(Default)]
+struct Pending {
+    failures: Vec<Failure>,
+    /// New versions of documents already in the lake, with their new
+    /// descendants: the old ones that are not among them are erased.
+    replaced: Vec<(String, HashSet<String>)>,
 }
 
 /// What a backfill reports as it goes (the command line draws a bar).
@@ -110,6 +120,7 @@ impl Backfill {
         tables.push("failures");
         lake.create_contract_tables(&tables).await?;
         let done = landed_versions(&mut lake).await?;
+        let known: HashSet<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
         progress.listing(&self.source);
         let objects = bucket.list().await?;
         if objects.is_empty() {
@@ -128,17 +139,17 @@ impl Backfill {
         };
         let pool = ExtractPool::new(parallelism, self.isolation.clone());
         let mut outcomes = futures::stream::iter(objects)
-            .map(|object| self.process(&bucket, object, &done, &pool))
+            .map(|object| self.process(&bucket, object, &done, &known, &pool))
             .buffered(parallelism);
         let mut batcher = Batcher::new(self.batch);
-        let mut failures: Vec<Failure> = Vec::new();
+        let mut pending = Pending::default();
         let mut seen = 0usize;
         loop {
             let age = batcher.age_left().unwrap_or(Duration::from_secs(3600));
             let next = tokio::select! {
                 next = outcomes.next() => next,
                 _ = tokio::time::sleep(age) => {
-                    self.flush(&mut lake, &mut batcher, &mut failures, &mut summary).await?;
+                    self.flush(&mut lake, &mut batcher, &mut pending, &mut summary).await?;
                     continue;
                 }
             };
@@ -146,29 +157,39 @@ impl Backfill {
             seen += 1;
             summary.bytes += size;
             match outcome {
-                Outcome::Landed(doc, warning) => {
-                    summary.landed += 1;
-                    if let Some(w) = warning {
-                        summary.warnings += 1;
-                        failures.push(w);
+                Outcome::Landed(landing, replaces) => {
+                    if let (true, Some(doc)) = (replaces, landing.document()) {
+                        let children = landing.descendants().map(str::to_string).collect();
+                        pending.replaced.push((doc.doc_id.clone(), children));
                     }
-                    let size = doc.size();
-                    batcher.push(*doc, size);
+                    let Landing {
+                        docs,
+                        warnings,
+                        failed,
+                    } = *landing;
+                    summary.landed += docs.len();
+                    summary.warnings += warnings.len();
+                    summary.failed += failed.len();
+                    pending.failures.extend(warnings.into_iter().chain(failed));
+                    for doc in docs {
+                        let size = doc.size();
+                        batcher.push(doc, size);
+                    }
                 }
                 Outcome::Failed(f) => {
                     summary.failed += 1;
-                    failures.push(f);
+                    pending.failures.push(f);
                 }
                 Outcome::Skipped => summary.skipped += 1,
             }
             let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-3);
             progress.advanced(size, seen, &summary, rate);
-            if batcher.is_full() || failures.len() >= self.batch.max_rows.max(1) {
-                self.flush(&mut lake, &mut batcher, &mut failures, &mut summary)
+            if batcher.is_full() || pending.failures.len() >= self.batch.max_rows.max(1) {
+                self.flush(&mut lake, &mut batcher, &mut pending, &mut summary)
                     .await?;
             }
         }
-        self.flush(&mut lake, &mut batcher, &mut failures, &mut summary)
+        self.flush(&mut lake, &mut batcher, &mut pending, &mut summary)
             .await?;
         progress.finished();
         Ok(summary)
@@ -179,21 +200,21 @@ impl Backfill {
         bucket: &Bucket,
         object: SourceObject,
         done: &HashSet<DocKey>,
+        known: &HashSet<&str>,
         pool: &ExtractPool,
     ) -> (u64, Outcome) {
         let size = object.meta.size;
         let mut metadata = serde_json::Map::new();
         metadata.insert("size".into(), size.into());
         metadata.insert("e_tag".into(), object.meta.e_tag.clone().into());
-        let mut origin = Origin {
-            doc_id: doc_id(&object.uri),
-            tenant: self.tenant.clone(),
-            source_uri: object.uri.clone(),
-            content_hash: meta_hash(&object),
-            event_time: Some(object.meta.last_modified),
-            title: None,
-            metadata,
-        };
+        let mut origin = Origin::new(
+            doc_id(&object.uri),
+            self.tenant.clone(),
+            object.uri.clone(),
+            meta_hash(&object),
+        );
+        origin.event_time = Some(object.meta.last_modified);
+        origin.metadata = metadata;
         let is_done = |o: &Origin| done.contains(&(o.doc_id.clone(), o.content_hash.clone()));
         if size > self.limits.max_input_bytes {
             if is_done(&origin) {
@@ -219,21 +240,34 @@ impl Backfill {
         if is_done(&origin) {
             return (size, Outcome::Skipped);
         }
+        let replaces = known.contains(origin.doc_id.as_str());
         match extract_document(origin, bytes, object.uri, self.limits.clone(), pool).await {
-            Ok((doc, warning)) => (size, Outcome::Landed(Box::new(doc), warning)),
+            Ok(landing) => (size, Outcome::Landed(Box::new(landing), replaces)),
             Err(failure) => (size, Outcome::Failed(*failure)),
         }
     }
 
-    /// Runs the stages on the open batch and commits every table. `documents`
-    /// commits last: it is what re-runs check to skip a version.
+    /// Runs the stages on the open batch and commits every table. Children
+    /// that a document's new version no longer holds are erased first, and
+    /// `documents` commits last: it is what re-runs check to skip a version.
     async fn flush(
         &self,
         lake: &mut Lake,
         batcher: &mut Batcher<ExtractedDoc>,
-        failures: &mut Vec<Failure>,
+        pending: &mut Pending,
         summary: &mut Summary,
     ) -> Result<()> {
+        let replaced = std::mem::take(&mut pending.replaced);
+        let stale = lake.stale_children(&replaced).await?;
+        if !stale.is_empty() {
+            let mut tables = self.runner.tables();
+            tables.push("failures");
+            // `documents` last: until it commits, a re-run finds them again.
+            tables.sort_by_key(|t| *t == "documents");
+            for table in tables {
+                lake.delete_documents(table, &stale).await?;
+            }
+        }
         let writes_documents = self.runner.tables().contains(&"documents");
         let mut docs = batcher.take();
         let batch_docs = docs.len();
@@ -255,9 +289,9 @@ impl Backfill {
             .iter()
             .filter(|f| f.stage == "documents")
             .count();
-        failures.extend(stage_failures);
+        pending.failures.extend(stage_failures);
         outputs.sort_by_key(|o| o.table == "documents");
-        let failed = std::mem::take(failures);
+        let failed = std::mem::take(&mut pending.failures);
         if !failed.is_empty() {
             let batch = failure::to_batch(&failed, Utc::now())?;
             summary.commits += usize::from(lake.append("failures", vec![batch]).await? > 0);

@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 use tokio::time::error::Elapsed;
 
+use crate::contract::failure::ErrorKind;
 use crate::extract::worker::{Died, Worker};
 use crate::extract::{detect, extract, ExtractError, Extracted, Limits};
 
@@ -39,6 +40,31 @@ pub enum Ended {
     OutOfMemory,
     /// The extractor panicked or its process died; a bug to report.
     Crashed(String),
+}
+
+impl Ended {
+    /// The extraction's result, with each way it can be cut short as the
+    /// error its failure row carries.
+    pub fn into_result(self, limits: &Limits) -> Result<Extracted, ExtractError> {
+        match self {
+            Ended::Done(result) => result,
+            Ended::TimedOut => Err(ExtractError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "extraction took longer than {}s (extract.timeout_secs)",
+                    limits.timeout_secs
+                ),
+            )),
+            Ended::OutOfMemory => Err(ExtractError::new(
+                ErrorKind::MemoryLimit,
+                format!(
+                    "extraction needed more than {} MB of memory and was stopped; raise extract.max_memory_mb in the pipeline file if the file is legitimate",
+                    limits.max_memory_mb
+                ),
+            )),
+            Ended::Crashed(what) => Err(ExtractError::crashed(&what)),
+        }
+    }
 }
 
 pub struct ExtractPool {

@@ -29,17 +29,7 @@ print(json.dumps(out), flush=True)
 # there under load ("terminate called without an active exception").
 os._exit(0)
 "#;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args(["-c", script, lake_s])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python deltalake failed (pip install deltalake): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts: serde_json::Value = serde_json::from_str(&python(script, &[lake_s])).unwrap();
     for table in ["documents", "chunks", "failures"] {
         let ours = count(lake_s, &format!("SELECT count(*) FROM {table}"));
         assert!(ours > 0, "{table} is empty");
@@ -60,18 +50,24 @@ os._exit(0)
 "#;
 
 fn python_read(lake: &str, tables: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = [lake].iter().chain(tables).copied().collect();
+    serde_json::from_str(&python(PY_READ, &args)).unwrap()
+}
+
+/// Runs a Python `script` with `args`; its standard output.
+fn python(script: &str, args: &[&str]) -> String {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(python)
-        .args(["-c", PY_READ, lake])
-        .args(tables)
+        .args(["-c", script])
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "python deltalake failed: {}",
+        "python deltalake failed (pip install deltalake pyarrow): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -217,4 +213,67 @@ fn vacuum_spares_files_a_running_writer_has_not_committed() {
     );
     assert!(committed.exists());
     assert_eq!(count(lake_s, "SELECT count(*) FROM chunks"), rows);
+}
+
+/// A `documents` table as a release before child documents wrote it: the
+/// contract without `parent_doc_id`.
+const PY_OLD_DOCUMENTS: &str = r#"
+import datetime, os, sys
+import pyarrow as pa
+from deltalake import write_deltalake
+ts = pa.timestamp("us", tz="UTC")
+now = datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc)
+table = pa.table({
+    "doc_id": ["old-doc"], "tenant": ["default"], "source_uri": ["file:///old/notes.txt"],
+    "content_hash": ["0" * 64], "mime": ["text/plain"], "title": pa.array(["Old notes"]),
+    "n_chars": pa.array([9], pa.int64()), "n_tokens": pa.array([2], pa.int64()),
+    "event_time": pa.array([now], ts), "ingested_at": pa.array([now], ts),
+    "metadata": ["{}"],
+})
+write_deltalake(sys.argv[1] + "/documents", table)
+os._exit(0)
+"#;
+
+const PY_PARENTS: &str = r#"
+import json, os, sys
+from deltalake import DeltaTable
+rows = DeltaTable(sys.argv[1] + "/documents").to_pyarrow_table(columns=["doc_id", "parent_doc_id"]).to_pylist()
+print(json.dumps(rows), flush=True)
+os._exit(0)
+"#;
+
+#[test]
+fn a_lake_from_before_child_documents_takes_the_column_and_stays_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    python(PY_OLD_DOCUMENTS, &[lake_s]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/formats/contract-renewal.eml"),
+        src.join("contract-renewal.eml"),
+    )
+    .unwrap();
+    let out = backfill(&src, &lake, &[]);
+    assert!(out.contains("3 landed"), "{out}");
+
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&python(PY_PARENTS, &[lake_s])).unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let old = rows.iter().find(|r| r["doc_id"] == "old-doc").unwrap();
+    assert!(old["parent_doc_id"].is_null(), "{old}");
+    let children = rows
+        .iter()
+        .filter(|r| r["parent_doc_id"].is_string())
+        .count();
+    assert_eq!(children, 2, "{rows:?}");
+    // docstream reads the old row too.
+    assert_eq!(
+        count(
+            lake_s,
+            "SELECT count(*) FROM current_documents WHERE parent_doc_id IS NULL"
+        ),
+        2
+    );
 }

@@ -7,6 +7,7 @@ mod analytics;
 mod arroyo;
 mod backfill;
 mod cli;
+mod containers;
 mod extraction;
 mod formats;
 mod harness;

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use docstream::contract::identity::child_doc_id;
+
 use crate::broker::*;
 use crate::harness::*;
 
@@ -378,6 +380,8 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
         // Superseded within the batch: never lands.
         r#"{"doc_id":"brief","text":"Here and gone."}"#.to_string(),
         r#"{"op":"delete","doc_id":"brief"}"#.to_string(),
+        // An email whose attachment lands as its child document.
+        serde_json::json!({"doc_id": "mail", "text": MAIL_WITH_ATTACHMENT}).to_string(),
     ];
     let file = tmp.path().join("mixed.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
@@ -406,7 +410,7 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
         metrics.contains(r#"docstream_failures_total{stage="decode",error_kind="too_large"} 1"#)
     );
     assert!(
-        metrics.contains(r#"docstream_rows_total{table="documents"} 2"#),
+        metrics.contains(r#"docstream_rows_total{table="documents"} 4"#),
         "{metrics}"
     );
     assert!(metrics.contains("docstream_batch_seconds_bucket"));
@@ -440,28 +444,48 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
         .starts_with("kafka://mixed/")));
     let docs = query(
         &lake_str,
-        "SELECT doc_id, mime FROM documents ORDER BY doc_id",
+        "SELECT doc_id, mime, parent_doc_id FROM documents ORDER BY doc_id",
         &[],
     );
-    assert_eq!(docs.len(), 2, "{docs:?}");
-    assert_eq!(docs[0]["doc_id"], "gone");
-    assert_eq!(docs[1]["doc_id"], "keep");
-    assert_eq!(docs[1]["mime"], "text/markdown");
+    let attachment = child_doc_id("mail", "attachment/1");
+    let ids: Vec<&str> = docs.iter().map(|d| d["doc_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [attachment.as_str(), "gone", "keep", "mail"],
+        "{docs:?}"
+    );
+    assert_eq!(docs[0]["parent_doc_id"], "mail");
+    assert_eq!(docs[2]["mime"], "text/markdown");
 
-    // Erase one document: its rows leave every table.
+    // Erase two documents: their rows, and the email's attachment's, leave
+    // every table.
+    let chunks_of = |id: &str| {
+        count(
+            &lake_str,
+            &format!("SELECT count(*) FROM chunks WHERE doc_id = '{id}'"),
+        )
+    };
+    assert_eq!(chunks_of(&attachment), 1);
     let erase = tmp.path().join("erase.ndjson");
-    std::fs::write(&erase, r#"{"op":"delete","doc_id":"gone"}"#).unwrap();
+    std::fs::write(
+        &erase,
+        "{\"op\":\"delete\",\"doc_id\":\"gone\"}\n{\"op\":\"delete\",\"doc_id\":\"mail\"}",
+    )
+    .unwrap();
     publish_ndjson(&broker, "mixed", &erase, &[]);
     wait_until(60, "the erasure", || {
         count(
             &lake_str,
-            "SELECT count(*) FROM documents WHERE doc_id = 'gone'",
+            "SELECT count(*) FROM documents WHERE doc_id IN ('gone', 'mail')",
         ) == 0
     });
+    assert_eq!(chunks_of("gone"), 0);
+    assert_eq!(chunks_of("mail"), 0);
+    assert_eq!(chunks_of(&attachment), 0);
     assert_eq!(
         count(
             &lake_str,
-            "SELECT count(*) FROM chunks WHERE doc_id = 'gone'"
+            &format!("SELECT count(*) FROM documents WHERE doc_id = '{attachment}'")
         ),
         0
     );
@@ -473,7 +497,7 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
         1
     );
     let out = terminate(worker);
-    assert!(out.contains("2 deletes"), "{out}");
+    assert!(out.contains("3 deletes"), "{out}");
 
     // Offsets advanced past the bad events: a restart has nothing to do.
     let mut again = vec!["--exit-when-idle", "4"];
@@ -484,6 +508,13 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
     assert!(out.contains("0 events"), "{out}");
     assert_eq!(count(&lake_str, "SELECT count(*) FROM failures"), 4);
 }
+
+const MAIL_WITH_ATTACHMENT: &str = "From: harbour@ops.example\r\nTo: team@ops.example\r\n\
+Subject: Berth swap\r\nDate: Mon, 1 Apr 2024 08:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+See the attached plan.\r\n--b\r\nContent-Type: text/plain\r\n\
+Content-Disposition: attachment; filename=\"plan.txt\"\r\n\r\n\
+Berth 4 swaps with berth 6 on Monday.\r\n--b--\r\n";
 
 /// A plain HTTP/1.1 GET on localhost; empty while nothing listens yet.
 fn http_get(port: u16, path: &str) -> String {

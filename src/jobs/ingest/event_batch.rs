@@ -10,11 +10,10 @@ use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
-use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
-use crate::contract::identity::content_hash;
+use crate::contract::identity::{content_hash, DocKey};
 use crate::extract::Limits;
-use crate::jobs::document::{extract_document, extract_small, Origin};
+use crate::jobs::document::{extract_document, extract_small, Landing, Origin};
 use crate::jobs::extract_pool::{ExtractPool, Isolation};
 use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
 use crate::sources::kafka::Record;
@@ -34,9 +33,9 @@ const SMALL_INLINE_BYTES: usize = 64 << 10;
 
 /// What one record asks of the lake.
 pub enum Work {
-    /// A document version to run through the stages; with a warning row
-    /// when it landed with a problem.
-    Upsert(Box<ExtractedDoc>, Option<Failure>),
+    /// A document version (with its children, if it is a container) to run
+    /// through the stages, and its warning and failure rows.
+    Upsert(Box<Landing>),
     /// Erase the document from every table.
     Delete(String),
     /// The record produced only a failure row.
@@ -56,12 +55,19 @@ impl Work {
         }
     }
 
-    /// The (doc_id, content_hash) rows of this record carry in the tables.
-    pub fn key(&self) -> Option<(String, String)> {
+    /// The (doc_id, content_hash) pairs the rows of this record carry in
+    /// the tables.
+    pub fn keys(&self) -> Vec<DocKey> {
+        let key = |id: &str, hash: &str| (id.to_string(), hash.to_string());
         match self {
-            Work::Upsert(d, _) => Some((d.doc_id.clone(), d.content_hash.clone())),
-            Work::Failed(f) => Some((f.doc_id.clone(), f.content_hash.clone())),
-            Work::Delete(_) | Work::Superseded => None,
+            Work::Upsert(landing) => landing
+                .docs
+                .iter()
+                .map(|d| key(&d.doc_id, &d.content_hash))
+                .chain(landing.failures().map(|f| key(&f.doc_id, &f.content_hash)))
+                .collect(),
+            Work::Failed(f) => vec![key(&f.doc_id, &f.content_hash)],
+            Work::Delete(_) | Work::Superseded => Vec::new(),
         }
     }
 }
@@ -249,15 +255,16 @@ impl EventReader {
         let record_time = record
             .timestamp_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single());
-        Origin {
-            doc_id: event.doc_id,
-            tenant: event.tenant.unwrap_or_else(|| self.tenant.clone()),
-            source_uri: event.source_uri,
-            content_hash: content_hash(bytes),
-            event_time: event.event_time.or(record_time),
-            title: event.title,
-            metadata,
-        }
+        let mut origin = Origin::new(
+            event.doc_id,
+            event.tenant.unwrap_or_else(|| self.tenant.clone()),
+            event.source_uri,
+            content_hash(bytes),
+        );
+        origin.event_time = event.event_time.or(record_time);
+        origin.title = event.title;
+        origin.metadata = metadata;
+        origin
     }
 
     /// A failure row for a record whose content was never read: its key is
@@ -346,9 +353,9 @@ fn superseded<E>(records: &[Record], decoded: &[Result<DocumentEvent, E>]) -> Ha
     out
 }
 
-fn to_work(result: Result<(ExtractedDoc, Option<Failure>), Box<Failure>>) -> Work {
+fn to_work(result: Result<Landing, Box<Failure>>) -> Work {
     match result {
-        Ok((doc, warning)) => Work::Upsert(Box::new(doc), warning),
+        Ok(landing) => Work::Upsert(Box::new(landing)),
         Err(failure) => Work::Failed(*failure),
     }
 }

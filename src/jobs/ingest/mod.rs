@@ -286,11 +286,13 @@ impl Ingest {
         for (pos, w) in &work {
             self.metrics.count_event(w.outcome());
             match w {
-                Work::Upsert(doc, warning) => {
-                    if keys_seen.insert((doc.doc_id.clone(), doc.content_hash.clone())) {
-                        docs.push(&**doc);
+                Work::Upsert(landing) => {
+                    for doc in &landing.docs {
+                        if keys_seen.insert((doc.doc_id.clone(), doc.content_hash.clone())) {
+                            docs.push(doc);
+                        }
                     }
-                    failures.extend(warning.iter().map(|f| (*pos, f.clone())));
+                    failures.extend(landing.failures().map(|f| (*pos, f.clone())));
                     summary.upserts += 1;
                 }
                 Work::Failed(f) => failures.push((*pos, f.clone())),
@@ -303,7 +305,7 @@ impl Ingest {
         let staged = closed.elapsed();
         let position_of: HashMap<DocKey, Position> = work
             .iter()
-            .filter_map(|(pos, w)| w.key().map(|k| (k, *pos)))
+            .flat_map(|(pos, w)| w.keys().into_iter().map(|k| (k, *pos)))
             .collect();
         for f in stage_failures {
             let key = (f.doc_id.clone(), f.content_hash.clone());
@@ -318,6 +320,7 @@ impl Ingest {
         summary.events += records.len();
 
         let mut lake = lake.lock().await;
+        let cascades = cascades(&mut lake, &work).await?;
         let mut by_table: HashMap<String, Vec<RecordBatch>> = HashMap::new();
         for StageOutput { table, batches } in outputs {
             if table == "usage" {
@@ -334,7 +337,12 @@ impl Ingest {
         }
         for table in self.tables() {
             let batches = by_table.remove(&table).unwrap_or_default();
-            self.commit_table(&mut lake, landed, &table, &work, &last, batches)
+            let batch = Batch {
+                work: &work,
+                cascades: &cascades,
+                last: &last,
+            };
+            self.commit_table(&mut lake, landed, &table, batch, batches)
                 .await?;
         }
         drop(lake);
@@ -365,29 +373,33 @@ impl Ingest {
         lake: &mut Lake,
         landed: &mut Landed,
         table: &str,
-        work: &[(Position, Work)],
-        last: &BTreeMap<i32, i64>,
+        batch: Batch<'_>,
         batches: Vec<RecordBatch>,
     ) -> Result<()> {
-        let markers = self.offsets().fence(lake, landed, table, last).await?;
+        let markers = self
+            .offsets()
+            .fence(lake, landed, table, batch.last)
+            .await?;
         // Records this table does not hold yet, worked out before any await.
-        let new: Vec<&Work> = work
+        let new: Vec<(&Work, &HashSet<String>)> = batch
+            .work
             .iter()
-            .filter(|(pos, _)| {
+            .zip(batch.cascades)
+            .filter(|((pos, _), _)| {
                 landed
                     .get(&(table.to_string(), pos.partition))
                     .is_none_or(|l| pos.offset > *l)
             })
-            .map(|(_, w)| w)
+            .map(|((_, w), cascade)| (w, cascade))
             .collect();
-        let erase: HashSet<String> = new
-            .iter()
-            .filter_map(|w| match w {
-                Work::Delete(id) => Some(id.clone()),
-                _ => None,
-            })
-            .collect();
-        let fresh: HashSet<DocKey> = new.iter().filter_map(|w| w.key()).collect();
+        let mut erase: HashSet<String> = HashSet::new();
+        for (w, cascade) in &new {
+            if let Work::Delete(id) = w {
+                erase.insert(id.clone());
+            }
+            erase.extend(cascade.iter().cloned());
+        }
+        let fresh: HashSet<DocKey> = new.iter().flat_map(|(w, _)| w.keys()).collect();
         let any_new = !new.is_empty();
         if !erase.is_empty() {
             let n = lake.delete_documents(table, &erase).await?;
@@ -402,11 +414,55 @@ impl Ingest {
             .await
             .with_context(|| format!("writing table {table}"))?;
         self.metrics.count_rows(table, rows);
-        for (p, offset) in last {
+        for (p, offset) in batch.last {
             landed.insert((table.to_string(), *p), *offset);
         }
         Ok(())
     }
+}
+
+/// One batch's records, as every table's commit sees them.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    work: &'a [(Position, Work)],
+    /// Per record, the children its commit erases.
+    cascades: &'a [HashSet<String>],
+    /// The last offset per partition.
+    last: &'a BTreeMap<i32, i64>,
+}
+
+/// Per record, the children its commit erases: every descendant of a
+/// deleted document, and those a container's new version no longer holds.
+/// Read before any table's commit, while `documents` (committed last)
+/// still lists them.
+async fn cascades(lake: &mut Lake, work: &[(Position, Work)]) -> Result<Vec<HashSet<String>>> {
+    let parent = |w: &Work| match w {
+        Work::Delete(id) => Some(id.clone()),
+        Work::Upsert(landing) if landing.docs.len() > 1 => {
+            landing.document().map(|d| d.doc_id.clone())
+        }
+        _ => None,
+    };
+    let parents: HashSet<String> = work.iter().filter_map(|(_, w)| parent(w)).collect();
+    if parents.is_empty() {
+        return Ok(vec![HashSet::new(); work.len()]);
+    }
+    let under = lake.descendants(&parents).await?;
+    Ok(work
+        .iter()
+        .map(|(_, w)| {
+            let all = parent(w).and_then(|p| under.get(&p));
+            let kept: HashSet<&str> = match w {
+                Work::Upsert(landing) => landing.descendants().collect(),
+                _ => HashSet::new(),
+            };
+            all.into_iter()
+                .flatten()
+                .filter(|id| !kept.contains(id.as_str()))
+                .cloned()
+                .collect()
+        })
+        .collect())
 }
 
 /// Takes in partition changes: new partitions start where the lake says
