@@ -70,7 +70,9 @@ CREATE TABLE chunks (
     text TEXT NOT NULL,
     n_tokens INT NOT NULL,
     char_start BIGINT NOT NULL,
-    char_end BIGINT NOT NULL
+    char_end BIGINT NOT NULL,
+    page_start INT,
+    page_end INT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -177,7 +179,9 @@ SELECT doc_id, content_hash,
        extract_json_string(c, '$.text') AS text,
        CAST(get_first_json_object(c, '$.n_tokens') AS INT) AS n_tokens,
        CAST(get_first_json_object(c, '$.char_start') AS BIGINT) AS char_start,
-       CAST(get_first_json_object(c, '$.char_end') AS BIGINT) AS char_end
+       CAST(get_first_json_object(c, '$.char_end') AS BIGINT) AS char_end,
+       CAST(get_first_json_object(c, '$.page_start') AS INT) AS page_start,
+       CAST(get_first_json_object(c, '$.page_end') AS INT) AS page_end
 FROM chunk_rows;
 
 INSERT INTO chunks SELECT * FROM chunk_values;

@@ -35,6 +35,8 @@ pub struct Citation {
     pub doc_id: String,
     pub chunk_idx: i32,
     pub title: Option<String>,
+    pub page_start: Option<i32>,
+    pub page_end: Option<i32>,
 }
 
 impl Citation {
@@ -168,6 +170,8 @@ fn cited_claims(value: &Value, context: &[Hit]) -> Vec<Claim> {
                         doc_id: hit.doc_id.clone(),
                         chunk_idx: hit.chunk_idx,
                         title: hit.title.clone(),
+                        page_start: hit.page_start,
+                        page_end: hit.page_end,
                     });
                 }
             }

@@ -85,6 +85,15 @@ impl Analytics {
         self.tables.iter().any(|t| t == name)
     }
 
+    /// Whether `table` has `column`: tables written by older releases lack
+    /// the newer contract columns.
+    pub async fn has_column(&self, table: &str, column: &str) -> bool {
+        match self.ctx.table(table).await {
+            Ok(frame) => frame.schema().has_column_with_unqualified_name(column),
+            Err(_) => false,
+        }
+    }
+
     /// The model `embed_query` embeds with: the `model` value of the
     /// embeddings it can be compared to.
     pub fn embedding_model(&self) -> Option<&str> {

@@ -63,6 +63,9 @@ pub struct Hit {
     pub cosine: Option<f32>,
     pub keyword_rank: Option<usize>,
     pub bm25: Option<f64>,
+    /// The pages (or slides) the chunk's words are on, for paged formats.
+    pub page_start: Option<i32>,
+    pub page_end: Option<i32>,
     pub snippet: String,
     #[serde(skip)]
     pub text: String,
@@ -83,9 +86,24 @@ impl Hit {
             cosine: None,
             keyword_rank: None,
             bm25: None,
+            page_start: None,
+            page_end: None,
             snippet: String::new(),
             text: String::new(),
         }
+    }
+
+    /// `p. 3` or `pp. 3–4`, for chunks of paged formats.
+    pub fn pages(&self) -> Option<String> {
+        page_label(self.page_start, self.page_end)
+    }
+}
+
+/// `p. 3` or `pp. 3–4`; `None` without a page.
+pub fn page_label(start: Option<i32>, end: Option<i32>) -> Option<String> {
+    match (start?, end) {
+        (a, Some(b)) if b > a => Some(format!("pp. {a}–{b}")),
+        (a, _) => Some(format!("p. {a}")),
     }
 }
 
@@ -225,25 +243,38 @@ async fn keyword_hits(
     Ok(bm25.ranked())
 }
 
-/// Fills in each hit's text, snippet, document title, source and tenant.
+/// Fills in each hit's text, snippet, pages, document title, source and tenant.
 async fn describe(analytics: &Analytics, hits: &mut [Hit], terms: &[String]) -> Result<()> {
     if hits.is_empty() {
         return Ok(());
     }
     let ids: HashSet<&str> = hits.iter().map(|h| h.doc_id.as_str()).collect();
     let list: Vec<String> = ids.into_iter().map(quote).collect();
+    let pages = if analytics.has_column("chunks", "page_start").await {
+        "c.page_start, c.page_end"
+    } else {
+        "CAST(NULL AS INT) AS page_start, CAST(NULL AS INT) AS page_end"
+    };
     let sql = format!(
-        "SELECT c.doc_id, c.chunk_idx, c.text, d.title, d.source_uri, d.tenant
+        "SELECT c.doc_id, c.chunk_idx, c.text, d.title, d.source_uri, d.tenant, {pages}
          FROM chunks c JOIN current_documents d
            ON c.doc_id = d.doc_id AND c.content_hash = d.content_hash
          WHERE c.doc_id IN ({ids}) AND d.doc_id IN ({ids})",
         ids = list.join(", ")
     );
-    let mut about: HashMap<ChunkKey, [Option<String>; 4]> = HashMap::new();
+    let at: HashMap<ChunkKey, usize> = hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| ((h.doc_id.clone(), h.chunk_idx), i))
+        .collect();
     for b in analytics.sql(&sql).await? {
-        let idx = b
-            .column(1)
-            .as_primitive::<deltalake::arrow::datatypes::Int32Type>();
+        let int = |c: usize| {
+            b.column(c)
+                .as_primitive::<deltalake::arrow::datatypes::Int32Type>()
+        };
+        let (idx, first_page, last_page) = (int(1), int(6), int(7));
+        let page =
+            |a: &deltalake::arrow::array::Int32Array, i: usize| a.is_valid(i).then(|| a.value(i));
         let cols: Vec<_> = [0, 2, 3, 4, 5]
             .iter()
             .map(|c| cast(b.column(*c), &DataType::Utf8))
@@ -251,23 +282,17 @@ async fn describe(analytics: &Analytics, hits: &mut [Hit], terms: &[String]) -> 
         let s: Vec<_> = cols.iter().map(|c| c.as_string::<i32>()).collect();
         let get = |col: usize, i: usize| s[col].is_valid(i).then(|| s[col].value(i).to_string());
         for i in 0..b.num_rows() {
-            let key = (s[0].value(i).to_string(), idx.value(i));
-            if hits
-                .iter()
-                .any(|h| h.doc_id == key.0 && h.chunk_idx == key.1)
-            {
-                about.insert(key, [get(1, i), get(2, i), get(3, i), get(4, i)]);
-            }
-        }
-    }
-    for hit in hits {
-        if let Some([text, title, uri, tenant]) = about.remove(&(hit.doc_id.clone(), hit.chunk_idx))
-        {
-            hit.text = text.unwrap_or_default();
+            let Some(&n) = at.get(&(s[0].value(i).to_string(), idx.value(i))) else {
+                continue;
+            };
+            let hit = &mut hits[n];
+            hit.text = get(1, i).unwrap_or_default();
             hit.snippet = snippet(&hit.text, terms);
-            hit.title = title;
-            hit.source_uri = uri.unwrap_or_default();
-            hit.tenant = tenant.unwrap_or_default();
+            hit.title = get(2, i);
+            hit.source_uri = get(3, i).unwrap_or_default();
+            hit.tenant = get(4, i).unwrap_or_default();
+            hit.page_start = page(first_page, i);
+            hit.page_end = page(last_page, i);
         }
     }
     Ok(())
@@ -316,6 +341,8 @@ pub fn to_batch(hits: &[Hit]) -> Result<RecordBatch> {
         Field::new("cosine", DataType::Float32, true),
         Field::new("keyword_rank", DataType::UInt64, true),
         Field::new("bm25", DataType::Float64, true),
+        Field::new("page_start", DataType::Int32, true),
+        Field::new("page_end", DataType::Int32, true),
         Field::new("snippet", DataType::Utf8, false),
     ]));
     let mut decoder = deltalake::arrow::json::ReaderBuilder::new(schema.clone()).build_decoder()?;

@@ -9,7 +9,7 @@ use super::resolved::Resolved;
 use super::terminal::safe;
 use crate::analytics::ask::{ask, AskOptions};
 use crate::analytics::query::Analytics;
-use crate::analytics::search::{search, to_batch, Filters, Hit};
+use crate::analytics::search::{page_label, search, to_batch, Filters, Hit};
 
 /// Where and what to search.
 #[derive(Debug, clap::Args)]
@@ -127,8 +127,9 @@ fn print_hits(hits: &[Hit]) {
         .into_iter()
         .flatten()
         .collect();
+        let pages = h.pages().map_or_else(String::new, |p| format!(" {p}"));
         println!(
-            "{}. {} [{}#{}]  score {:.4} ({})  {}",
+            "{}. {}{pages} [{}#{}]  score {:.4} ({})  {}",
             h.rank,
             safe(h.title.as_deref().unwrap_or(&h.source_uri)),
             safe(&h.doc_id),
@@ -208,7 +209,10 @@ impl AskArgs {
                     for c in answer.claims.iter().flat_map(|c| &c.citations) {
                         let tag = c.tag();
                         if !seen.contains(&tag) {
-                            println!("  {tag} {}", safe(c.title.as_deref().unwrap_or("")));
+                            let title = c.title.as_deref().unwrap_or("");
+                            let pages = page_label(c.page_start, c.page_end)
+                                .map_or_else(String::new, |p| format!(", {p}"));
+                            println!("  {tag} {}{pages}", safe(title));
                             seen.push(tag);
                         }
                     }

@@ -1,6 +1,7 @@
 //! PDF text via lopdf, which bounds nesting and stream decompression itself.
 //! Pages without a text layer (scans) go through OCR, per `[extract] ocr`.
 
+use docstream_udfs::chunk::PAGE_BREAK;
 use lopdf::{Document, LoadOptions, ObjectId};
 
 use super::ocr::{self, OcrMode, OcrReport};
@@ -42,7 +43,7 @@ pub(super) fn extract(
         }
     }
     let report = read_scanned_pages(&doc, &pages, &mut texts, limits)?;
-    let text = texts.join("\n\n");
+    let text = texts.join(&format!("\n{PAGE_BREAK}\n"));
     if failed_pages == pages.len() && report.as_ref().is_none_or(|r| r.pages.is_empty()) {
         return Err(last_error.unwrap_or_else(|| {
             ExtractError::new(ErrorKind::Corrupt, "no page of the pdf could be read")

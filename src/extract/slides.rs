@@ -6,6 +6,7 @@ use super::package::Package;
 use super::table::CellBudget;
 use super::xml::{self, Node, Skip};
 use super::{docx, odt, ExtractError, Limits, RawText};
+use docstream_udfs::chunk::PAGE_BREAK;
 
 const PRESENTATION: &str = "ppt/presentation.xml";
 
@@ -26,6 +27,10 @@ pub(super) fn pptx(bytes: &[u8], limits: &Limits) -> Result<RawText, ExtractErro
     let mut budget = CellBudget::new(limits);
     let mut flow = Flow::new(&mut budget);
     for (n, id) in order.iter().enumerate() {
+        // One page per slide, so page numbers are slide numbers.
+        if n > 0 {
+            flow.push(&format!("\n\n{PAGE_BREAK}\n\n"));
+        }
         let Some(slide) = rels.iter().find(|r| &r.id == id && r.kind == "slide") else {
             continue;
         };
@@ -86,6 +91,9 @@ pub(super) fn odp(bytes: &[u8], limits: &Limits) -> Result<RawText, ExtractError
     xml::walk(&content, "content.xml", limits, |node| {
         match &node {
             Node::Open(e) if xml::local(e) == "page" => {
+                if slides > 0 {
+                    flow.push(&format!("\n\n{PAGE_BREAK}\n\n"));
+                }
                 slides += 1;
                 flow.push(&format!("\n\n## Slide {slides}\n\n"));
             }

@@ -1,5 +1,7 @@
 //! Plain text, and the decoding and clean-up shared by the text formats.
 
+use docstream_udfs::chunk::PAGE_BREAK;
+
 use super::RawText;
 
 /// Decodes bytes as UTF-8 (or UTF-16 with a BOM), replacing invalid sequences
@@ -51,21 +53,35 @@ pub(super) fn extract(text: &str) -> RawText {
 pub(super) fn tidy(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut blank_run = 0;
-    for line in text.split('\n') {
-        let line = line.trim_end();
-        if line.is_empty() {
-            blank_run += 1;
-            continue;
+    let mut breaks = 0;
+    for (page, page_text) in text.split(PAGE_BREAK).enumerate() {
+        breaks += usize::from(page > 0);
+        for line in page_text.split('\n') {
+            let line = line.trim_end();
+            if line.is_empty() {
+                blank_run += 1;
+                continue;
+            }
+            // A page break stands alone between paragraphs, so a chunk
+            // knows the pages its words are on.
+            for _ in 0..breaks {
+                if !out.is_empty() {
+                    out.push_str("\n\n");
+                }
+                out.push(PAGE_BREAK);
+                blank_run = 1;
+            }
+            breaks = 0;
+            if !out.is_empty() {
+                out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
+            }
+            blank_run = 0;
+            out.extend(
+                line.chars()
+                    .filter(|c| !c.is_control() || *c == '\t')
+                    .map(|c| if c == '\u{a0}' { ' ' } else { c }),
+            );
         }
-        if !out.is_empty() {
-            out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
-        }
-        blank_run = 0;
-        out.extend(
-            line.chars()
-                .filter(|c| !c.is_control() || *c == '\t')
-                .map(|c| if c == '\u{a0}' { ' ' } else { c }),
-        );
     }
     out
 }
@@ -123,5 +139,13 @@ mod tests {
     #[test]
     fn tidy_keeps_paragraphs() {
         assert_eq!(tidy("a  \r\nb\n\n\n\nc\u{0}\n"), "a\nb\n\nc");
+    }
+
+    #[test]
+    fn tidy_keeps_page_breaks_between_paragraphs() {
+        assert_eq!(
+            tidy("\u{c}\nfirst\n\u{c}x\n\u{c}\n\u{c}\nlast\u{c}"),
+            "\u{c}\n\nfirst\n\n\u{c}\n\nx\n\n\u{c}\n\n\u{c}\n\nlast"
+        );
     }
 }

@@ -67,7 +67,7 @@ impl ScalarUDFImpl for RedactPii {
 }
 
 /// `chunk_text(text, max_tokens, overlap [, encoding])` →
-/// `list<struct<idx, text, n_tokens, char_start, char_end>>`.
+/// `list<struct<idx, text, n_tokens, char_start, char_end, page_start, page_end>>`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ChunkText {
     signature: Signature,
@@ -88,6 +88,8 @@ fn chunk_struct_fields() -> Fields {
         Field::new("n_tokens", DataType::Int32, false),
         Field::new("char_start", DataType::Int64, false),
         Field::new("char_end", DataType::Int64, false),
+        Field::new("page_start", DataType::Int32, true),
+        Field::new("page_end", DataType::Int32, true),
     ])
 }
 
@@ -132,6 +134,8 @@ impl ScalarUDFImpl for ChunkText {
 
         let mut offsets = vec![0i32];
         let (mut idx, mut n_tokens, mut starts, mut ends) = (vec![], vec![], vec![], vec![]);
+        let (mut first_pages, mut last_pages) = (vec![], vec![]);
+        let page = |p: Option<usize>| p.map(|p| i32::try_from(p).unwrap_or(i32::MAX));
         let mut chunk_texts = StringBuilder::new();
         let mut valid = Vec::with_capacity(n);
         for (row, encoding) in encodings.into_iter().enumerate() {
@@ -147,6 +151,8 @@ impl ScalarUDFImpl for ChunkText {
                     n_tokens.push(i32::try_from(c.n_tokens).unwrap_or(i32::MAX));
                     starts.push(c.char_start as i64);
                     ends.push(c.char_end as i64);
+                    first_pages.push(page(c.page_start));
+                    last_pages.push(page(c.page_end));
                     chunk_texts.append_value(&c.text);
                 }
             }
@@ -163,6 +169,8 @@ impl ScalarUDFImpl for ChunkText {
             Arc::new(Int32Array::from(n_tokens)),
             Arc::new(Int64Array::from(starts)),
             Arc::new(Int64Array::from(ends)),
+            Arc::new(Int32Array::from(first_pages)),
+            Arc::new(Int32Array::from(last_pages)),
         ];
         let structs = StructArray::try_new(chunk_struct_fields(), columns, None)?;
         let DataType::List(item) = chunk_list_type() else {

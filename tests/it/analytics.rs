@@ -98,6 +98,39 @@ fn search_and_embed_query_find_the_source() {
 }
 
 #[test]
+fn search_hits_show_the_page_or_slide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/formats/deck.pptx"),
+        src.join("deck.pptx"),
+    )
+    .unwrap();
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    backfill(
+        &src,
+        &lake,
+        &["--set", "chunks.max_tokens=24", "--set", "chunks.overlap=0"],
+    );
+    let hits = search_json(lake_s, "conveyor retrofit", &[]);
+    assert!(
+        hits[0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("Conveyor retrofit"),
+        "{hits:?}"
+    );
+    assert_eq!(hits[0]["page_start"], 3, "{hits:?}");
+    let out = ok(docstream()
+        .args(["search", "conveyor retrofit", "--k", "1", "--lake", lake_s])
+        .output()
+        .unwrap());
+    assert!(out.contains("Logistics review Q3 p. 3 ["), "{out}");
+}
+
+#[test]
 fn ask_cites_real_chunks_and_admits_what_it_does_not_know() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");

@@ -54,10 +54,12 @@ fn scanned_pdf_pages_are_read_and_numbered() {
         "{:?}",
         x.text
     );
-    let (_, scanned) = x.text.split_once("documents").unwrap();
-    let (page2, page3) = scanned.split_at(scanned.find("Inspection").unwrap());
-    assert!(recall(INVOICE, page2) >= 0.95, "{page2:?}");
-    assert!(recall(INSPECTION, page3) >= 0.95, "{page3:?}");
+    // Pages are separated by form feeds, so chunks know their page.
+    let pages: Vec<&str> = x.text.split('\u{c}').collect();
+    assert_eq!(pages.len(), 3, "{:?}", x.text);
+    assert!(pages[0].contains("Cover letter"), "{pages:?}");
+    assert!(recall(INVOICE, pages[1]) >= 0.95, "{pages:?}");
+    assert!(recall(INSPECTION, pages[2]) >= 0.95, "{pages:?}");
     assert_eq!(x.ocr.unwrap().pages, [2, 3]);
 
     let forced = Limits {
@@ -95,7 +97,8 @@ fn ocr_lands_with_its_confidence_and_a_missing_tesseract_is_a_warning() {
             .arg(&src)
             .arg("--lake")
             .arg(lake)
-            .args(SPINE);
+            .args(SPINE)
+            .args(["--set", "chunks.max_tokens=32", "--set", "chunks.overlap=0"]);
         if let Some(path) = path {
             cmd.env("PATH", path);
         }
@@ -104,6 +107,26 @@ fn ocr_lands_with_its_confidence_and_a_missing_tesseract_is_a_warning() {
 
     let lake = tmp.path().join("lake");
     backfill(&lake, None);
+    // Chunks know the pages of their words, scanned pages included.
+    let chunks = query(
+        lake.to_str().unwrap(),
+        "SELECT c.text, c.page_start, c.page_end FROM chunks c JOIN documents d USING (doc_id) \
+         WHERE d.source_uri LIKE '%.pdf' ORDER BY c.chunk_idx",
+        &[],
+    );
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    for (word, page) in [("Cover", 1), ("20417", 2), ("Hydraulic", 3)] {
+        let chunk = chunks
+            .iter()
+            .find(|c| c["text"].as_str().unwrap().contains(word))
+            .unwrap_or_else(|| panic!("{word} in {chunks:?}"));
+        let (first, last) = (chunk["page_start"].as_i64(), chunk["page_end"].as_i64());
+        assert!(
+            first <= Some(page) && Some(page) <= last,
+            "{word} on page {page}: {chunk}"
+        );
+    }
+    assert_eq!(chunks.last().unwrap()["page_end"], 3);
     let docs = query(
         lake.to_str().unwrap(),
         "SELECT source_uri, metadata FROM documents ORDER BY source_uri",

@@ -70,7 +70,15 @@ pub struct Chunk {
     pub n_tokens: usize,
     pub char_start: usize,
     pub char_end: usize,
+    /// The pages of its first and last words, counted from 1, in a text
+    /// whose pages are separated by form feeds (`\f`); `None` in a text
+    /// without them.
+    pub page_start: Option<usize>,
+    pub page_end: Option<usize>,
 }
+
+/// Separates pages in extracted text (pdf pages, slides).
+pub const PAGE_BREAK: char = '\u{c}';
 
 /// Splits `text` into chunks of at most `params.max_tokens` tokens.
 pub fn chunk_text(text: &str, params: &ChunkParams) -> Vec<Chunk> {
@@ -78,6 +86,9 @@ pub fn chunk_text(text: &str, params: &ChunkParams) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut start_chars = CharCursor::default();
     let mut end_chars = CharCursor::default();
+    let paged = text.contains(PAGE_BREAK);
+    let mut start_pages = PageCursor::default();
+    let mut end_pages = PageCursor::default();
     let (mut start, mut prev_end) = (0, 0);
     while prev_end < text.len() {
         let cut = chunker.next_cut(start, prev_end).unwrap_or_else(|| {
@@ -94,12 +105,19 @@ pub fn chunk_text(text: &str, params: &ChunkParams) -> Vec<Chunk> {
             })
         });
         let s = cut.window.start;
+        let body = &text[s..cut.end];
+        // The pages of the first and last words: a chunk that starts or
+        // ends at a break belongs to the pages its words are on.
+        let first = s + (body.len() - body.trim_start().len());
+        let last = s + body.trim_end().len();
         chunks.push(Chunk {
             idx: chunks.len(),
-            text: text[s..cut.end].to_string(),
+            text: body.to_string(),
             n_tokens: cut.n_tokens,
             char_start: start_chars.advance(text, s),
             char_end: end_chars.advance(text, cut.end),
+            page_start: paged.then(|| start_pages.advance(text, first)),
+            page_end: paged.then(|| end_pages.advance(text, last.max(first))),
         });
         start = chunker.overlap_start(&cut);
         prev_end = cut.end;
@@ -372,6 +390,23 @@ impl CharCursor {
     }
 }
 
+/// The page at a byte offset, for offsets that only grow.
+#[derive(Default)]
+struct PageCursor {
+    byte: usize,
+    breaks: usize,
+}
+
+impl PageCursor {
+    fn advance(&mut self, text: &str, byte: usize) -> usize {
+        if byte > self.byte {
+            self.breaks += text[self.byte..byte].matches(PAGE_BREAK).count();
+            self.byte = byte;
+        }
+        self.breaks + 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +465,22 @@ mod tests {
         assert!(ChunkParams::new(100, 51, Encoding::Cl100kBase).is_err());
         assert!(ChunkParams::new(100, -1, Encoding::Cl100kBase).is_err());
         assert!(ChunkParams::new(100, 50, Encoding::Cl100kBase).is_ok());
+    }
+
+    #[test]
+    fn chunks_know_the_pages_their_words_are_on() {
+        let page = |n: usize| format!("Page {n} holds a paragraph of several words.");
+        let text = format!("{}\n\u{c}\n{}\n\u{c}\n\u{c}\n{}", page(1), page(2), page(4));
+        let whole = check(&text, &params(200, 0));
+        assert_eq!(whole.len(), 1);
+        assert_eq!((whole[0].page_start, whole[0].page_end), (Some(1), Some(4)));
+        let small = check(&text, &params(12, 0));
+        let pages: Vec<_> = small.iter().map(|c| (c.page_start, c.page_end)).collect();
+        assert_eq!(
+            pages,
+            [(Some(1), Some(1)), (Some(2), Some(2)), (Some(4), Some(4))]
+        );
+        assert_eq!(check("No breaks.", &params(16, 0))[0].page_start, None);
     }
 
     #[test]

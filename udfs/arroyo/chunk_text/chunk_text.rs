@@ -6,8 +6,9 @@ serde_json = "1"
 */
 //! `chunk_text(text, max_tokens, overlap, encoding)` for Arroyo: docstream's
 //! token chunker. Returns the chunks as a JSON array of
-//! `{"idx", "text", "n_tokens", "char_start", "char_end"}` (offsets in
-//! Unicode scalar values), the fields of docstream's `chunks` table. NULL text
+//! `{"idx", "text", "n_tokens", "char_start", "char_end", "page_start",
+//! "page_end"}` (offsets in Unicode scalar values; pages null in text without
+//! form feeds), the fields of docstream's `chunks` table. NULL text
 //! gives NULL; a bad `max_tokens`, `overlap` or `encoding` fails the call, as
 //! in docstream.
 

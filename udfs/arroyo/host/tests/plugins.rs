@@ -136,7 +136,15 @@ fn chunk_text_matches_docstream_including_nulls_and_bad_parameters() {
         assert!(first.len() > 3, "a long text makes several chunks");
         assert_eq!(
             first[1].as_object().unwrap().keys().collect::<Vec<_>>(),
-            ["char_end", "char_start", "idx", "n_tokens", "text"],
+            [
+                "char_end",
+                "char_start",
+                "idx",
+                "n_tokens",
+                "page_end",
+                "page_start",
+                "text"
+            ],
             "the chunks table's fields"
         );
     }
