@@ -1,12 +1,14 @@
 //! Extraction against peer tools on the same files, side by side in one run:
-//! a 200-page text PDF against poppler's `pdftotext`, and OCR of a scanned
-//! page against Tesseract's own CLI; then MB/s for every format's fixture.
+//! a 200-page text PDF against poppler's `pdftotext`, OCR of a scanned page
+//! against Tesseract's own CLI, a 20 MB zip against Info-ZIP's `unzip -p`
+//! and a 10,000-message mbox against Python's `mailbox`; then MB/s for
+//! every format's fixture.
 //! The peers run as processes, as users run them; so does docstream's
 //! extraction in production (an extract-worker), so both sides pay a
 //! process round trip or neither does: `docstream` is timed through the
 //! worker pool. Prints the word agreement with `pdftotext` once.
 //!
-//! `cargo bench --bench formats` (needs poppler-utils and tesseract-ocr)
+//! `cargo bench --bench formats` (needs poppler-utils, tesseract-ocr and unzip)
 
 use std::process::Command;
 
@@ -72,6 +74,42 @@ fn text_pdf(pages: usize) -> Vec<u8> {
     )
     .into_bytes();
     pdf_file::pdf_file(&objects)
+}
+
+/// A zip of `files` text files of about `size` bytes each, deflated.
+fn records_zip(files: usize, size: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for f in 0..files {
+        zip.start_file(format!("records/r{f:04}.txt"), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        let mut written = 0;
+        let mut line = 0;
+        while written < size {
+            let text = format!(
+                "Record {f} line {line}: vessel {} berth {} pallets {}\n",
+                line % 97,
+                line % 13,
+                line * 7 % 1000
+            );
+            zip.write_all(text.as_bytes()).unwrap();
+            written += text.len();
+            line += 1;
+        }
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// An mbox of `messages` short messages.
+fn mailbox(messages: usize) -> Vec<u8> {
+    let mut mbox = String::new();
+    for m in 0..messages {
+        mbox.push_str(&format!(
+            "From ops@harbour.example Mon Apr  1 08:00:00 2024\nFrom: ops@harbour.example\nTo: team@harbour.example\nSubject: Berth change {m}\nDate: Mon, 1 Apr 2024 08:00:00 +0000\n\nVessel {m} moves to berth {}.\nThe pilot boards at 06:00.\n\n",
+            m % 13
+        ));
+    }
+    mbox.into_bytes()
 }
 
 fn run(program: &str, args: &[&str]) -> String {
@@ -142,6 +180,40 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("tesseract", |bench| {
         bench.iter(|| run("tesseract", &[&png_path, "stdout"]))
+    });
+    g.finish();
+
+    let zip = records_zip(200, 100_000);
+    let zip_path = dir.path().join("records.zip");
+    std::fs::write(&zip_path, &zip).unwrap();
+    let zip_path = zip_path.to_str().unwrap();
+    let zip = Bytes::from(zip);
+    let mut g = c.benchmark_group("zip-200-files");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(zip.len() as u64));
+    g.bench_function("docstream", |bench| {
+        bench.iter(|| through_pool(&zip, "records.zip"))
+    });
+    g.bench_function("unzip", |bench| {
+        bench.iter(|| run("unzip", &["-p", zip_path]))
+    });
+    g.finish();
+
+    let mbox = mailbox(10_000);
+    let mbox_path = dir.path().join("ops.mbox");
+    std::fs::write(&mbox_path, &mbox).unwrap();
+    let mbox_path = mbox_path.to_str().unwrap();
+    let mbox = Bytes::from(mbox);
+    let mut g = c.benchmark_group("mbox-10k-messages");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(mbox.len() as u64));
+    g.bench_function("docstream", |bench| {
+        bench.iter(|| through_pool(&mbox, "ops.mbox"))
+    });
+    let split =
+        "import mailbox, sys\nfor m in mailbox.mbox(sys.argv[1]): m.as_bytes(); m['subject']";
+    g.bench_function("python-mailbox", |bench| {
+        bench.iter(|| run("python3", &["-c", split, mbox_path]))
     });
     g.finish();
 

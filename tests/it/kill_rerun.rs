@@ -4,14 +4,34 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// An archive of `n` small documents in several formats.
-fn archive(dir: &std::path::Path, n: usize) {
+/// Every 50th file is a zip of this many text files: child documents land
+/// with their parent or not at all.
+const ZIP_MEMBERS: usize = 3;
+
+/// An archive of `n` small files in several formats; returns how many
+/// documents they hold.
+fn archive(dir: &std::path::Path, n: usize) -> usize {
+    let mut docs = 0;
     for i in 0..n {
         let body = format!(
             "Document {i}\n\nThis is paragraph one of document {i}. It mentions vendor {v}.\n\n\
              Paragraph two talks about risk number {i} and its owner.\n",
             v = i % 17
         );
+        docs += 1;
+        if i % 50 == 49 {
+            let file = std::fs::File::create(dir.join(format!("d{i:05}.zip"))).unwrap();
+            let mut zip = zip::ZipWriter::new(file);
+            for m in 0..ZIP_MEMBERS {
+                let options = zip::write::SimpleFileOptions::default();
+                zip.start_file(format!("part-{m}.txt"), options).unwrap();
+                std::io::Write::write_all(&mut zip, format!("Part {m}. {body}").as_bytes())
+                    .unwrap();
+            }
+            zip.finish().unwrap();
+            docs += ZIP_MEMBERS;
+            continue;
+        }
         let (name, bytes) = match i % 3 {
             0 => (format!("d{i:05}.txt"), body.into_bytes()),
             1 => (
@@ -29,6 +49,7 @@ fn archive(dir: &std::path::Path, n: usize) {
         };
         std::fs::write(dir.join(name), bytes).unwrap();
     }
+    docs
 }
 
 fn commits(lake: &std::path::Path) -> usize {
@@ -46,11 +67,10 @@ fn commits(lake: &std::path::Path) -> usize {
 
 #[test]
 fn sigkill_then_rerun_leaves_no_duplicates_and_no_gaps() {
-    const DOCS: usize = 600;
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("archive");
     std::fs::create_dir_all(&src).unwrap();
-    archive(&src, DOCS);
+    let docs = archive(&src, 600);
 
     // Kill at several points: after the first commit and later ones.
     let lake = tmp.path().join("lake");
@@ -96,16 +116,25 @@ fn sigkill_then_rerun_leaves_no_duplicates_and_no_gaps() {
     let l = lake.to_str().unwrap();
     assert_eq!(
         count(l, "SELECT count(*) FROM documents"),
-        DOCS as i64,
+        docs as i64,
         "{out}"
     );
     assert_eq!(
         count(l, "SELECT count(DISTINCT doc_id) FROM documents"),
-        DOCS as i64
+        docs as i64
     );
     assert_eq!(
         count(l, "SELECT count(DISTINCT doc_id) FROM chunks"),
-        DOCS as i64
+        docs as i64
+    );
+    // Every zip's members landed, each once, linked to it.
+    assert_eq!(
+        count(
+            l,
+            "SELECT count(*) FROM documents c JOIN documents p ON c.parent_doc_id = p.doc_id \
+             WHERE p.mime = 'application/zip'"
+        ),
+        (12 * ZIP_MEMBERS) as i64
     );
     let chunks = count(l, "SELECT count(*) FROM chunks");
     assert_eq!(
