@@ -81,8 +81,11 @@ fn records_zip(files: usize, size: usize) -> Vec<u8> {
     use std::io::Write;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for f in 0..files {
-        zip.start_file(format!("records/r{f:04}.txt"), zip::write::SimpleFileOptions::default())
-            .unwrap();
+        zip.start_file(
+            format!("records/r{f:04}.txt"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
         let mut written = 0;
         let mut line = 0;
         while written < size {
@@ -122,6 +125,29 @@ fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Writes `bytes` to `dir/name` for a peer tool; its path.
+fn saved(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// docstream and a peer tool on the same input, side by side in one group.
+fn side_by_side(
+    c: &mut Criterion,
+    group: &str,
+    throughput: Throughput,
+    mut ours: impl FnMut(),
+    (peer, theirs): (&str, &dyn Fn()),
+) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10);
+    g.throughput(throughput);
+    g.bench_function("docstream", |bench| bench.iter(&mut ours));
+    g.bench_function(peer, |bench| bench.iter(theirs));
+    g.finish();
+}
+
 fn sorted_words(text: &str) -> Vec<&str> {
     let mut words: Vec<&str> = text.split_whitespace().collect();
     words.sort_unstable();
@@ -145,11 +171,9 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
 
     let pdf = text_pdf(200);
-    let pdf_path = dir.path().join("report.pdf");
-    std::fs::write(&pdf_path, &pdf).unwrap();
-    let pdf_path = pdf_path.to_str().unwrap();
+    let pdf_path = saved(dir.path(), "report.pdf", &pdf);
     let ours = extract(&pdf, "report.pdf", &limits).unwrap().text;
-    let theirs = run("pdftotext", &[pdf_path, "-"]);
+    let theirs = run("pdftotext", &[&pdf_path, "-"]);
     let (a, b) = (sorted_words(&ours), sorted_words(&theirs));
     println!(
         "pdf words: docstream {}, pdftotext {}, identical word lists: {}",
@@ -158,64 +182,66 @@ fn bench(c: &mut Criterion) {
         a == b
     );
     let pdf = Bytes::from(pdf);
-    let mut g = c.benchmark_group("pdf-200-pages");
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(pdf.len() as u64));
-    g.bench_function("docstream", |bench| {
-        bench.iter(|| through_pool(&pdf, "report.pdf"))
-    });
-    g.bench_function("pdftotext", |bench| {
-        bench.iter(|| run("pdftotext", &[pdf_path, "-"]))
-    });
-    g.finish();
+    side_by_side(
+        c,
+        "pdf-200-pages",
+        Throughput::Bytes(pdf.len() as u64),
+        || {
+            through_pool(&pdf, "report.pdf");
+        },
+        ("pdftotext", &|| {
+            run("pdftotext", &[&pdf_path, "-"]);
+        }),
+    );
 
-    let scans = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scans");
-    let png_path = format!("{scans}/invoice.png");
-    let png = Bytes::from(std::fs::read(&png_path).unwrap());
-    let mut g = c.benchmark_group("ocr-page");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("docstream", |bench| {
-        bench.iter(|| through_pool(&png, "invoice.png"))
-    });
-    g.bench_function("tesseract", |bench| {
-        bench.iter(|| run("tesseract", &[&png_path, "stdout"]))
-    });
-    g.finish();
+    let png_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/scans/invoice.png"
+    );
+    let png = Bytes::from(std::fs::read(png_path).unwrap());
+    side_by_side(
+        c,
+        "ocr-page",
+        Throughput::Elements(1),
+        || {
+            through_pool(&png, "invoice.png");
+        },
+        ("tesseract", &|| {
+            run("tesseract", &[png_path, "stdout"]);
+        }),
+    );
 
     let zip = records_zip(200, 100_000);
-    let zip_path = dir.path().join("records.zip");
-    std::fs::write(&zip_path, &zip).unwrap();
-    let zip_path = zip_path.to_str().unwrap();
+    let zip_path = saved(dir.path(), "records.zip", &zip);
     let zip = Bytes::from(zip);
-    let mut g = c.benchmark_group("zip-200-files");
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(zip.len() as u64));
-    g.bench_function("docstream", |bench| {
-        bench.iter(|| through_pool(&zip, "records.zip"))
-    });
-    g.bench_function("unzip", |bench| {
-        bench.iter(|| run("unzip", &["-p", zip_path]))
-    });
-    g.finish();
+    side_by_side(
+        c,
+        "zip-200-files",
+        Throughput::Bytes(zip.len() as u64),
+        || {
+            through_pool(&zip, "records.zip");
+        },
+        ("unzip", &|| {
+            run("unzip", &["-p", &zip_path]);
+        }),
+    );
 
     let mbox = mailbox(10_000);
-    let mbox_path = dir.path().join("ops.mbox");
-    std::fs::write(&mbox_path, &mbox).unwrap();
-    let mbox_path = mbox_path.to_str().unwrap();
+    let mbox_path = saved(dir.path(), "ops.mbox", &mbox);
     let mbox = Bytes::from(mbox);
-    let mut g = c.benchmark_group("mbox-10k-messages");
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(mbox.len() as u64));
-    g.bench_function("docstream", |bench| {
-        bench.iter(|| through_pool(&mbox, "ops.mbox"))
-    });
     let split =
         "import mailbox, sys\nfor m in mailbox.mbox(sys.argv[1]): m.as_bytes(); m['subject']";
-    g.bench_function("python-mailbox", |bench| {
-        bench.iter(|| run("python3", &["-c", split, mbox_path]))
-    });
-    g.finish();
+    side_by_side(
+        c,
+        "mbox-10k-messages",
+        Throughput::Bytes(mbox.len() as u64),
+        || {
+            through_pool(&mbox, "ops.mbox");
+        },
+        ("python-mailbox", &|| {
+            run("python3", &["-c", split, &mbox_path]);
+        }),
+    );
 
     let formats = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/formats");
     let mut g = c.benchmark_group("fixture");
