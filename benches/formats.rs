@@ -1,12 +1,13 @@
 //! Extraction against peer tools on the same files, side by side in one run:
-//! a 200-page text PDF against poppler's `pdftotext`, OCR of a scanned page
+//! 200-page text PDFs (one and two columns) against poppler's `pdftotext`, OCR of a scanned page
 //! against Tesseract's own CLI, a 20 MB zip against Info-ZIP's `unzip -p`
 //! and a 10,000-message mbox against Python's `mailbox`; then MB/s for
 //! every format's fixture.
 //! The peers run as processes, as users run them; so does docstream's
 //! extraction in production (an extract-worker), so both sides pay a
 //! process round trip or neither does: `docstream` is timed through the
-//! worker pool. Prints the word agreement with `pdftotext` once.
+//! worker pool. Prints the word agreement with `pdftotext`, and whether
+//! each tool keeps the reading order.
 //!
 //! `cargo bench --bench formats` (needs poppler-utils, tesseract-ocr and unzip)
 
@@ -20,9 +21,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use docstream::extract::{extract, Limits};
 use docstream::jobs::extract_pool::{Ended, ExtractPool, Isolation};
 
-/// A text PDF of `pages` pages of 45 lines each, uncompressed content
-/// streams (as many generators write them).
-fn text_pdf(pages: usize) -> Vec<u8> {
+/// A text PDF of `pages` pages of 45 lines in each of `columns` columns,
+/// uncompressed content streams (as many generators write them), and its
+/// words in reading order: each column top to bottom, left column first.
+/// The columns' lines share baselines, so reading across them interleaves.
+fn text_pdf(pages: usize, columns: usize) -> (Vec<u8>, Vec<String>) {
     let words = [
         "freight",
         "invoice",
@@ -46,19 +49,23 @@ fn text_pdf(pages: usize) -> Vec<u8> {
         Vec::new(), // the page tree, once the kids are known
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
     ];
+    let per_line = if columns == 1 { 11 } else { 3 };
     let mut kids = Vec::new();
+    let mut order = Vec::new();
     for p in 0..pages {
-        let mut ops = String::from("BT /F1 10 Tf 12 TL 50 760 Td\n");
-        for l in 0..45 {
-            let line: Vec<&str> = (0..11)
-                .map(|w| words[(p * 7 + l * 3 + w * 5) % words.len()])
-                .collect();
-            ops.push_str(&format!(
-                "(Line {l} of page {p}: {}) Tj T*\n",
-                line.join(" ")
-            ));
+        let mut ops = String::new();
+        for c in 0..columns {
+            ops.push_str(&format!("BT /F1 10 Tf 12 TL {} 760 Td\n", 50 + 300 * c));
+            for l in 0..45 {
+                let line: Vec<&str> = (0..per_line)
+                    .map(|w| words[(p * 7 + l * 3 + w * 5 + c) % words.len()])
+                    .collect();
+                let text = format!("Line {l} of page {p}: {}", line.join(" "));
+                order.extend(text.split_whitespace().map(str::to_string));
+                ops.push_str(&format!("({text}) Tj T*\n"));
+            }
+            ops.push_str("ET\n");
         }
-        ops.push_str("ET");
         let content = objects.len() + 2;
         kids.push(objects.len() + 1);
         objects.push(
@@ -73,7 +80,7 @@ fn text_pdf(pages: usize) -> Vec<u8> {
         kids.join(" ")
     )
     .into_bytes();
-    pdf_file::pdf_file(&objects)
+    (pdf_file::pdf_file(&objects), order)
 }
 
 /// A zip of `files` text files of about `size` bytes each, deflated.
@@ -170,29 +177,33 @@ fn bench(c: &mut Criterion) {
     };
     let dir = tempfile::tempdir().unwrap();
 
-    let pdf = text_pdf(200);
-    let pdf_path = saved(dir.path(), "report.pdf", &pdf);
-    let ours = extract(&pdf, "report.pdf", &limits).unwrap().text;
-    let theirs = run("pdftotext", &[&pdf_path, "-"]);
-    let (a, b) = (sorted_words(&ours), sorted_words(&theirs));
-    println!(
-        "pdf words: docstream {}, pdftotext {}, identical word lists: {}",
-        a.len(),
-        b.len(),
-        a == b
-    );
-    let pdf = Bytes::from(pdf);
-    side_by_side(
-        c,
-        "pdf-200-pages",
-        Throughput::Bytes(pdf.len() as u64),
-        || {
-            through_pool(&pdf, "report.pdf");
-        },
-        ("pdftotext", &|| {
-            run("pdftotext", &[&pdf_path, "-"]);
-        }),
-    );
+    for columns in [1, 2] {
+        let (pdf, order) = text_pdf(200, columns);
+        let pdf_path = saved(dir.path(), "report.pdf", &pdf);
+        let ours = extract(&pdf, "report.pdf", &limits).unwrap().text;
+        let theirs = run("pdftotext", &[&pdf_path, "-"]);
+        let in_order = |text: &str| text.split_whitespace().eq(order.iter().map(String::as_str));
+        println!(
+            "pdf, {columns} column(s): words docstream {}, pdftotext {}; identical word lists: {}; in reading order: docstream {}, pdftotext {}",
+            ours.split_whitespace().count(),
+            theirs.split_whitespace().count(),
+            sorted_words(&ours) == sorted_words(&theirs),
+            in_order(&ours),
+            in_order(&theirs),
+        );
+        let pdf = Bytes::from(pdf);
+        side_by_side(
+            c,
+            &format!("pdf-200-pages-{columns}-column"),
+            Throughput::Bytes(pdf.len() as u64),
+            || {
+                through_pool(&pdf, "report.pdf");
+            },
+            ("pdftotext", &|| {
+                run("pdftotext", &[&pdf_path, "-"]);
+            }),
+        );
+    }
 
     let png_path = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -1,6 +1,6 @@
 //! Office, ebook, data and email formats, on real files made by
 //! tests/fixtures/make_formats.py with python-pptx, openpyxl, odfpy,
-//! ebooklib, Python's email package and pandoc, and the hostile files made
+//! ebooklib, reportlab, Python's email package and pandoc, and the hostile files made
 //! beside them.
 
 use docstream::contract::failure::ErrorKind;
@@ -87,6 +87,21 @@ const EXPECTED: &[(&str, Format, &str, &[&str])] = &[
         ],
     ),
     (
+        // reportlab's frames: two columns whose paragraphs sit side by side
+        // (pdftotext reads them interleaved), a ruled table in the left one.
+        "port-report.pdf",
+        Format::Pdf,
+        "Port operations report",
+        &[
+            "Quarterly port operations report for the Baltic terminals",
+            "The northern quay handled record volumes this quarter while the dredging contract stayed on schedule and under budget.",
+            "Crane availability fell to ninety one percent because two spreaders waited six weeks for replacement parts from the supplier.",
+            "| Port | Cranes | Berths | | --- | --- | --- | | Gdansk | 14 | 6 | | Rotterdam | 92 | 41 |",
+            "Customs clearance times improved after the new pre-arrival filing rules took effect in the second month of the quarter.",
+            "The board asked for a plan to cut diesel use by a fifth before the winter season starts at the container terminal.",
+        ],
+    ),
+    (
         "handbook.epub",
         Format::Epub,
         "Harbour Operations Handbook",
@@ -165,6 +180,7 @@ fn every_format_extracts_its_words_in_reading_order() {
             if matches!(
                 format,
                 Format::Pptx
+                    | Format::Pdf
                     | Format::Odp
                     | Format::Epub
                     | Format::Odt

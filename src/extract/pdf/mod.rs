@@ -1,10 +1,18 @@
-//! PDF text via lopdf, which bounds nesting and stream decompression itself.
+//! PDF text: lopdf parses the file, bounding nesting and stream
+//! decompression itself; our own content reader places the text, so that
+//! columns read in order and ruled tables come out as markdown tables.
 //! Pages without a text layer (scans) go through OCR, per `[extract] ocr`.
+
+mod content;
+mod fonts;
+mod grid;
+mod layout;
 
 use docstream_udfs::chunk::PAGE_BREAK;
 use lopdf::{Document, LoadOptions, ObjectId};
 
 use super::ocr::{self, OcrMode, OcrReport};
+use super::table::CellBudget;
 use super::{decompression_limit, ExtractError, Limits, RawText};
 use crate::contract::failure::ErrorKind;
 
@@ -29,9 +37,13 @@ pub(super) fn extract(
     let mut failed_pages = 0;
     let mut last_error = None;
     let mut used = 0usize;
-    for (number, _) in &pages {
-        match doc.extract_text_with_limit(&[*number], budget.saturating_sub(used)) {
-            Ok(t) => {
+    let mut cells = CellBudget::new(limits);
+    for (_, id) in &pages {
+        match content::read_page(&doc, *id, budget.saturating_sub(used)) {
+            Ok(marks) => {
+                let mut runs = marks.runs;
+                let tables = grid::take_tables(&marks.rulings, &mut runs, &mut cells)?;
+                let t = layout::page_text(runs, tables);
                 used += t.len();
                 texts.push(t);
             }
