@@ -1,6 +1,7 @@
 //! OCR with the real Tesseract CLI on pages rendered from known text by
 //! tests/fixtures/make_formats.py: images, and a PDF whose first page has a
-//! text layer and whose other two are scans (one JPEG, one raw gray).
+//! text layer and whose other two are scans (one JPEG, one raw gray), and
+//! a fax whose scan is CCITT Group 4.
 
 use docstream::contract::failure::ErrorKind;
 use docstream::extract::{extract, Format, Limits, OcrMode};
@@ -81,6 +82,16 @@ fn scanned_pdf_pages_are_read_and_numbered() {
     let e = extract(&scan("invoice.png"), "invoice.png", &off).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unsupported);
     assert!(e.message.contains("ocr"), "{}", e.message);
+}
+
+#[test]
+fn a_fax_scan_in_ccitt_group_4_is_read() {
+    let x = extract(&scan("fax.pdf"), "fax.pdf", &Limits::default()).unwrap();
+    let pages: Vec<&str> = x.text.split('\u{c}').collect();
+    assert_eq!(pages.len(), 2, "{:?}", x.text);
+    assert!(pages[0].contains("Fax cover sheet"), "{pages:?}");
+    assert!(recall(INSPECTION, pages[1]) >= 0.95, "{pages:?}");
+    assert_eq!(x.ocr.unwrap().pages, [2]);
 }
 
 #[test]

@@ -69,7 +69,11 @@ pub(super) fn read_page(doc: &Document, page: ObjectId, limit: usize) -> lopdf::
 fn page_xobjects(doc: &Document, page: ObjectId) -> Option<&Dictionary> {
     let (own, inherited) = doc.get_page_resources(page).ok()?;
     own.into_iter()
-        .chain(inherited.iter().filter_map(|id| doc.get_dictionary(*id).ok()))
+        .chain(
+            inherited
+                .iter()
+                .filter_map(|id| doc.get_dictionary(*id).ok()),
+        )
         .find_map(|r| r.get_deref(b"XObject", doc).ok()?.as_dict().ok())
 }
 
@@ -231,7 +235,12 @@ impl<'a> Reader<'a> {
                     }
                 }
                 "TJ" => {
-                    for item in o.first().and_then(|a| a.as_array().ok()).into_iter().flatten() {
+                    for item in o
+                        .first()
+                        .and_then(|a| a.as_array().ok())
+                        .into_iter()
+                        .flatten()
+                    {
                         match item {
                             Object::String(bytes, _) => self.show(bytes, state, &mut tm),
                             other => {
@@ -321,7 +330,11 @@ impl<'a> Reader<'a> {
         }
         let content = stream.get_plain_content_with_limit(self.left)?;
         self.left = self.left.saturating_sub(content.len());
-        let matrix = match stream.dict.get_deref(b"Matrix", doc).and_then(Object::as_array) {
+        let matrix = match stream
+            .dict
+            .get_deref(b"Matrix", doc)
+            .and_then(Object::as_array)
+        {
             Ok(m) if m.len() == 6 => Matrix(nums(m)),
             _ => Matrix::IDENTITY,
         };
@@ -389,9 +402,10 @@ impl<'a> Reader<'a> {
             }
             "S" | "s" | "B" | "B*" | "b" | "b*" => {
                 let path = std::mem::take(&mut self.path);
-                let edges = path.rects.iter().flat_map(|r| {
-                    (0..4).map(move |i| (r[i], r[(i + 1) % 4]))
-                });
+                let edges = path
+                    .rects
+                    .iter()
+                    .flat_map(|r| (0..4).map(move |i| (r[i], r[(i + 1) % 4])));
                 for (from, to) in path.segments.into_iter().chain(edges) {
                     self.rule(line(from, to));
                 }
@@ -440,8 +454,14 @@ fn line((x0, y0): (f32, f32), (x1, y1): (f32, f32)) -> Option<Ruling> {
 fn bar(rect: [(f32, f32); 4]) -> Option<Ruling> {
     let xs = rect.map(|p| p.0);
     let ys = rect.map(|p| p.1);
-    let (x0, x1) = (xs.iter().copied().fold(f32::MAX, f32::min), xs.iter().copied().fold(f32::MIN, f32::max));
-    let (y0, y1) = (ys.iter().copied().fold(f32::MAX, f32::min), ys.iter().copied().fold(f32::MIN, f32::max));
+    let (x0, x1) = (
+        xs.iter().copied().fold(f32::MAX, f32::min),
+        xs.iter().copied().fold(f32::MIN, f32::max),
+    );
+    let (y0, y1) = (
+        ys.iter().copied().fold(f32::MAX, f32::min),
+        ys.iter().copied().fold(f32::MIN, f32::max),
+    );
     let (w, h) = (x1 - x0, y1 - y0);
     if h <= 3.0 && w > 2.0 * h {
         line((x0, (y0 + y1) / 2.0), (x1, (y0 + y1) / 2.0))
@@ -464,7 +484,10 @@ mod tests {
             "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
         });
         let form_id = doc.new_object_id();
-        let body = format!("{}BT /F1 10 Tf 72 700 Td (loop) Tj ET", "/X Do ".repeat(calls));
+        let body = format!(
+            "{}BT /F1 10 Tf 72 700 Td (loop) Tj ET",
+            "/X Do ".repeat(calls)
+        );
         let resources = dictionary! {
             "Font" => dictionary! { "F1" => font },
             "XObject" => dictionary! { "X" => form_id },
@@ -473,7 +496,8 @@ mod tests {
             dictionary! { "Type" => "XObject", "Subtype" => "Form", "Resources" => resources.clone() },
             body.into_bytes(),
         );
-        form.dict.set("BBox", vec![0.into(), 0.into(), 612.into(), 792.into()]);
+        form.dict
+            .set("BBox", vec![0.into(), 0.into(), 612.into(), 792.into()]);
         doc.objects.insert(form_id, Object::Stream(form));
         let content = doc.add_object(Stream::new(dictionary! {}, b"/X Do".to_vec()));
         let pages = doc.new_object_id();
@@ -483,7 +507,9 @@ mod tests {
         });
         doc.objects.insert(
             pages,
-            Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }),
+            Object::Dictionary(
+                dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 },
+            ),
         );
         (doc, page)
     }

@@ -245,10 +245,7 @@ mod tests {
             two_byte: false,
         };
         let spaces: Vec<(f32, bool)> = helvetica.codes(b" W\xe9").collect();
-        assert_eq!(
-            spaces,
-            vec![(278.0, true), (944.0, false), (556.0, false)]
-        );
+        assert_eq!(spaces, vec![(278.0, true), (944.0, false), (556.0, false)]);
         assert!(matches!(standard(b"Times-Italic"), Widths::Standard(t, _) if t[0] == 250));
     }
 }

@@ -213,7 +213,9 @@ mod tests {
         ];
         let mut runs = vec![run(60.0, 650.0, "boxed paragraph")];
         let mut budget = CellBudget::new(&Limits::default());
-        assert!(take_tables(&rulings, &mut runs, &mut budget).unwrap().is_empty());
+        assert!(take_tables(&rulings, &mut runs, &mut budget)
+            .unwrap()
+            .is_empty());
         assert_eq!(runs.len(), 1);
     }
 

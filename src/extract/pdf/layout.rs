@@ -305,36 +305,64 @@ mod tests {
 
     #[test]
     fn two_columns_read_left_then_right_under_a_full_width_title() {
-        let mut runs = vec![run(50.0, 760.0, "A title that runs across both columns of the page")];
+        let mut runs = vec![run(
+            50.0,
+            760.0,
+            "A title that runs across both columns of the page",
+        )];
         for i in 0..4 {
             let y = 720.0 - 12.0 * i as f32;
-            runs.push(run(50.0, y, &format!("left column line number {i} of text")));
-            runs.push(run(300.0, y, &format!("right column line number {i} of text")));
+            runs.push(run(
+                50.0,
+                y,
+                &format!("left column line number {i} of text"),
+            ));
+            runs.push(run(
+                300.0,
+                y,
+                &format!("right column line number {i} of text"),
+            ));
         }
         // The left column runs one line longer.
         runs.push(run(50.0, 672.0, "left column ends here"));
-        runs.push(run(50.0, 600.0, "A footer that also runs across the whole width of it"));
+        runs.push(run(
+            50.0,
+            600.0,
+            "A footer that also runs across the whole width of it",
+        ));
         let text = page_text(runs, Vec::new());
         let order: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-        assert_eq!(order[0], "A title that runs across both columns of the page");
+        assert_eq!(
+            order[0],
+            "A title that runs across both columns of the page"
+        );
         assert_eq!(order[1], "left column line number 0 of text");
         assert_eq!(order[4], "left column line number 3 of text");
         assert_eq!(order[5], "left column ends here");
         assert_eq!(order[6], "right column line number 0 of text");
         assert_eq!(order[9], "right column line number 3 of text");
-        assert_eq!(order[10], "A footer that also runs across the whole width of it");
+        assert_eq!(
+            order[10],
+            "A footer that also runs across the whole width of it"
+        );
         assert!(text.contains("ends here\n\nright column"), "{text}");
     }
 
     #[test]
     fn short_aligned_cells_read_by_rows() {
         let mut runs = Vec::new();
-        for (i, row) in [["Port", "Cranes"], ["Gdansk", "14"], ["Oslo", "9"]].iter().enumerate() {
+        for (i, row) in [["Port", "Cranes"], ["Gdansk", "14"], ["Oslo", "9"]]
+            .iter()
+            .enumerate()
+        {
             let y = 700.0 - 14.0 * i as f32;
             runs.push(run(50.0, y, row[0]));
             runs.push(run(200.0, y, row[1]));
         }
-        assert_eq!(page_text(runs, Vec::new()), "Port Cranes\nGdansk 14\nOslo 9");
+        assert_eq!(
+            page_text(runs, Vec::new()),
+            "Port Cranes\nGdansk 14\nOslo 9"
+        );
     }
 
     #[test]
@@ -342,8 +370,16 @@ mod tests {
         let mut runs = Vec::new();
         for i in 0..3 {
             let y = 720.0 - 12.0 * i as f32;
-            runs.push(run(50.0, y, &format!("left column line number {i} of text")));
-            runs.push(run(300.0, y, &format!("right column line number {i} of text")));
+            runs.push(run(
+                50.0,
+                y,
+                &format!("left column line number {i} of text"),
+            ));
+            runs.push(run(
+                300.0,
+                y,
+                &format!("right column line number {i} of text"),
+            ));
         }
         let table = Block {
             x0: 50.0,
@@ -356,7 +392,9 @@ mod tests {
         };
         let text = page_text(runs, vec![table]);
         assert!(
-            text.contains("line number 2 of text\n\n| a | b |\n| --- | --- |\n\nright column line number 0"),
+            text.contains(
+                "line number 2 of text\n\n| a | b |\n| --- | --- |\n\nright column line number 0"
+            ),
             "{text}"
         );
     }

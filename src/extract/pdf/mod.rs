@@ -7,6 +7,7 @@ mod content;
 mod fonts;
 mod grid;
 mod layout;
+mod scan;
 
 use docstream_udfs::chunk::PAGE_BREAK;
 use lopdf::{Document, LoadOptions, ObjectId};
@@ -106,7 +107,7 @@ fn read_scanned_pages(
         if limits.ocr == OcrMode::Auto && !text.trim().is_empty() {
             continue;
         }
-        let Some(image) = page_image(doc, *id, limits) else {
+        let Some(image) = scan::page_image(doc, *id, limits) else {
             continue;
         };
         match ocr::recognize(&image, &languages) {
@@ -128,51 +129,6 @@ fn read_scanned_pages(
     }
     report.confidence = read_all.mean_confidence();
     Ok(Some(report))
-}
-
-/// The page's largest image, as bytes Tesseract reads: JPEG and JPEG 2000
-/// as stored, raw 8-bit gray or RGB and 1-bit pixels as PNM. Other
-/// encodings (CCITT, JBIG2) are not read yet.
-fn page_image(doc: &Document, page: ObjectId, limits: &Limits) -> Option<Vec<u8>> {
-    let images = doc.get_page_images(page).ok()?;
-    let image = images
-        .iter()
-        .max_by_key(|i| i.width.saturating_mul(i.height))?;
-    let (width, height) = (
-        usize::try_from(image.width).ok()?,
-        usize::try_from(image.height).ok()?,
-    );
-    let filters = image.filters.clone().unwrap_or_default();
-    if matches!(
-        filters.last().map(String::as_str),
-        Some("DCTDecode" | "JPXDecode")
-    ) {
-        return (filters.len() == 1).then(|| image.content.to_vec());
-    }
-    let (magic, row_bytes) = match (image.color_space.as_deref(), image.bits_per_component) {
-        (Some("DeviceGray") | None, Some(1)) => ("P4", width.div_ceil(8)),
-        (Some("DeviceGray"), Some(8)) => ("P5", width),
-        (Some("DeviceRGB"), Some(8)) => ("P6", width.checked_mul(3)?),
-        _ => return None,
-    };
-    let expected = row_bytes.checked_mul(height)?;
-    if expected == 0 || expected as u64 > limits.max_decompressed_bytes {
-        return None;
-    }
-    let stream = doc.get_object(image.id).ok()?.as_stream().ok()?;
-    let mut pixels = stream.get_plain_content_with_limit(expected).ok()?;
-    if pixels.len() < expected {
-        return None;
-    }
-    pixels.truncate(expected);
-    if magic == "P4" {
-        // PDF gray: 0 is black; PBM: 1 is black.
-        pixels.iter_mut().for_each(|b| *b = !*b);
-    }
-    let max = if magic == "P4" { "" } else { " 255" };
-    let mut out = format!("{magic}\n{width} {height}{max}\n").into_bytes();
-    out.extend_from_slice(&pixels);
-    Some(out)
 }
 
 fn info_title(doc: &Document) -> Option<String> {
