@@ -160,6 +160,15 @@ mod tests {
         }
     }
 
+    /// A box from (50, 600) to (250, 700), split by vertical rules at `xs`.
+    fn framed(xs: &[f32]) -> Vec<Ruling> {
+        let mut rulings = vec![h(700.0, 50.0, 250.0), h(600.0, 50.0, 250.0)];
+        for x in [50.0, 250.0].iter().chain(xs) {
+            rulings.push(v(*x, 600.0, 700.0));
+        }
+        rulings
+    }
+
     fn run(x0: f32, y: f32, text: &str) -> Run {
         Run {
             x0,
@@ -204,13 +213,8 @@ mod tests {
 
     #[test]
     fn a_box_or_an_underline_is_no_table() {
-        let rulings = vec![
-            h(700.0, 50.0, 250.0),
-            h(600.0, 50.0, 250.0),
-            v(50.0, 600.0, 700.0),
-            v(250.0, 600.0, 700.0),
-            h(500.0, 50.0, 120.0),
-        ];
+        let mut rulings = framed(&[]);
+        rulings.push(h(500.0, 50.0, 120.0));
         let mut runs = vec![run(60.0, 650.0, "boxed paragraph")];
         let mut budget = CellBudget::new(&Limits::default());
         assert!(take_tables(&rulings, &mut runs, &mut budget)
@@ -221,13 +225,7 @@ mod tests {
 
     #[test]
     fn cells_draw_on_the_documents_budget() {
-        let rulings = vec![
-            h(700.0, 50.0, 250.0),
-            h(600.0, 50.0, 250.0),
-            v(50.0, 600.0, 700.0),
-            v(150.0, 600.0, 700.0),
-            v(250.0, 600.0, 700.0),
-        ];
+        let rulings = framed(&[150.0]);
         let mut runs = vec![run(60.0, 650.0, "a"), run(160.0, 650.0, "b")];
         let limits = Limits {
             max_table_cells: 1,

@@ -291,6 +291,18 @@ mod tests {
         }
     }
 
+    /// `lines` lines in each of two columns, on shared baselines from y 720.
+    fn two_columns(lines: usize) -> Vec<Run> {
+        let mut runs = Vec::new();
+        for i in 0..lines {
+            let y = 720.0 - 12.0 * i as f32;
+            for (x, side) in [(50.0, "left"), (300.0, "right")] {
+                runs.push(run(x, y, &format!("{side} column line number {i} of text")));
+            }
+        }
+        runs
+    }
+
     #[test]
     fn words_on_one_baseline_join_with_spaces() {
         let runs = vec![
@@ -310,19 +322,7 @@ mod tests {
             760.0,
             "A title that runs across both columns of the page",
         )];
-        for i in 0..4 {
-            let y = 720.0 - 12.0 * i as f32;
-            runs.push(run(
-                50.0,
-                y,
-                &format!("left column line number {i} of text"),
-            ));
-            runs.push(run(
-                300.0,
-                y,
-                &format!("right column line number {i} of text"),
-            ));
-        }
+        runs.extend(two_columns(4));
         // The left column runs one line longer.
         runs.push(run(50.0, 672.0, "left column ends here"));
         runs.push(run(
@@ -367,20 +367,7 @@ mod tests {
 
     #[test]
     fn a_table_block_takes_its_place_in_its_column() {
-        let mut runs = Vec::new();
-        for i in 0..3 {
-            let y = 720.0 - 12.0 * i as f32;
-            runs.push(run(
-                50.0,
-                y,
-                &format!("left column line number {i} of text"),
-            ));
-            runs.push(run(
-                300.0,
-                y,
-                &format!("right column line number {i} of text"),
-            ));
-        }
+        let runs = two_columns(3);
         let table = Block {
             x0: 50.0,
             x1: 200.0,
