@@ -10,6 +10,9 @@ use crate::extract::ExtractError;
 
 /// Rules closer than this (points) are the same rule, or touch.
 const TOLERANCE: f32 = 2.0;
+/// More cells than a page can show legibly: hatching or a drawing, whose
+/// text stays in the page's flow.
+const MAX_CELLS: usize = 10_000;
 /// Pairs of rules compared at most, so a page of hatching costs bounded time.
 const MAX_PAIRS: usize = 4_000_000;
 
@@ -29,8 +32,10 @@ pub(super) fn take_tables(
     for (ys, xs) in grids(&horizontal, &vertical) {
         let (top, bottom) = (ys[0], ys[ys.len() - 1]);
         let (left, right) = (xs[0], xs[xs.len() - 1]);
-        let mut cells: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); xs.len() - 1]; ys.len() - 1];
-        let mut inside = 0;
+        if (ys.len() - 1) * (xs.len() - 1) > MAX_CELLS {
+            continue;
+        }
+        let mut placed: Vec<(usize, usize, Run)> = Vec::new();
         let mut kept = Vec::with_capacity(runs.len());
         for run in runs.drain(..) {
             let (x, y) = ((run.x0 + run.x1) / 2.0, run.y + 0.3 * run.size);
@@ -40,12 +45,16 @@ pub(super) fn take_tables(
             }
             let col = xs.partition_point(|v| *v <= x).clamp(1, xs.len() - 1) - 1;
             let row = ys.partition_point(|v| *v >= y).clamp(1, ys.len() - 1) - 1;
-            cells[row][col].push(run);
-            inside += 1;
+            placed.push((row, col, run));
         }
         *runs = kept;
-        if inside == 0 {
+        if placed.is_empty() {
             continue;
+        }
+        let (rows, cols) = (ys.len() - 1, xs.len() - 1);
+        let mut cells: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); cols]; rows];
+        for (row, col, run) in placed {
+            cells[row][col].push(run);
         }
         let mut table = Table::default();
         let mut sizes = Vec::new();
@@ -216,6 +225,22 @@ mod tests {
         let mut rulings = framed(&[]);
         rulings.push(h(500.0, 50.0, 120.0));
         let mut runs = vec![run(60.0, 650.0, "boxed paragraph")];
+        let mut budget = CellBudget::new(&Limits::default());
+        assert!(take_tables(&rulings, &mut runs, &mut budget)
+            .unwrap()
+            .is_empty());
+        assert_eq!(runs.len(), 1);
+    }
+
+    #[test]
+    fn hatching_is_a_drawing_not_a_table() {
+        let mut rulings = Vec::new();
+        for i in 0..200 {
+            let at = 100.0 + 3.0 * i as f32;
+            rulings.push(h(at, 100.0, 700.0));
+            rulings.push(v(at, 100.0, 700.0));
+        }
+        let mut runs = vec![run(300.0, 300.0, "label")];
         let mut budget = CellBudget::new(&Limits::default());
         assert!(take_tables(&rulings, &mut runs, &mut budget)
             .unwrap()
