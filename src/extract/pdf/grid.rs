@@ -220,32 +220,29 @@ mod tests {
         assert_eq!(runs[0].text, "above the table");
     }
 
-    #[test]
-    fn a_box_or_an_underline_is_no_table() {
-        let mut rulings = framed(&[]);
-        rulings.push(h(500.0, 50.0, 120.0));
-        let mut runs = vec![run(60.0, 650.0, "boxed paragraph")];
+    /// Asserts that `rulings` make no table and leave the run in the flow.
+    fn no_table(rulings: &[Ruling], run: Run) {
+        let mut runs = vec![run];
         let mut budget = CellBudget::new(&Limits::default());
-        assert!(take_tables(&rulings, &mut runs, &mut budget)
+        assert!(take_tables(rulings, &mut runs, &mut budget)
             .unwrap()
             .is_empty());
         assert_eq!(runs.len(), 1);
     }
 
     #[test]
-    fn hatching_is_a_drawing_not_a_table() {
-        let mut rulings = Vec::new();
+    fn a_box_an_underline_or_hatching_is_no_table() {
+        let mut rulings = framed(&[]);
+        rulings.push(h(500.0, 50.0, 120.0));
+        no_table(&rulings, run(60.0, 650.0, "boxed paragraph"));
+        // 199 × 199 cells: a drawing, not a table.
+        let mut hatching = Vec::new();
         for i in 0..200 {
             let at = 100.0 + 3.0 * i as f32;
-            rulings.push(h(at, 100.0, 700.0));
-            rulings.push(v(at, 100.0, 700.0));
+            hatching.push(h(at, 100.0, 700.0));
+            hatching.push(v(at, 100.0, 700.0));
         }
-        let mut runs = vec![run(300.0, 300.0, "label")];
-        let mut budget = CellBudget::new(&Limits::default());
-        assert!(take_tables(&rulings, &mut runs, &mut budget)
-            .unwrap()
-            .is_empty());
-        assert_eq!(runs.len(), 1);
+        no_table(&hatching, run(300.0, 300.0, "label"));
     }
 
     #[test]
