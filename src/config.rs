@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::analytics::config::AnalyticsConfig;
 use crate::extract::Limits;
+use crate::indexes::config::IndexesConfig;
 use crate::models::config::ModelsConfig;
 use crate::sinks::lake::LakeConfig;
 use crate::sources::bucket::SourceConfig;
@@ -49,6 +50,9 @@ pub struct Pipeline {
     /// Which providers `search`, `ask` and `embed_query` use, and the reports.
     #[serde(default)]
     pub analytics: AnalyticsConfig,
+    /// Search indexes under `<lake>/_indexes/`.
+    #[serde(default)]
+    pub indexes: IndexesConfig,
     pub stages: Vec<StageConfig>,
     /// Folder of the pipeline file, which relative paths start from;
     /// `None` for the built-in pipeline.

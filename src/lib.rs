@@ -1,7 +1,8 @@
 //! docstream: documents → SQL stages with Rust UDFs → Delta Lake tables.
 //!
 //! The modules follow the dataflow: `sources` → `extract` → `stages` →
-//! `sinks`, with `analytics` reading the lake and `jobs` wiring it together.
+//! `sinks`, with `indexes` derived from the lake, `analytics` reading it
+//! and `jobs` wiring it together.
 
 pub mod analytics;
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod contract;
 pub mod extract;
 pub mod functions;
+pub mod indexes;
 pub mod jobs;
 pub mod models;
 pub mod sinks;

@@ -21,6 +21,16 @@ pub struct StorageOptions {
     pub s3_endpoint: Option<String>,
 }
 
+/// docstream's cache folder: `$XDG_CACHE_HOME/docstream`, else
+/// `~/.cache/docstream`.
+pub fn cache_home() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| std::path::PathBuf::from(".cache"))
+        .join("docstream")
+}
+
 /// A location resolved to a URL: `file://` for local paths.
 pub fn parse_location(location: &str) -> Result<Url> {
     if let Ok(url) = Url::parse(location) {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::query::Analytics;
-use super::search::{search, Filters, Hit};
+use super::search::{search, Depth, Filters, Hit, Retrievers};
 
 pub const NOT_FOUND: &str = "The answer is not in the documents.";
 
@@ -84,7 +84,13 @@ pub async fn ask(
     options: &AskOptions,
 ) -> Result<Answer> {
     let candidates = (options.k * 5).max(50);
-    let hits = search(analytics, question, options.k, candidates, &options.filters).await?;
+    let depth = Depth {
+        k: options.k,
+        candidates,
+        exact: false,
+        retrievers: Retrievers::Hybrid,
+    };
+    let hits = search(analytics, question, depth, &options.filters).await?;
     let relevant: Vec<Hit> = hits
         .into_iter()
         .filter(|h| match h.cosine {

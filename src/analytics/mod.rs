@@ -3,7 +3,8 @@
 
 pub mod ask;
 pub mod config;
-pub mod keyword;
+pub mod eval;
 pub mod query;
 pub mod reports;
 pub mod search;
+pub mod search_sql;

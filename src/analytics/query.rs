@@ -17,7 +17,10 @@ use futures::TryStreamExt;
 use url::Url;
 
 use crate::analytics::config::AnalyticsConfig;
+use crate::analytics::search_sql;
+use crate::contract::tables;
 use crate::functions::embed_query::{self, Resolved};
+use crate::indexes::fresh::LakeView;
 use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::sinks::lake::Lake;
@@ -32,14 +35,10 @@ const MAX_EXPR_DEPTH: usize = 1000;
 
 const MEMORY_HINT: &str = "The query needs more memory than [analytics] memory_limit_mb allows: aggregate or filter more, add LIMIT, or raise the limit in the pipeline file";
 
-/// The latest version of every document, by ingest time.
-const CURRENT_DOCUMENTS: &str = "SELECT * EXCLUDE (version_rank) FROM (
-    SELECT *, row_number() OVER (PARTITION BY doc_id ORDER BY ingested_at DESC, content_hash) AS version_rank
-    FROM documents) WHERE version_rank = 1";
-
 pub struct Analytics {
     ctx: SessionContext,
-    root: Url,
+    /// The lake and the versions of the tables in `ctx`.
+    lake: LakeView,
     tables: Vec<String>,
     embedder: Option<Arc<ModelChain>>,
     resolved: Resolved,
@@ -62,8 +61,12 @@ impl Analytics {
             memory_limit,
         )?;
         let mut tables = lake.register_all(&ctx).await?;
+        let versions = tables
+            .iter()
+            .filter_map(|t| lake.version(t).map(|v| (t.clone(), v)))
+            .collect();
         if tables.iter().any(|t| t == "documents") {
-            let view = ctx.sql(CURRENT_DOCUMENTS).await?.into_view();
+            let view = ctx.sql(&tables::current_documents_sql()).await?.into_view();
             ctx.register_table("current_documents", view)?;
             tables.push("current_documents".into());
         }
@@ -72,13 +75,29 @@ impl Analytics {
             let dims = chain.embedding_dims().map_err(|e| anyhow::anyhow!(e))?;
             embed_query::register(&ctx, dims, resolved.clone());
         }
+        let view = LakeView {
+            root: lake.root().clone(),
+            storage: storage.clone(),
+            versions,
+        };
+        search_sql::register(&ctx, view.clone());
         Ok(Self {
             ctx,
-            root: lake.root().clone(),
+            lake: view,
             tables,
             embedder,
             resolved,
         })
+    }
+
+    /// The session, for searches that run through the indexes.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The lake and the table versions this session reads.
+    pub fn lake(&self) -> &LakeView {
+        &self.lake
     }
 
     pub fn has_table(&self, name: &str) -> bool {
@@ -160,10 +179,10 @@ impl Analytics {
             let known = if self.tables.is_empty() {
                 format!(
                     "the lake at {} has no tables yet; run `docstream backfill` first",
-                    self.root
+                    self.lake.root
                 )
             } else {
-                format!("tables in {}: {}", self.root, self.tables.join(", "))
+                format!("tables in {}: {}", self.lake.root, self.tables.join(", "))
             };
             return anyhow::anyhow!("{msg}\n{known}");
         }

@@ -1,6 +1,7 @@
 //! Hybrid search over chunks: vector top-k (cosine against the query's
-//! embedding) and keyword top-k (BM25 over chunk text), fused by
-//! reciprocal rank: score = Σ 1 / (60 + rank) over the lists a chunk is in.
+//! embedding) and keyword top-k (BM25, through the Tantivy index and the
+//! rows it has not seen yet), fused by reciprocal rank:
+//! score = Σ 1 / (60 + rank) over the lists a chunk is in.
 //! Only each document's current version is searched.
 
 use std::collections::{HashMap, HashSet};
@@ -11,11 +12,11 @@ use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use futures::StreamExt;
 use serde::Serialize;
 
-use super::keyword::{self, Bm25};
 use super::query::{quote, Analytics};
+use crate::indexes::keyword;
+use crate::indexes::text::Scope;
 
 /// RRF's damping constant (Cormack et al.): ranks past the first few
 /// matter less, and no single list dominates.
@@ -30,6 +31,14 @@ pub struct Filters {
 }
 
 impl Filters {
+    fn scope(&self) -> Scope {
+        Scope {
+            tenant: self.tenant.clone(),
+            since: self.since,
+            until: self.until,
+        }
+    }
+
     fn sql(&self) -> String {
         let mut conds = vec!["true".to_string()];
         if let Some(t) = &self.tenant {
@@ -109,16 +118,35 @@ pub fn page_label(start: Option<i32>, end: Option<i32>) -> Option<String> {
 
 type ChunkKey = (String, i32);
 
-/// The `k` best chunks for `query`. Each retriever contributes its best
-/// `candidates`; without an embedding provider (or embeddings), the search
-/// is keyword-only, and says so in the log.
+/// How many chunks a search returns, and how it finds them.
+#[derive(Debug, Clone, Copy)]
+pub struct Depth {
+    pub k: usize,
+    /// Chunks each retriever contributes before fusion.
+    pub candidates: usize,
+    /// Scan the tables instead of using the indexes (the reference).
+    pub exact: bool,
+    pub retrievers: Retrievers,
+}
+
+/// Which ranked lists a search fuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retrievers {
+    Hybrid,
+    Keyword,
+    Vector,
+}
+
+/// The `k` best chunks for `query`. Without an embedding provider (or
+/// embeddings), the search is keyword-only, and says so in the log.
 pub async fn search(
     analytics: &Analytics,
     query: &str,
-    k: usize,
-    candidates: usize,
+    depth: Depth,
     filters: &Filters,
 ) -> Result<Vec<Hit>> {
+    let Depth { k, candidates, .. } = depth;
     if !analytics.has_table("chunks") || !analytics.has_table("documents") {
         bail!("the lake has no chunks to search yet; run `docstream backfill` first");
     }
@@ -127,6 +155,7 @@ pub async fn search(
         filters.sql()
     );
     let vector = match analytics.embedding_model() {
+        _ if depth.retrievers == Retrievers::Keyword => Vec::new(),
         Some(model) if analytics.has_table("embeddings") => {
             vector_hits(analytics, &docs, model, query, candidates).await?
         }
@@ -135,11 +164,10 @@ pub async fn search(
             Vec::new()
         }
     };
-    let keyword: Vec<(ChunkKey, f64)> = keyword_hits(analytics, &docs, query)
-        .await?
-        .into_iter()
-        .take(candidates)
-        .collect();
+    let keyword = match depth.retrievers {
+        Retrievers::Vector => Vec::new(),
+        _ => keyword_hits(analytics, query, candidates, depth.exact, filters).await?,
+    };
 
     let mut fused: HashMap<ChunkKey, Hit> = HashMap::new();
     // Each list adds 1 / (RRF_K + rank) to its chunks and records why.
@@ -171,7 +199,7 @@ pub async fn search(
     for (i, hit) in hits.iter_mut().enumerate() {
         hit.rank = i + 1;
     }
-    describe(analytics, &mut hits, &keyword::terms(query)).await?;
+    describe(analytics, &mut hits, &terms(query)).await?;
     Ok(hits)
 }
 
@@ -212,35 +240,53 @@ async fn vector_hits(
     Ok(out)
 }
 
-/// Chunks of `docs` by BM25, best first. Texts are scored as they stream
-/// by and not kept, so memory holds one batch plus the matches' counts.
+/// The best `n` chunks by BM25, through the text index when the lake has
+/// one (and `exact` is off), else by indexing every current chunk first.
 async fn keyword_hits(
     analytics: &Analytics,
-    docs: &str,
     query: &str,
+    n: usize,
+    exact: bool,
+    filters: &Filters,
 ) -> Result<Vec<(ChunkKey, f64)>> {
-    let sql = format!(
-        "WITH docs AS ({docs})
-         SELECT c.doc_id, c.chunk_idx, c.text
-         FROM chunks c JOIN docs d ON c.doc_id = d.doc_id AND c.content_hash = d.content_hash"
-    );
-    let mut bm25 = Bm25::new(keyword::terms(query));
-    let mut stream = analytics.stream(&sql).await?;
-    while let Some(b) = stream.next().await {
-        let b = b?;
-        let ids = cast(b.column(0), &DataType::Utf8)?;
-        let text = cast(b.column(2), &DataType::Utf8)?;
-        let (ids, idx, text) = (
-            ids.as_string::<i32>(),
-            b.column(1)
-                .as_primitive::<deltalake::arrow::datatypes::Int32Type>(),
-            text.as_string::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            bm25.add((ids.value(i).to_string(), idx.value(i)), text.value(i));
+    let (ctx, scope) = (analytics.session(), filters.scope());
+    let indexed = match exact {
+        true => None,
+        false => keyword::search(ctx, analytics.lake(), query, n, &scope).await?,
+    };
+    let hits = match indexed {
+        Some(hits) => hits,
+        None => {
+            if !exact {
+                tracing::info!("no text index yet: indexing every chunk for this search; `docstream index` builds one");
+            }
+            keyword::exact(ctx, query, n, &scope).await?
         }
+    };
+    Ok(hits
+        .into_iter()
+        .map(|h| ((h.doc_id, h.chunk_idx), f64::from(h.score)))
+        .collect())
+}
+
+/// The query's lowercased words, for placing snippets. Short words (the,
+/// of, a) would place them anywhere, so they count only when alone.
+fn terms(query: &str) -> Vec<String> {
+    let words: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let long: Vec<String> = words
+        .iter()
+        .filter(|w| w.chars().count() >= 4)
+        .cloned()
+        .collect();
+    if long.is_empty() {
+        words
+    } else {
+        long
     }
-    Ok(bm25.ranked())
 }
 
 /// Fills in each hit's text, snippet, pages, document title, source and tenant.

@@ -5,8 +5,10 @@ use anyhow::Result;
 use super::progress::BackfillBar;
 use super::resolved::{extraction_isolation, Resolved};
 use super::stage_args::StageArgs;
+use crate::indexes::config::IndexesConfig;
+use crate::indexes::update::update;
 use crate::jobs::backfill::Backfill;
-use crate::storage::parse_location;
+use crate::storage::{parse_location, StorageOptions};
 
 /// Process every document under a folder or bucket prefix into the lake.
 ///
@@ -36,6 +38,11 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub batch_rows: Option<usize>,
 
+    /// Leave the search indexes as they are; searches stay exact either
+    /// way, and `docstream index` brings them up to date later.
+    #[arg(long)]
+    pub no_index: bool,
+
     #[command(flatten)]
     pub stages: StageArgs,
 }
@@ -48,7 +55,7 @@ impl Args {
             anyhow::anyhow!("name a folder or bucket to backfill, e.g. `docstream backfill ./docs`")
         })?;
         let mut job = Backfill::new(&p, parse_location(&source)?, r.lake.clone(), runner);
-        job.storage = r.storage;
+        job.storage = r.storage.clone();
         job.isolation = extraction_isolation();
         if let Some(tenant) = self.tenant {
             job.tenant = tenant;
@@ -77,6 +84,24 @@ impl Args {
         if s.failed + s.warnings + s.stage_failures > 0 {
             println!("see why: docstream query \"SELECT source_uri, stage, error_kind, error FROM failures\"");
         }
+        if s.commits > 0 && !self.no_index {
+            refresh_indexes(&r.lake, &r.storage, &p.indexes).await;
+        }
         Ok(())
+    }
+}
+
+/// Brings the search indexes up to what just landed. The tables already
+/// hold everything, so a failure here only warns: searches stay exact.
+async fn refresh_indexes(lake: &url::Url, storage: &StorageOptions, config: &IndexesConfig) {
+    match update(lake, storage, config, false, &|_, _| {}).await {
+        Ok(Some(u)) if !u.up_to_date => println!(
+            "text index: {} chunks indexed in {:.1}s",
+            u.manifest.rows, u.secs
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the search index was not updated ({e:#}); searches stay exact. Run `docstream index` to retry"
+        ),
     }
 }

@@ -11,6 +11,7 @@ use super::resolved::{extraction_isolation, Resolved};
 use super::signal::shutdown_signal;
 use super::stage_args::StageArgs;
 use super::values::seconds;
+use crate::indexes::config::IndexesConfig;
 use crate::jobs::ingest::event_batch::EventReader;
 use crate::jobs::ingest::metrics::Metrics;
 use crate::jobs::ingest::Ingest;
@@ -63,6 +64,11 @@ pub struct Args {
     /// (0 = never). Default: the pipeline's lake.compact_every_commits.
     #[arg(long, value_name = "N")]
     pub compact_every: Option<u64>,
+
+    /// Bring the search indexes up to date in the background every N
+    /// batches (0 = never). Default: the pipeline's indexes.update_every_batches.
+    #[arg(long, value_name = "N")]
+    pub index_every: Option<u64>,
 
     /// Exit once no event arrived for this many seconds after partitions were assigned.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
@@ -117,6 +123,10 @@ impl Args {
             upkeep: LakeConfig {
                 compact_every_commits: self.compact_every.unwrap_or(p.lake.compact_every_commits),
                 ..p.lake.clone()
+            },
+            indexes: IndexesConfig {
+                update_every_batches: self.index_every.unwrap_or(p.indexes.update_every_batches),
+                ..p.indexes.clone()
             },
             batch,
             runner,

@@ -2,7 +2,9 @@
 
 mod arroyo;
 mod backfill;
+mod eval;
 mod extract_worker;
+mod index;
 #[cfg(feature = "kafka")]
 mod ingest;
 #[cfg(feature = "kafka")]
@@ -50,7 +52,7 @@ use crate::storage::StorageOptions;
         docstream ingest --brokers localhost:9092 --topic documents --lake ./lake\n  \
         docstream watch s3://inbox/ --brokers localhost:9092 --topic documents\n  \
         docstream query \"SELECT severity, count(*) FROM risks GROUP BY severity\"\n  \
-        docstream search \"budget overrun on the data migration\" --k 5\n  \
+        docstream index && docstream search \"budget overrun on the data migration\" --k 5\n  \
         docstream ask \"Which projects have unmitigated security risks, and who owns them?\"\n  \
         docstream report risks-by-week\n  \
         docstream optimize --lake s3://lake/ && docstream vacuum --retain-hours 168\n  \
@@ -104,6 +106,8 @@ pub enum Command {
     #[cfg(feature = "kafka")]
     Publish(publish::Args),
     Query(query::Args),
+    Index(index::Args),
+    Eval(eval::Args),
     Search(search::SearchArgs),
     Ask(search::AskArgs),
     Report(report::Args),
@@ -147,6 +151,8 @@ impl Cli {
             Command::Publish(args) => args.run(resolved).await,
             Command::Query(args) => args.run(resolved).await,
             Command::Arroyo(args) => args.run(resolved).await,
+            Command::Index(args) => args.run(resolved).await,
+            Command::Eval(args) => args.run(resolved).await,
             Command::Search(args) => args.run(resolved).await,
             Command::Ask(args) => args.run(resolved).await,
             Command::Report(args) => args.run(resolved).await,

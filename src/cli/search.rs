@@ -9,7 +9,7 @@ use super::resolved::Resolved;
 use super::terminal::safe;
 use crate::analytics::ask::{ask, AskOptions};
 use crate::analytics::query::Analytics;
-use crate::analytics::search::{page_label, search, to_batch, Filters, Hit};
+use crate::analytics::search::{page_label, search, to_batch, Depth, Filters, Hit, Retrievers};
 
 /// Where and what to search.
 #[derive(Debug, clap::Args)]
@@ -76,6 +76,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 #[command(after_help = "Examples:\n  \
     docstream search \"budget overrun on the data migration\"\n  \
     docstream search \"vendor delay\" --k 5 --tenant acme --since 2026-01-01\n  \
+    docstream search \"vendor delay\" --exact     # scan, without the indexes\n  \
     docstream search \"security incident\" --format json | jq '.[0].doc_id'")]
 pub struct SearchArgs {
     /// What to look for, in plain words.
@@ -89,6 +90,11 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 100)]
     pub candidates: usize,
 
+    /// Scan the tables instead of using the search indexes: slower, and
+    /// the reference the indexes must agree with.
+    #[arg(long)]
+    pub exact: bool,
+
     #[command(flatten)]
     pub scope: Scope,
 
@@ -99,14 +105,13 @@ pub struct SearchArgs {
 impl SearchArgs {
     pub async fn run(self, r: Resolved) -> Result<()> {
         let opened = self.scope.open(&r, false).await?;
-        let hits = search(
-            &opened.analytics,
-            &self.query,
-            self.k,
-            self.candidates.max(self.k),
-            &opened.filters,
-        )
-        .await?;
+        let depth = Depth {
+            k: self.k,
+            candidates: self.candidates.max(self.k),
+            exact: self.exact,
+            retrievers: Retrievers::Hybrid,
+        };
+        let hits = search(&opened.analytics, &self.query, depth, &opened.filters).await?;
         if self.output.format == Format::Table && self.output.out.is_none() {
             print_hits(&hits);
             return Ok(());

@@ -63,6 +63,15 @@ pub fn version_key(table: &str) -> &'static [&'static str] {
     }
 }
 
+/// `documents` with `version_rank`: 1 for each document's current version,
+/// the one ingested last (ties by content hash), 2 and up for older ones.
+pub const DOCUMENT_VERSIONS: &str = "SELECT *, row_number() OVER (PARTITION BY doc_id ORDER BY ingested_at DESC, content_hash) AS version_rank FROM documents";
+
+/// The view `current_documents`: each document's current version.
+pub fn current_documents_sql() -> String {
+    format!("SELECT * EXCLUDE (version_rank) FROM ({DOCUMENT_VERSIONS}) WHERE version_rank = 1")
+}
+
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }

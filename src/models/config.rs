@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::storage::cache_home;
+
 /// `[models]`: where weights and the response cache live.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -15,14 +17,6 @@ pub struct ModelsConfig {
     /// Response cache file; `"off"` disables it.
     /// Default: `~/.cache/docstream/model-cache.redb`.
     pub cache: Option<String>,
-}
-
-fn cache_home() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("docstream")
 }
 
 impl ModelsConfig {

@@ -211,6 +211,26 @@ impl Lake {
         }
     }
 
+    /// Registers `name` on `ctx` at its latest version, and returns that
+    /// version; `None` when the table has no commits.
+    pub async fn register_table(
+        &mut self,
+        ctx: &SessionContext,
+        name: &str,
+    ) -> Result<Option<u64>> {
+        self.refresh(name).await?;
+        let Some(table) = self.table(name).await? else {
+            return Ok(None);
+        };
+        register(ctx, name, table).await?;
+        Ok(table.version())
+    }
+
+    /// The version of `name` as last read, if it has commits.
+    pub fn version(&self, name: &str) -> Option<u64> {
+        self.tables.get(name).and_then(DeltaTable::version)
+    }
+
     /// Registers every table of the lake on `ctx` under its own name.
     pub async fn register_all(&mut self, ctx: &SessionContext) -> Result<Vec<String>> {
         let names = self.table_names().await?;

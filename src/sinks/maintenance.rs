@@ -175,63 +175,25 @@ fn has_doc_id(table: &deltalake::DeltaTable) -> bool {
         .is_ok_and(|s| s.schema().field("doc_id").is_some())
 }
 
-/// Background compaction for a long-running writer: every `every` commits,
-/// compact the tables on a handle of its own, one run at a time, so the
-/// writer never waits for it and its failures never stop the writer.
-pub struct AutoCompactor {
-    every: u64,
+/// Compacts `tables` on a lake handle of its own, retrying conflicts a
+/// few times; failures are logged, never returned, so a writer that runs
+/// this in the background is never stopped by it.
+pub async fn compact_in_background(
     root: url::Url,
     storage: crate::storage::StorageOptions,
-    commits: u64,
-    running: Option<tokio::task::JoinHandle<()>>,
+    tables: Vec<String>,
+) {
+    let mut lake = match Lake::open(&root, &storage).await {
+        Ok(l) => l,
+        Err(e) => return tracing::warn!("compaction skipped: {e:#}"),
+    };
+    for table in &tables {
+        compact_with_retries(&mut lake, table).await;
+    }
 }
 
 /// Attempts per table and run; a conflict is retried after a pause.
 const COMPACT_ATTEMPTS: u32 = 3;
-
-impl AutoCompactor {
-    /// `every == 0` turns it off.
-    pub fn new(every: u64, root: &url::Url, storage: &crate::storage::StorageOptions) -> Self {
-        Self {
-            every,
-            root: root.clone(),
-            storage: storage.clone(),
-            commits: 0,
-            running: None,
-        }
-    }
-
-    /// Counts a commit to `tables`; starts a compaction of them when due and
-    /// none is running.
-    pub fn committed(&mut self, tables: &[String]) {
-        if self.every == 0 {
-            return;
-        }
-        self.commits += 1;
-        if !self.commits.is_multiple_of(self.every)
-            || self.running.as_ref().is_some_and(|r| !r.is_finished())
-        {
-            return;
-        }
-        let (root, storage, tables) = (self.root.clone(), self.storage.clone(), tables.to_vec());
-        self.running = Some(tokio::spawn(async move {
-            let mut lake = match Lake::open(&root, &storage).await {
-                Ok(l) => l,
-                Err(e) => return tracing::warn!("compaction skipped: {e:#}"),
-            };
-            for table in &tables {
-                compact_with_retries(&mut lake, table).await;
-            }
-        }));
-    }
-
-    /// Waits for a running compaction, so a clean shutdown does not cut one.
-    pub async fn finish(self) {
-        if let Some(running) = self.running {
-            let _ = running.await;
-        }
-    }
-}
 
 async fn compact_with_retries(lake: &mut Lake, table: &str) {
     for attempt in 1..=COMPACT_ATTEMPTS {

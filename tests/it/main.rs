@@ -18,3 +18,4 @@ mod models;
 mod ocr;
 mod pdf_file;
 mod s3;
+mod search_index;

@@ -389,7 +389,14 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
 
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let mut args = vec!["--max-event-bytes", "100000", "--batch-age", "0.5"];
+    let mut args = vec![
+        "--max-event-bytes",
+        "100000",
+        "--batch-age",
+        "0.5",
+        "--index-every",
+        "1",
+    ];
     args.extend(GROUP);
     args.extend(["--metrics-addr", metrics_addr.as_str()]);
     let worker = ingest(&broker, "mixed", &lake, &args);
@@ -457,8 +464,23 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
     assert_eq!(docs[0]["parent_doc_id"], "mail");
     assert_eq!(docs[2]["mime"], "text/markdown");
 
+    // The worker brought the text index up in the background.
+    let manifest = lake.join("_indexes/text/manifest.json");
+    wait_until(60, "a background index update", || manifest.is_file());
+    let searched = |q: &str| -> Vec<String> {
+        let out = ok(docstream()
+            .args(["search", q, "--format", "json", "--lake", &lake_str])
+            .output()
+            .unwrap());
+        let hits: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        hits.iter()
+            .map(|h| h["doc_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(searched("erase later"), ["gone"]);
+
     // Erase two documents: their rows, and the email's attachment's, leave
-    // every table.
+    // every table, and searches, whether or not the index caught up.
     let chunks_of = |id: &str| {
         count(
             &lake_str,
@@ -479,6 +501,9 @@ fn bad_events_become_failures_and_deletes_erase_documents() {
             "SELECT count(*) FROM documents WHERE doc_id IN ('gone', 'mail')",
         ) == 0
     });
+    assert!(searched("erase later").is_empty());
+    assert!(searched("berth swaps").is_empty());
+    assert_eq!(searched("document that stays"), ["keep"]);
     assert_eq!(chunks_of("gone"), 0);
     assert_eq!(chunks_of("mail"), 0);
     assert_eq!(chunks_of(&attachment), 0);

@@ -12,6 +12,7 @@
 pub mod event_batch;
 pub mod metrics;
 pub mod offsets;
+pub mod upkeep;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -29,10 +30,13 @@ use url::Url;
 use self::event_batch::{EventReader, Position, Work};
 use self::metrics::Metrics;
 use self::offsets::{Landed, Offsets};
+use self::upkeep::Periodic;
 use crate::contract::failure::{self, Failure};
 use crate::contract::identity::DocKey;
+use crate::indexes::config::IndexesConfig;
+use crate::indexes::update::update_in_background;
 use crate::sinks::lake::{Lake, LakeConfig};
-use crate::sinks::maintenance::AutoCompactor;
+use crate::sinks::maintenance::compact_in_background;
 use crate::sources::kafka::{Assignment, GroupConsumer, Record};
 use crate::sources::kafka_config::KafkaConfig;
 use crate::stages::batcher::{BatchConfig, Batcher};
@@ -47,6 +51,8 @@ pub struct Ingest {
     pub storage: StorageOptions,
     /// `[lake]` settings: checkpoint interval and background compaction.
     pub upkeep: LakeConfig,
+    /// `[indexes]`: how often the search indexes catch up in the background.
+    pub indexes: IndexesConfig,
     pub batch: BatchConfig,
     pub reader: EventReader,
     pub runner: StageRunner,
@@ -201,14 +207,33 @@ impl Ingest {
     ) -> Result<Summary> {
         let mut landed = Landed::new();
         let mut summary = Summary::default();
-        let mut compactor =
-            AutoCompactor::new(self.upkeep.compact_every_commits, &self.lake, &self.storage);
+        let (root, storage, tables) = (self.lake.clone(), self.storage.clone(), self.tables());
+        let mut compactor = Periodic::new(self.upkeep.compact_every_commits, move || {
+            Box::pin(compact_in_background(
+                root.clone(),
+                storage.clone(),
+                tables.clone(),
+            ))
+        });
+        let (root, storage, config) = (
+            self.lake.clone(),
+            self.storage.clone(),
+            self.indexes.clone(),
+        );
+        let mut indexer = Periodic::new(self.indexes.update_every_batches, move || {
+            Box::pin(update_in_background(
+                root.clone(),
+                storage.clone(),
+                config.clone(),
+            ))
+        });
         while let Some(step) = queue.recv().await {
             match step {
                 Step::Batch(records) => {
                     self.flush(&lake, &consumer, &mut landed, records, &mut summary)
                         .await?;
-                    compactor.committed(&self.tables());
+                    compactor.committed();
+                    indexer.committed();
                 }
                 Step::Assigned(partitions, read) => {
                     landed.retain(|(_, p), _| !partitions.contains(p));
@@ -222,6 +247,7 @@ impl Ingest {
             }
         }
         compactor.finish().await;
+        indexer.finish().await;
         Ok(summary)
     }
 

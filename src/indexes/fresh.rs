@@ -1,0 +1,213 @@
+//! What an index has not seen: the documents changed since the version it
+//! covers (new versions and erasures) and the rows committed since (the
+//! tail). Searches use the index for the rest, and these to stay exact.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Int64Type};
+use deltalake::datafusion::prelude::{col, lit, ParquetReadOptions, SessionContext};
+use object_store::ObjectStore;
+use url::Url;
+
+use super::delta_log::{self, Changes};
+use crate::storage::{as_directory, StorageOptions};
+
+/// The lake as a read session sees it: its root and the version of each
+/// table registered in the session.
+#[derive(Debug, Clone)]
+pub struct LakeView {
+    pub root: Url,
+    pub storage: StorageOptions,
+    pub versions: BTreeMap<String, u64>,
+}
+
+impl LakeView {
+    pub fn table_url(&self, table: &str) -> Result<Url> {
+        Ok(as_directory(as_directory(self.root.clone()).join(table)?))
+    }
+
+    /// The lake's object store, registered on `ctx` so it can read data
+    /// files by URL.
+    pub fn store(&self, ctx: &SessionContext) -> Result<Arc<dyn ObjectStore>> {
+        let (store, _) = self.storage.object_store(&self.root)?;
+        if self.root.scheme() != "file" {
+            let bucket = Url::parse(&format!(
+                "{}://{}",
+                self.root.scheme(),
+                self.root.host_str().unwrap_or_default()
+            ))?;
+            ctx.register_object_store(&bucket, store.clone());
+        }
+        Ok(store)
+    }
+
+    /// The changes to `table` after `from`, up to the session's version.
+    pub async fn changes(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        table: &str,
+        from: Option<u64>,
+    ) -> Result<Changes> {
+        let Some(to) = self.versions.get(table).copied() else {
+            return Ok(Changes::default());
+        };
+        delta_log::changes(store, &self.table_url(table)?, from, to).await
+    }
+}
+
+/// A document's current version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    pub content_hash: String,
+    pub tenant: String,
+    /// Event time, else ingest time, in microseconds.
+    pub date: Option<i64>,
+}
+
+/// What an index covering `covers` misses of a table of per-chunk rows.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// Documents with a new version or erased since the index was built:
+    /// their indexed rows may no longer be current.
+    pub changed: HashSet<String>,
+    /// Files of rows committed since the index was built.
+    pub files: Vec<Url>,
+    /// Rows in `files`, as the writers recorded them.
+    pub rows: u64,
+    /// The current version of every changed document and every document
+    /// with rows in `files`; absent when erased or not landed yet.
+    pub current: HashMap<String, Version>,
+}
+
+impl Tail {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.files.is_empty()
+    }
+
+    /// Whether a row of `doc_id` at `content_hash` is current.
+    pub fn is_current(&self, doc_id: &str, content_hash: &str) -> Option<&Version> {
+        self.current
+            .get(doc_id)
+            .filter(|v| v.content_hash == content_hash)
+    }
+}
+
+/// The tail of `table` (chunks, embeddings) after the versions in `covers`,
+/// as the session `ctx` (with `documents` and `current_documents`) sees it.
+pub async fn tail(
+    ctx: &SessionContext,
+    lake: &LakeView,
+    covers: &BTreeMap<String, u64>,
+    table: &str,
+) -> Result<Tail> {
+    let store = lake.store(ctx)?;
+    let version = |t: &str| covers.get(t).copied();
+    let docs = lake
+        .changes(&store, "documents", version("documents"))
+        .await?;
+    let rows = lake.changes(&store, table, version(table)).await?;
+    if docs.is_empty() && rows.added.is_empty() {
+        return Ok(Tail::default());
+    }
+    let mut changed = HashSet::new();
+    let doc_files: Vec<Url> = docs.added.iter().chain(&docs.removed).cloned().collect();
+    for b in read_files(ctx, &doc_files, &["doc_id"]).await? {
+        changed.extend(strings(&b, 0)?);
+    }
+    let mut ids = changed.clone();
+    for b in read_files(ctx, &rows.added, &["doc_id"]).await? {
+        ids.extend(strings(&b, 0)?);
+    }
+    Ok(Tail {
+        current: current_versions(ctx, &ids).await?,
+        changed,
+        files: rows.added,
+        rows: rows.added_rows,
+    })
+}
+
+/// `columns` of the rows in `files` (Parquet data files of one table).
+pub async fn read_files(
+    ctx: &SessionContext,
+    files: &[Url],
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let paths: Vec<String> = files.iter().map(Url::to_string).collect();
+    let frame = ctx
+        .read_parquet(paths, ParquetReadOptions::default())
+        .await
+        .context("cannot read the files committed since the index was built")?;
+    Ok(frame.select_columns(columns)?.collect().await?)
+}
+
+/// The current version of each of `ids`, from `current_documents`.
+async fn current_versions(
+    ctx: &SessionContext,
+    ids: &HashSet<String>,
+) -> Result<HashMap<String, Version>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list = ids.iter().map(|id| lit(id.as_str())).collect();
+    let batches = ctx
+        .table("current_documents")
+        .await?
+        .filter(col("doc_id").in_list(list, false))?
+        .select_columns(&[
+            "doc_id",
+            "content_hash",
+            "tenant",
+            "event_time",
+            "ingested_at",
+        ])?
+        .collect()
+        .await?;
+    let mut out = HashMap::new();
+    for b in batches {
+        let (ids, hashes, tenants) = (strings(&b, 0)?, strings(&b, 1)?, strings(&b, 2)?);
+        let event = ints(&b, 3)?;
+        let ingested = ints(&b, 4)?;
+        for i in 0..b.num_rows() {
+            out.insert(
+                ids[i].clone(),
+                Version {
+                    content_hash: hashes[i].clone(),
+                    tenant: tenants[i].clone(),
+                    date: event[i].or(ingested[i]),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Column `c` as strings (nulls as empty).
+pub fn strings(b: &RecordBatch, c: usize) -> Result<Vec<String>> {
+    let a = cast(b.column(c), &DataType::Utf8)?;
+    let a = a.as_string::<i32>();
+    Ok((0..a.len())
+        .map(|i| {
+            if a.is_valid(i) {
+                a.value(i).to_string()
+            } else {
+                String::new()
+            }
+        })
+        .collect())
+}
+
+/// Column `c` as integers (timestamps as microseconds).
+pub fn ints(b: &RecordBatch, c: usize) -> Result<Vec<Option<i64>>> {
+    let a = cast(b.column(c), &DataType::Int64)?;
+    let a = a.as_primitive::<Int64Type>();
+    Ok((0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect())
+}

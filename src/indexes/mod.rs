@@ -1,0 +1,19 @@
+//! Indexes derived from the lake's tables, for search that stays fast as
+//! the lake grows. The tables stay the only source of truth: an index
+//! lives under `<lake>/_indexes/`, records the table versions it covers,
+//! can always be rebuilt, and searches add what it has not seen yet.
+//!
+//! - `published`: where generations live and how one is made current;
+//! - `delta_log`: what changed in a table after a version;
+//! - `fresh`: the documents and rows an index has not seen;
+//! - `text`: the Tantivy full-text index;
+//! - `keyword`: keyword search through it, and the exact reference;
+//! - `update`: building and status.
+
+pub mod config;
+pub mod delta_log;
+pub mod fresh;
+pub mod keyword;
+pub mod published;
+pub mod text;
+pub mod update;

@@ -1,0 +1,378 @@
+//! The text index against the exact scan: equal results on a quiet lake,
+//! and current results after appends, new versions and deletes, before and
+//! after the index catches up, on a local lake and on S3; a SIGKILL during
+//! an index update leaves a working index.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// Queries whose indexed and exact results must agree.
+const QUERIES: [&str; 4] = [
+    "vendor delay",
+    "budget overrun on the migration",
+    "owner mitigation plan",
+    "zq7marker",
+];
+
+/// A lake and how to reach it.
+struct Target<'a> {
+    lake: String,
+    env: Vec<(&'a str, &'a str)>,
+}
+
+impl Target<'_> {
+    fn run(&self, args: &[&str]) -> String {
+        ok(docstream()
+            .args(args)
+            .args(["--lake", &self.lake])
+            .envs(self.env.iter().copied())
+            .output()
+            .unwrap())
+    }
+
+    fn backfill(&self, src: &Path, tenant: &str, extra: &[&str]) -> String {
+        let src = src.to_str().unwrap();
+        let mut args = vec!["backfill", src, "--tenant", tenant];
+        args.extend(SPINE);
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    fn search(&self, q: &str, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["search", q, "--format", "json", "--k", "10"];
+        args.extend(extra);
+        serde_json::from_str(&self.run(&args)).unwrap()
+    }
+
+    fn status(&self) -> Value {
+        let out = self.run(&["index", "--status", "--format", "json"]);
+        let all: Vec<Value> = serde_json::from_str(&out).unwrap();
+        all.into_iter().find(|s| s["index"] == "text").unwrap()
+    }
+
+    /// Indexed and exact searches agree, chunk for chunk and score for score.
+    fn agrees_with_exact(&self, q: &str, extra: &[&str]) -> Vec<Value> {
+        let indexed = self.search(q, extra);
+        let mut exact_args = extra.to_vec();
+        exact_args.push("--exact");
+        let exact = self.search(q, &exact_args);
+        assert_eq!(keys(&indexed), keys(&exact), "query {q:?} {extra:?}");
+        for (a, b) in indexed.iter().zip(&exact) {
+            let (a, b) = (a["bm25"].as_f64().unwrap(), b["bm25"].as_f64().unwrap());
+            assert!(
+                (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                "query {q:?}: {a} vs {b}"
+            );
+        }
+        indexed
+    }
+}
+
+fn keys(hits: &[Value]) -> Vec<(String, i64)> {
+    hits.iter()
+        .map(|h| {
+            (
+                h["doc_id"].as_str().unwrap().to_string(),
+                h["chunk_idx"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn sources(hits: &[Value]) -> Vec<String> {
+    hits.iter()
+        .map(|h| h["source_uri"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Document `i`: shared vocabulary in varying amounts, a word of its own
+/// (`zq{i}marker`), and, for every fifth, several chunks' worth of text.
+fn document(i: usize) -> String {
+    let mut text = format!(
+        "Report {i}. The vendor delay on project {p} pushed the launch back {w} weeks.\n\n\
+         The budget overrun on the migration reached {c} thousand. zq{i}marker.\n\n\
+         Owner {o} wrote a mitigation plan.\n",
+        p = i % 5,
+        w = i % 4 + 1,
+        c = i * 7 % 90,
+        o = ["Ana", "Bo", "Chen"][i % 3]
+    );
+    if i % 5 == 0 {
+        for n in 0..400 {
+            text.push_str(&format!(
+                "Paragraph filler {n} on vendor matters and schedules. "
+            ));
+        }
+    }
+    text
+}
+
+fn write_archive(dir: &Path, range: std::ops::Range<usize>) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in range {
+        std::fs::write(dir.join(format!("d{i:03}.txt")), document(i)).unwrap();
+    }
+}
+
+fn zip(path: &Path, members: &[(&str, &str)]) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, body) in members {
+        z.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut z, body.as_bytes()).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// Two tenants' archives, backfilled (which builds the index).
+fn seed(t: &Target, root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (a, b) = (root.join("acme"), root.join("globex"));
+    write_archive(&a, 0..30);
+    write_archive(&b, 30..40);
+    zip(
+        &a.join("bundle.zip"),
+        &[
+            ("keep.txt", "The keeper word is wombatword."),
+            ("gone.txt", "The leaving word is pangolinword."),
+        ],
+    );
+    t.backfill(&a, "acme", &[]);
+    let out = t.backfill(&b, "globex", &[]);
+    assert!(out.contains("text index:"), "{out}");
+    (a, b)
+}
+
+/// Changes under `a`: a new document, a new version of d003 and a zip
+/// that lost a member; backfilled without updating the index.
+fn change(t: &Target, a: &Path) {
+    std::fs::write(
+        a.join("new.txt"),
+        "A late arrival mentions zebrafishword and the vendor delay.",
+    )
+    .unwrap();
+    std::fs::write(
+        a.join("d003.txt"),
+        document(3).replace("zq3marker", "okapiword"),
+    )
+    .unwrap();
+    zip(
+        &a.join("bundle.zip"),
+        &[("keep.txt", "The keeper word is wombatword.")],
+    );
+    let out = t.backfill(a, "acme", &["--no-index"]);
+    assert!(!out.contains("text index:"), "{out}");
+}
+
+/// What every search must show after `change`, whether or not the index
+/// has caught up. Once it has, it also scores exactly as the scan does;
+/// before, its tail is scored with the older index's statistics.
+fn shows_the_changes(t: &Target, caught_up: bool) {
+    let hits = t.search("zebrafishword", &[]);
+    assert_eq!(hits.len(), 1);
+    assert!(sources(&hits)[0].ends_with("new.txt"), "{hits:?}");
+    let hits = t.search("okapiword", &[]);
+    assert!(
+        !hits.is_empty() && sources(&hits).iter().all(|s| s.ends_with("d003.txt")),
+        "{hits:?}"
+    );
+    // The old version of d003 never comes back, nor the erased member.
+    assert!(t.search("zq3marker", &[]).is_empty());
+    assert!(t.search("pangolinword", &[]).is_empty());
+    assert_eq!(t.search("wombatword", &[]).len(), 1);
+    if caught_up {
+        for q in QUERIES {
+            t.agrees_with_exact(q, &[]);
+        }
+    }
+    tenants_stay_apart(t, caught_up);
+}
+
+fn tenants_stay_apart(t: &Target, caught_up: bool) {
+    for (tenant, other) in [("acme", "globex"), ("globex", "acme")] {
+        let filter = ["--tenant", tenant];
+        let hits = if caught_up {
+            t.agrees_with_exact("vendor delay", &filter)
+        } else {
+            t.search("vendor delay", &filter)
+        };
+        assert!(!hits.is_empty());
+        assert!(
+            hits.iter().all(|h| h["tenant"] == tenant),
+            "{other} leaked: {hits:?}"
+        );
+    }
+}
+
+fn lifecycle(t: &Target, root: &Path) {
+    let (a, _) = seed(t, root);
+    let s = t.status();
+    assert_eq!(s["rows_behind"], 0, "{s}");
+    assert_eq!(s["covers"], s["latest"], "{s}");
+    assert!(s["rows"].as_u64().unwrap() > 40, "{s}");
+    for q in QUERIES {
+        assert!(!t.agrees_with_exact(q, &[]).is_empty(), "{q}");
+    }
+    tenants_stay_apart(t, true);
+
+    change(t, &a);
+    let s = t.status();
+    assert!(s["rows_behind"].as_u64().unwrap() > 0, "{s}");
+    shows_the_changes(t, false);
+
+    let out = t.run(&["index"]);
+    assert!(out.contains("chunks indexed"), "{out}");
+    assert_eq!(t.status()["rows_behind"], 0);
+    assert!(t.run(&["index"]).contains("up to date"));
+    shows_the_changes(t, true);
+}
+
+#[test]
+fn text_index_stays_exact_through_appends_versions_and_deletes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Target {
+        lake: tmp.path().join("lake").to_str().unwrap().to_string(),
+        env: Vec::new(),
+    };
+    lifecycle(&t, tmp.path());
+}
+
+#[test]
+fn text_index_on_s3_stays_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("s3");
+    std::fs::create_dir_all(data.join("lake")).unwrap();
+    let s3 = S3Server::start(&data);
+    let t = Target {
+        lake: "s3://lake/warehouse/".to_string(),
+        env: s3.env(),
+    };
+    lifecycle(&t, tmp.path());
+    // The index lives in the bucket, beside the tables.
+    let manifest = data.join("lake/warehouse/_indexes/text/manifest.json");
+    assert!(manifest.is_file());
+}
+
+fn generations(lake: &Path) -> usize {
+    std::fs::read_dir(lake.join("_indexes/text"))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigkill_during_an_index_update_leaves_a_working_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let t = Target {
+        lake: lake.to_str().unwrap().to_string(),
+        env: Vec::new(),
+    };
+    let (a, _) = seed(&t, tmp.path());
+    change(&t, &a);
+
+    // Kill as soon as the process runs, and once its new generation's
+    // upload has begun (before the manifest names it).
+    let mut killed = 0;
+    for wait_for_upload in [false, true] {
+        let before = generations(&lake);
+        let mut child = docstream()
+            .args(["index", "--rebuild", "--lake", &t.lake])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success());
+                break true;
+            }
+            if !wait_for_upload || generations(&lake) > before {
+                break false;
+            }
+            assert!(Instant::now() < deadline, "index made no progress");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if !finished {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            killed += 1;
+        }
+        // Whatever the manifest names is whole, and searches stay current.
+        shows_the_changes(&t, false);
+    }
+    assert!(
+        killed > 0,
+        "every index update finished before it could be killed"
+    );
+
+    t.run(&["index"]);
+    assert_eq!(t.status()["rows_behind"], 0);
+    shows_the_changes(&t, true);
+}
+
+#[test]
+fn eval_and_sql_search_run_on_the_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    backfill(&repo().join("samples"), &lake, &[]);
+    let l = lake.to_str().unwrap();
+
+    let out = ok(docstream()
+        .args([
+            "eval",
+            "tests/fixtures/search/queries.jsonl",
+            "--format",
+            "json",
+            "--lake",
+            l,
+        ])
+        .output()
+        .unwrap());
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let row = |search: &str, indexed: bool| {
+        rows.iter()
+            .find(|r| r["retrievers"] == search && r["indexed"] == indexed)
+            .unwrap_or_else(|| panic!("no {search} row in {out}"))
+            .clone()
+    };
+    let (indexed, exact) = (row("keyword", true), row("keyword", false));
+    for metric in ["recall", "mrr", "ndcg"] {
+        assert_eq!(indexed[metric], exact[metric], "{metric}: {out}");
+    }
+    // Real text, real words: BM25 finds nearly every labelled document first.
+    assert!(indexed["recall"].as_f64().unwrap() >= 0.9, "{out}");
+    assert!(indexed["mrr"].as_f64().unwrap() >= 0.8, "{out}");
+    assert_eq!(indexed["queries"], 12);
+
+    // Search in SQL, joined like any table.
+    let rows = query(
+        l,
+        "SELECT d.source_uri, s.chunk_idx, s.score FROM text_search('expired certificate outage', 3) s \
+         JOIN current_documents d USING (doc_id) ORDER BY s.score DESC",
+        &[],
+    );
+    assert!(!rows.is_empty());
+    assert!(
+        rows[0]["source_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("security-incident-2024-03.txt"),
+        "{rows:?}"
+    );
+    let none = query(
+        l,
+        "SELECT count(*) AS n FROM text_search('budget', 5, 'nobody')",
+        &[],
+    );
+    assert_eq!(none[0]["n"], 0);
+    let bad = docstream()
+        .args(["query", "SELECT * FROM text_search(42)", "--lake", l])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("text_search('words', k"));
+}
