@@ -5,10 +5,8 @@ use anyhow::Result;
 use super::progress::BackfillBar;
 use super::resolved::{extraction_isolation, Resolved};
 use super::stage_args::StageArgs;
-use crate::indexes::config::IndexesConfig;
-use crate::indexes::update::update;
 use crate::jobs::backfill::Backfill;
-use crate::storage::{parse_location, StorageOptions};
+use crate::storage::parse_location;
 
 /// Process every document under a folder or bucket prefix into the lake.
 ///
@@ -85,23 +83,8 @@ impl Args {
             println!("see why: docstream query \"SELECT source_uri, stage, error_kind, error FROM failures\"");
         }
         if s.commits > 0 && !self.no_index {
-            refresh_indexes(&r.lake, &r.storage, &p.indexes).await;
+            super::index::refresh(&r.lake, &r.storage, &p.indexes, false).await;
         }
         Ok(())
-    }
-}
-
-/// Brings the search indexes up to what just landed. The tables already
-/// hold everything, so a failure here only warns: searches stay exact.
-async fn refresh_indexes(lake: &url::Url, storage: &StorageOptions, config: &IndexesConfig) {
-    match update(lake, storage, config, false, &|_, _| {}).await {
-        Ok(Some(u)) if !u.up_to_date => println!(
-            "text index: {} chunks indexed in {:.1}s",
-            u.manifest.rows, u.secs
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!(
-            "warning: the search index was not updated ({e:#}); searches stay exact. Run `docstream index` to retry"
-        ),
     }
 }

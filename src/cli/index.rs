@@ -6,7 +6,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::output::Format;
 use super::resolved::Resolved;
+use url::Url;
+
+use crate::indexes::config::IndexesConfig;
 use crate::indexes::update::{status, update, Status};
+use crate::storage::StorageOptions;
 
 /// Build or bring up to date the search indexes under <lake>/_indexes/.
 ///
@@ -83,6 +87,22 @@ impl Args {
             ),
         }
         Ok(())
+    }
+}
+
+/// Brings the search indexes up to what just landed (from scratch with
+/// `rebuild`). The tables already hold everything, so a failure here only
+/// warns: searches stay exact.
+pub async fn refresh(lake: &Url, storage: &StorageOptions, config: &IndexesConfig, rebuild: bool) {
+    match update(lake, storage, config, rebuild, &|_, _| {}).await {
+        Ok(Some(u)) if !u.up_to_date => println!(
+            "text index: {} chunks indexed in {:.1}s",
+            u.manifest.rows, u.secs
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the search index was not updated ({e:#}); searches stay exact. Run `docstream index` to retry"
+        ),
     }
 }
 

@@ -63,6 +63,11 @@ pub struct OptimizeArgs {
     /// Also write a checkpoint of each table afterwards.
     #[arg(long)]
     pub checkpoint: bool,
+
+    /// Leave the search indexes as they are. By default they are rebuilt
+    /// when chunks or documents were compacted.
+    #[arg(long)]
+    pub no_index: bool,
 }
 
 impl OptimizeArgs {
@@ -96,6 +101,11 @@ impl OptimizeArgs {
             println!("{l}");
         }
         println!("replaced files stay until `docstream vacuum` removes them");
+        // A rebuilt index holds one segment per thread, not one per update.
+        if !self.no_index && tables.iter().any(|t| t == "chunks" || t == "documents") {
+            eprintln!("rebuilding the search indexes");
+            super::index::refresh(&r.lake, &r.storage, &r.pipeline.indexes, true).await;
+        }
         Ok(())
     }
 }
