@@ -67,13 +67,9 @@ impl Judged {
         ranked
             .iter()
             .map(|(doc, idx)| {
-                if self.chunks.contains(&(doc.clone(), *idx)) {
-                    1
-                } else if self.docs.contains(doc) && credited.insert(doc) {
-                    1
-                } else {
-                    0
-                }
+                let hit = self.chunks.contains(&(doc.clone(), *idx))
+                    || (self.docs.contains(doc) && credited.insert(doc));
+                u8::from(hit)
             })
             .collect()
     }

@@ -101,7 +101,7 @@ fn document(i: usize) -> String {
         c = i * 7 % 90,
         o = ["Ana", "Bo", "Chen"][i % 3]
     );
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         for n in 0..400 {
             text.push_str(&format!(
                 "Paragraph filler {n} on vendor matters and schedules. "
