@@ -15,7 +15,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use serde::Serialize;
 
 use super::query::{quote, Analytics};
-use crate::indexes::keyword;
+use crate::indexes::keyword::{self, rank};
 use crate::indexes::text::Scope;
 
 /// RRF's damping constant (Cormack et al.): ranks past the first few
@@ -189,12 +189,7 @@ pub async fn search(
         });
     }
     let mut hits: Vec<Hit> = fused.into_values().collect();
-    hits.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.doc_id.cmp(&b.doc_id))
-            .then_with(|| a.chunk_idx.cmp(&b.chunk_idx))
-    });
+    rank(&mut hits, |h| (h.score, &h.doc_id, h.chunk_idx));
     hits.truncate(k);
     for (i, hit) in hits.iter_mut().enumerate() {
         hit.rank = i + 1;

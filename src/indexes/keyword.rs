@@ -112,6 +112,16 @@ fn in_scope(v: &Version, scope: &Scope) -> bool {
         && date_ok(scope.until.map(|t| t.timestamp_micros()), false)
 }
 
+/// Sorts by score, best first, ties by chunk: the same hits always come
+/// out in the same order.
+pub fn rank<T>(hits: &mut [T], key: impl Fn(&T) -> (f64, &String, i32)) {
+    hits.sort_by(|a, b| {
+        let (a, b) = (key(a), key(b));
+        b.0.total_cmp(&a.0)
+            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+    });
+}
+
 /// The best `k` of `hits`, one per chunk, ties by chunk so the order does
 /// not depend on how the index is split into segments.
 fn best(hits: Vec<TextHit>, k: usize) -> Vec<TextHit> {
@@ -126,12 +136,7 @@ fn best(hits: Vec<TextHit>, k: usize) -> Vec<TextHit> {
         }
     }
     let mut hits: Vec<TextHit> = by_chunk.into_values().collect();
-    hits.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.doc_id.cmp(&b.doc_id))
-            .then_with(|| a.chunk_idx.cmp(&b.chunk_idx))
-    });
+    rank(&mut hits, |h| (f64::from(h.score), &h.doc_id, h.chunk_idx));
     hits.truncate(k);
     hits
 }
