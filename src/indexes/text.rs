@@ -68,6 +68,14 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
+/// Tantivy keeps dates in i64 nanoseconds, which end in 2262: later dates
+/// (a `--since 2999-01-01`) are clamped there instead of wrapping around
+/// to 1677 and matching everything.
+fn index_date(micros: i64) -> TDateTime {
+    const LIMIT: i64 = i64::MAX / 1000;
+    TDateTime::from_timestamp_micros(micros.clamp(-LIMIT, LIMIT))
+}
+
 fn register_analyzer(index: &Index) -> Result<()> {
     let stop = StopWordFilter::new(Language::English).context("no English stop words")?;
     let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
@@ -134,7 +142,7 @@ impl TextWriter {
             doc.add_text(f.tenant, t);
         }
         if let Some(micros) = row.date {
-            doc.add_date(f.date, TDateTime::from_timestamp_micros(micros));
+            doc.add_date(f.date, index_date(micros));
         }
         self.writer.add_document(doc)?;
         self.rows += 1;
@@ -210,7 +218,8 @@ impl TextIndex {
     }
 
     /// The best `k` rows that were current at build time and are in
-    /// `scope`, leaving out the documents in `skip`.
+    /// `scope`, leaving out the documents in `skip`; more when rows tie
+    /// with the k-th.
     pub fn search_current(
         &self,
         query: &str,
@@ -234,10 +243,7 @@ impl TextIndex {
             let bound = |t: &Option<DateTime<Utc>>, inclusive: bool| match t {
                 None => std::ops::Bound::Unbounded,
                 Some(t) => {
-                    let term = Term::from_field_date(
-                        f.date,
-                        TDateTime::from_timestamp_micros(t.timestamp_micros()),
-                    );
+                    let term = Term::from_field_date(f.date, index_date(t.timestamp_micros()));
                     if inclusive {
                         std::ops::Bound::Included(term)
                     } else {
@@ -279,17 +285,30 @@ impl TextIndex {
         ))
     }
 
-    /// The best `k` rows for `query`, scored with `stats`' collection
-    /// statistics when given (a small tail index scored like the main one).
+    /// The best `k` rows for `query` and every row tied with the k-th,
+    /// scored with `stats`' collection statistics when given (a small
+    /// tail index scored like the main one).
     fn top(&self, query: BooleanQuery, k: usize, stats: Option<&Searcher>) -> Result<Vec<TextHit>> {
         if k == 0 {
             return Ok(Vec::new());
         }
         let searcher = self.searcher();
-        let collector = TopDocs::with_limit(k).order_by_score();
-        let found = match stats {
-            Some(s) => searcher.search_with_statistics_provider(&query, &collector, s)?,
-            None => searcher.search(&query, &collector)?,
+        // Tantivy breaks ties by where a row sits in the index, which
+        // depends on how the build split it; rows tied with the k-th are
+        // all returned, so callers break ties by chunk.
+        let mut limit = k;
+        let found = loop {
+            let collector = TopDocs::with_limit(limit.saturating_add(1)).order_by_score();
+            let found = match stats {
+                Some(s) => searcher.search_with_statistics_provider(&query, &collector, s)?,
+                None => searcher.search(&query, &collector)?,
+            };
+            match (found.get(k - 1), found.last()) {
+                (Some(kth), Some(last)) if found.len() > limit && last.0 >= kth.0 => {
+                    limit = limit.saturating_mul(2)
+                }
+                _ => break found,
+            }
         };
         let f = &self.fields;
         found
@@ -410,6 +429,17 @@ mod tests {
             [("b", 0)]
         );
 
+        let future = Scope {
+            since: Some(day(400_000)),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(&index
+                .search_current("vendor", 10, &future, &none, None)
+                .unwrap()),
+            []
+        );
+
         let skip: HashSet<String> = ["a".to_string()].into();
         assert_eq!(
             ids(&index
@@ -417,6 +447,22 @@ mod tests {
                 .unwrap()),
             [("b", 0)]
         );
+
+        // Rows tied with the k-th all come back, whatever the index layout.
+        let mut w = TextWriter::create(None, 32 << 20).unwrap();
+        for doc in ["t1", "t2", "t3"] {
+            w.add(&row(doc, 0, "tied words", Some("acme"), 1)).unwrap();
+        }
+        w.add(&row("t0", 0, "tied words tied", Some("acme"), 1))
+            .unwrap();
+        let tied = w.finish().unwrap();
+        let none_skipped = HashSet::new();
+        let hits = tied
+            .search_current("tied", 2, &Scope::default(), &none_skipped, None)
+            .unwrap();
+        let mut got = ids(&hits);
+        got.sort();
+        assert_eq!(got, [("t0", 0), ("t1", 0), ("t2", 0), ("t3", 0)]);
 
         // By document, every version that matches.
         let docs: HashSet<String> = ["c".to_string(), "d".to_string()].into();
