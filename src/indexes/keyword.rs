@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use super::fresh::{self, LakeView, Tail, Version};
 use super::published::IndexHome;
-use super::text::{ChunkRow, Scope, TextHit, TextIndex, TextWriter};
+use super::text::{tied, ChunkRow, Scope, TextHit, TextIndex, TextWriter};
 
 /// The folder name of the full-text index under `<lake>/_indexes/`.
 pub const NAME: &str = "text";
@@ -113,13 +113,23 @@ fn in_scope(v: &Version, scope: &Scope) -> bool {
 }
 
 /// Sorts by score, best first, ties by chunk: the same hits always come
-/// out in the same order.
+/// out in the same order, however the index that scored them was split.
 pub fn rank<T>(hits: &mut [T], key: impl Fn(&T) -> (f64, &String, i32)) {
-    hits.sort_by(|a, b| {
-        let (a, b) = (key(a), key(b));
-        b.0.total_cmp(&a.0)
-            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-    });
+    hits.sort_by(|a, b| key(b).0.total_cmp(&key(a).0));
+    let mut start = 0;
+    while start < hits.len() {
+        let top = key(&hits[start]).0;
+        let end = start
+            + hits[start..]
+                .iter()
+                .take_while(|h| tied(top, key(h).0))
+                .count();
+        hits[start..end].sort_by(|a, b| {
+            let (a, b) = (key(a), key(b));
+            (a.1, a.2).cmp(&(b.1, b.2))
+        });
+        start = end;
+    }
 }
 
 /// The best `k` of `hits`, one per chunk, ties by chunk so the order does

@@ -40,10 +40,16 @@ pub struct Manifest {
     pub built_at: DateTime<Utc>,
 }
 
+/// When generation `name` (`g<millis>-<id>`) was started.
+fn born_ms(name: &str) -> Option<i64> {
+    name.strip_prefix('g')?.split('-').next()?.parse().ok()
+}
+
 /// One index's folder in the lake.
 pub struct IndexHome {
     name: String,
     url: Url,
+    storage: StorageOptions,
     store: Arc<dyn ObjectStore>,
     prefix: Path,
 }
@@ -55,6 +61,7 @@ impl IndexHome {
         Ok(Self {
             name: name.to_string(),
             url,
+            storage: storage.clone(),
             store,
             prefix,
         })
@@ -137,11 +144,7 @@ impl IndexHome {
             let Some(name) = dir.filename().map(str::to_string) else {
                 continue;
             };
-            let born = name
-                .strip_prefix('g')
-                .and_then(|n| n.split('-').next())
-                .and_then(|ms| ms.parse::<i64>().ok());
-            if keep.contains(&name) || born.is_none_or(|ms| ms > cutoff) {
+            if keep.contains(&name) || born_ms(&name).is_none_or(|ms| ms > cutoff) {
                 continue;
             }
             let files: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
@@ -158,7 +161,10 @@ impl IndexHome {
         if let Ok(path) = self.url.to_file_path() {
             return Ok(path.join(&manifest.generation));
         }
-        let lake_key = hex::encode(&Sha256::digest(self.url.as_str().as_bytes())[..8]);
+        // Two servers can hold the same bucket name.
+        let endpoint = self.storage.s3_endpoint.as_deref().unwrap_or_default();
+        let lake_key =
+            hex::encode(&Sha256::digest(format!("{endpoint} {}", self.url).as_bytes())[..8]);
         let home = cache_home().join("indexes").join(lake_key);
         let dir = home.join(&manifest.generation);
         if dir.join(".complete").exists() {
@@ -190,9 +196,12 @@ impl IndexHome {
                     .with_context(|| format!("cannot cache the index in {}", dir.display()));
             }
         }
-        // Older generations of this index are not read again.
+        // Generations abandoned long ago are not read again; younger ones
+        // may still be, by searches that started before this publish.
+        let cutoff = Utc::now().timestamp_millis() - ABANDONED_AFTER_SECS * 1000;
         for entry in std::fs::read_dir(&home)?.flatten() {
-            if entry.path() != dir && entry.file_name().to_string_lossy().starts_with('g') {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if entry.path() != dir && born_ms(&name).is_some_and(|ms| ms < cutoff) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

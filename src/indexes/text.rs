@@ -68,6 +68,13 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
+/// Scores equal but for float rounding. Tantivy sums a row's term scores
+/// in an order that depends on the index's segments, so equal rows can
+/// differ in the last bits.
+pub fn tied(a: f64, b: f64) -> bool {
+    (a - b).abs() <= a.abs().max(b.abs()) * 1e-5
+}
+
 /// Tantivy keeps dates in i64 nanoseconds, which end in 2262: later dates
 /// (a `--since 2999-01-01`) are clamped there instead of wrapping around
 /// to 1677 and matching everything.
@@ -304,7 +311,9 @@ impl TextIndex {
                 None => searcher.search(&query, &collector)?,
             };
             match (found.get(k - 1), found.last()) {
-                (Some(kth), Some(last)) if found.len() > limit && last.0 >= kth.0 => {
+                (Some(kth), Some(last))
+                    if found.len() > limit && tied(kth.0.into(), last.0.into()) =>
+                {
                     limit = limit.saturating_mul(2)
                 }
                 _ => break found,
