@@ -53,8 +53,9 @@ impl Resolved {
         StageRunner::open(stages, &p.providers, &p.models, &run_id)
     }
 
-    /// The query embedder (with `embed`; a pipeline without one is an error
-    /// unless `optional_embed`, and search falls back to keywords) and the
+    /// The query embedder (with `embed`; a pipeline without one, or one
+    /// that cannot be opened, is an error unless `optional_embed`, and
+    /// search falls back to keywords) and the
     /// answer model (with `answer`).
     pub fn models(&self, embed: bool, optional_embed: bool, answer: bool) -> Result<Models> {
         let p = &self.pipeline;
@@ -71,7 +72,21 @@ impl Resolved {
             true => Some(p.answer_providers()?),
             false => None,
         };
-        Models::open(&p.providers, &p.models, embed_providers, answer_providers)
+        let optional = optional_embed && embed_providers.is_some();
+        match Models::open(
+            &p.providers,
+            &p.models,
+            embed_providers,
+            answer_providers.clone(),
+        ) {
+            // A build without local models, or an endpoint's missing key,
+            // leaves keyword search working.
+            Err(e) if optional => {
+                tracing::warn!("{e:#}; keyword search only");
+                Models::open(&p.providers, &p.models, None, answer_providers)
+            }
+            opened => opened,
+        }
     }
 }
 
