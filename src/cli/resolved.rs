@@ -82,8 +82,10 @@ impl Resolved {
             // A build without local models, or an endpoint's missing key,
             // leaves keyword search working.
             Err(e) if optional => {
+                // Should the answer model fail too, its error is the one to see.
+                let fallback = Models::open(&p.providers, &p.models, None, answer_providers)?;
                 tracing::warn!("{e:#}; keyword search only");
-                Models::open(&p.providers, &p.models, None, answer_providers)
+                Ok(fallback)
             }
             opened => opened,
         }
