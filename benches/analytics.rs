@@ -25,21 +25,18 @@ use deltalake::protocol::SaveMode;
 use docstream::analytics::config::AnalyticsConfig;
 use docstream::analytics::query::Analytics;
 use docstream::analytics::reports;
-use docstream::analytics::search::{search, Depth, Filters, Retrievers};
+use docstream::analytics::search::{search, Depth, Retrievers};
 use docstream::contract::tables as contract;
 use docstream::indexes::config::IndexesConfig;
+use docstream::indexes::fresh::Scope;
 use docstream::indexes::update::update;
 use docstream::sinks::lake::Lake;
 use docstream::storage::{parse_location, StorageOptions};
 
-const DIMS: usize = 384;
+mod common;
+use common::{dir_bytes, peak_rss_mib, reset_peak_rss, size};
 
-fn size(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+const DIMS: usize = 384;
 
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -238,19 +235,6 @@ async fn vectors(rows: usize) -> Result<()> {
         memory / bound
     );
     Ok(())
-}
-
-fn dir_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        total += if entry.file_type()?.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            entry.metadata()?.len()
-        };
-    }
-    Ok(total)
 }
 
 fn documents_batch(start: usize, n: usize, day0: i64) -> Result<RecordBatch> {
@@ -466,7 +450,7 @@ async fn keyword_latency(
     day0: i64,
 ) -> Result<()> {
     let chunks = docs * per_doc;
-    let everything = Filters::default();
+    let everything = Scope::default();
     let depth = |exact| Depth {
         k: 10,
         candidates: 100,
@@ -491,7 +475,14 @@ async fn keyword_latency(
 
     reset_peak_rss();
     let built = Instant::now();
-    update(root, storage, &IndexesConfig::default(), false, &|_, _| {}).await?;
+    update(
+        root,
+        storage,
+        &IndexesConfig::default(),
+        false,
+        &|_, _, _| {},
+    )
+    .await?;
     let build_secs = built.elapsed().as_secs_f64();
     let index_bytes = dir_bytes(&lake_dir.join("_indexes/text"))?;
     let table_bytes = dir_bytes(&lake_dir.join("chunks"))?;
@@ -539,7 +530,14 @@ async fn keyword_latency(
         p99 * 1e3
     );
     let updated = Instant::now();
-    update(root, storage, &IndexesConfig::default(), false, &|_, _| {}).await?;
+    update(
+        root,
+        storage,
+        &IndexesConfig::default(),
+        false,
+        &|_, _, _| {},
+    )
+    .await?;
     println!(
         "  index update after that batch (a full rebuild today): {:.1}s",
         updated.elapsed().as_secs_f64()
@@ -549,7 +547,7 @@ async fn keyword_latency(
 
 /// p50 and p99 seconds of `queries`, each run once after a warm-up.
 async fn latencies(analytics: &Analytics, queries: &[String], depth: Depth) -> Result<(f64, f64)> {
-    let everything = Filters::default();
+    let everything = Scope::default();
     search(analytics, &queries[0], depth, &everything).await?;
     let mut secs = Vec::new();
     for q in queries {
@@ -564,20 +562,6 @@ async fn latencies(analytics: &Analytics, queries: &[String], depth: Depth) -> R
 }
 
 /// Resets the kernel's peak-RSS counter (VmHWM) for this process.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 /// One-row appends through docstream's writer, compacting every 100
 /// commits as `ingest --compact-every 100` would (delta-rs's per-commit

@@ -18,7 +18,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::query::Analytics;
-use super::search::{search, Depth, Filters, Hit, Retrievers};
+use super::search::{search, Depth, Hit, Retrievers};
+use crate::indexes::fresh::Scope;
 
 pub const NOT_FOUND: &str = "The answer is not in the documents.";
 
@@ -27,7 +28,7 @@ pub struct AskOptions {
     /// Chunks retrieved before the similarity cut and the context budget.
     pub k: usize,
     pub min_similarity: f32,
-    pub filters: Filters,
+    pub filters: Scope,
 }
 
 #[derive(Debug, Clone, Serialize)]

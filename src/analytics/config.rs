@@ -1,6 +1,6 @@
 //! `[analytics]` in pipeline files: which providers embed queries and answer
-//! questions, where extra reports live, `ask`'s similarity floor, and the
-//! memory a query may hold.
+//! questions, where extra reports live, `ask`'s similarity floor, the
+//! memory a query may hold, and how hard vector search looks.
 
 use serde::Deserialize;
 
@@ -21,6 +21,13 @@ pub struct AnalyticsConfig {
     /// Sorts, joins and aggregations of one query hold at most this many
     /// MiB (0: no limit); past it they spill to disk or fail with a hint.
     pub memory_limit_mb: usize,
+    /// Vector search scans a shard of the vector index, exactly, when its
+    /// filters (tenant, dates) admit fewer rows than this; graph walks
+    /// lose recall under selective filters.
+    pub vector_exact_below: usize,
+    /// Candidates a vector index search keeps while it walks the graph:
+    /// higher finds more of the true nearest chunks, and is slower.
+    pub vector_search_beam: usize,
 }
 
 impl Default for AnalyticsConfig {
@@ -31,6 +38,8 @@ impl Default for AnalyticsConfig {
             reports: None,
             min_similarity: 0.25,
             memory_limit_mb: 4096,
+            vector_exact_below: 10_000,
+            vector_search_beam: 64,
         }
     }
 }

@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::query::{quote, Analytics};
-use super::search::{search, Depth, Filters, Hit, Retrievers};
+use super::search::{search, Depth, Hit, Retrievers};
+use crate::indexes::fresh::Scope;
 
 /// Ranks past this count for MRR and nDCG.
 pub const CUTOFF: usize = 10;
@@ -173,7 +174,12 @@ pub async fn evaluate(analytics: &Analytics, set: &[Labelled], k: usize) -> Resu
         judged.push(judge(analytics, item).await?);
     }
     let mut rows = Vec::new();
+    let vectors = analytics.embedding_model().is_some() && analytics.has_table("embeddings");
     for retrievers in [Retrievers::Keyword, Retrievers::Vector, Retrievers::Hybrid] {
+        if retrievers == Retrievers::Vector && !vectors {
+            tracing::warn!("no embeddings to compare with: vector rows left out");
+            continue;
+        }
         for indexed in [true, false] {
             let depth = Depth {
                 k,
@@ -183,7 +189,7 @@ pub async fn evaluate(analytics: &Analytics, set: &[Labelled], k: usize) -> Resu
             };
             let mut sum = Scores::default();
             for (item, j) in set.iter().zip(&judged) {
-                let hits = search(analytics, &item.query, depth, &Filters::default()).await?;
+                let hits = search(analytics, &item.query, depth, &Scope::default()).await?;
                 let s = score(&j.gains(&ranked(&hits)), j.total());
                 sum.recall += s.recall;
                 sum.mrr += s.mrr;

@@ -17,10 +17,12 @@ use futures::TryStreamExt;
 use url::Url;
 
 use crate::analytics::config::AnalyticsConfig;
+use crate::analytics::search::Searching;
 use crate::analytics::search_sql;
 use crate::contract::tables;
 use crate::functions::embed_query::{self, Resolved};
 use crate::indexes::fresh::LakeView;
+use crate::indexes::vector::Effort;
 use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::sinks::lake::Lake;
@@ -42,6 +44,7 @@ pub struct Analytics {
     tables: Vec<String>,
     embedder: Option<Arc<ModelChain>>,
     resolved: Resolved,
+    effort: Effort,
 }
 
 impl Analytics {
@@ -80,19 +83,29 @@ impl Analytics {
             storage: storage.clone(),
             versions,
         };
-        search_sql::register(&ctx, view.clone());
+        let effort = Effort {
+            exact_below: config.vector_exact_below,
+            beam: config.vector_search_beam.max(1),
+        };
+        search_sql::register(&ctx, view.clone(), embedder.clone(), effort);
         Ok(Self {
             ctx,
             lake: view,
             tables,
             embedder,
             resolved,
+            effort,
         })
     }
 
-    /// The session, for searches that run through the indexes.
-    pub fn session(&self) -> &SessionContext {
-        &self.ctx
+    /// What searches of this session run on.
+    pub fn searching(&self) -> Searching<'_> {
+        Searching {
+            ctx: &self.ctx,
+            lake: &self.lake,
+            embedder: self.embedder.as_deref(),
+            effort: self.effort,
+        }
     }
 
     /// The lake and the table versions this session reads.
@@ -239,10 +252,14 @@ impl Models {
     }
 }
 
-/// Whether `sql` may call `embed_query` (so the embedding model is loaded
-/// only for queries that need it).
+/// Whether `sql` may embed a query: `embed_query`, or a search function
+/// that embeds its text (so the embedding model is loaded only for
+/// queries that need it).
 pub fn mentions_embed_query(sql: &str) -> bool {
-    sql.to_ascii_lowercase().contains(embed_query::NAME)
+    let sql = sql.to_ascii_lowercase();
+    [embed_query::NAME, search_sql::HYBRID_SEARCH]
+        .iter()
+        .any(|f| sql.contains(f))
 }
 
 /// `s` as a SQL string literal.

@@ -8,54 +8,25 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use serde::Serialize;
 
+use deltalake::datafusion::prelude::SessionContext;
+use docstream_models::chain::ModelChain;
+
 use super::query::{quote, Analytics};
-use crate::indexes::keyword::{self, rank};
-use crate::indexes::text::Scope;
+use crate::functions::embed_query::embed_texts;
+use crate::indexes::fresh::{LakeView, Scope};
+use crate::indexes::keyword;
+use crate::indexes::ranking::rank;
+use crate::indexes::semantic;
+use crate::indexes::vector::{Effort, VectorHit};
 
 /// RRF's damping constant (Cormack et al.): ranks past the first few
 /// matter less, and no single list dominates.
 const RRF_K: f64 = 60.0;
-
-#[derive(Debug, Clone, Default)]
-pub struct Filters {
-    pub tenant: Option<String>,
-    /// On the document's date: event_time, else ingest time.
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-}
-
-impl Filters {
-    fn scope(&self) -> Scope {
-        Scope {
-            tenant: self.tenant.clone(),
-            since: self.since,
-            until: self.until,
-        }
-    }
-
-    fn sql(&self) -> String {
-        let mut conds = vec!["true".to_string()];
-        if let Some(t) = &self.tenant {
-            conds.push(format!("tenant = {}", quote(t)));
-        }
-        // Microseconds, like the columns: text goes through nanoseconds,
-        // which end in 2262.
-        let ts = |t: &DateTime<Utc>| format!("to_timestamp_micros({})", t.timestamp_micros());
-        if let Some(t) = &self.since {
-            conds.push(format!("coalesce(event_time, ingested_at) >= {}", ts(t)));
-        }
-        if let Some(t) = &self.until {
-            conds.push(format!("coalesce(event_time, ingested_at) < {}", ts(t)));
-        }
-        conds.join(" AND ")
-    }
-}
 
 /// One chunk found.
 #[derive(Debug, Clone, Serialize)]
@@ -116,7 +87,7 @@ pub fn page_label(start: Option<i32>, end: Option<i32>) -> Option<String> {
     }
 }
 
-type ChunkKey = (String, i32);
+pub type ChunkKey = (String, i32);
 
 /// How many chunks a search returns, and how it finds them.
 #[derive(Debug, Clone, Copy)]
@@ -138,35 +109,60 @@ pub enum Retrievers {
     Vector,
 }
 
-/// The `k` best chunks for `query`. Without an embedding provider (or
-/// embeddings), the search is keyword-only, and says so in the log.
+/// What a search runs on besides the query: the session's tables, the
+/// lake they come from, the query embedder and how hard vector search
+/// looks. `docstream search`, `ask`, `eval` and the SQL search functions
+/// all search through it.
+#[derive(Clone)]
+pub struct Searching<'a> {
+    pub ctx: &'a SessionContext,
+    pub lake: &'a LakeView,
+    pub embedder: Option<&'a ModelChain>,
+    pub effort: Effort,
+}
+
+/// The `k` best chunks for `query`, described (text, snippet, title).
+/// Without an embedding provider (or embeddings), the search is
+/// keyword-only, and says so in the log.
 pub async fn search(
     analytics: &Analytics,
     query: &str,
     depth: Depth,
-    filters: &Filters,
+    scope: &Scope,
 ) -> Result<Vec<Hit>> {
-    let Depth { k, candidates, .. } = depth;
     if !analytics.has_table("chunks") || !analytics.has_table("documents") {
         bail!("the lake has no chunks to search yet; run `docstream backfill` first");
     }
-    let docs = format!(
-        "SELECT doc_id, content_hash FROM current_documents WHERE {}",
-        filters.sql()
-    );
-    let vector = match analytics.embedding_model() {
-        _ if depth.retrievers == Retrievers::Keyword => Vec::new(),
-        Some(model) if analytics.has_table("embeddings") => {
-            vector_hits(analytics, &docs, model, query, candidates).await?
-        }
-        _ => {
-            tracing::warn!("no embeddings to compare with: keyword search only");
-            Vec::new()
-        }
+    let mut hits = retrieve(&analytics.searching(), query, depth, scope).await?;
+    describe(analytics, &mut hits, &terms(query)).await?;
+    Ok(hits)
+}
+
+/// The `k` best chunks for `query` by reciprocal-rank fusion of the
+/// retrievers `depth` asks for, ranked, not yet described.
+pub async fn retrieve(
+    s: &Searching<'_>,
+    query: &str,
+    depth: Depth,
+    scope: &Scope,
+) -> Result<Vec<Hit>> {
+    let Depth { k, candidates, .. } = depth;
+    let vector = match depth.retrievers {
+        Retrievers::Keyword => Vec::new(),
+        _ => match vector_hits(s, query, candidates, depth.exact, scope).await? {
+            Some(hits) => hits,
+            None if depth.retrievers == Retrievers::Vector => bail!(
+                "vector search needs embeddings and the provider that made them: run the embeddings stage, or set [analytics] embed_providers"
+            ),
+            None => {
+                tracing::warn!("no embeddings to compare with: keyword search only");
+                Vec::new()
+            }
+        },
     };
     let keyword = match depth.retrievers {
         Retrievers::Vector => Vec::new(),
-        _ => keyword_hits(analytics, query, candidates, depth.exact, filters).await?,
+        _ => keyword_hits(s, query, candidates, depth.exact, scope).await?,
     };
 
     let mut fused: HashMap<ChunkKey, Hit> = HashMap::new();
@@ -194,60 +190,89 @@ pub async fn search(
     for (i, hit) in hits.iter_mut().enumerate() {
         hit.rank = i + 1;
     }
-    describe(analytics, &mut hits, &terms(query)).await?;
     Ok(hits)
 }
 
-/// Chunks of `docs` by cosine similarity to the query, best first.
-async fn vector_hits(
-    analytics: &Analytics,
-    docs: &str,
-    model: &str,
-    query: &str,
+/// The query's vector, from the search's embedder; `None` without one.
+pub async fn query_vector(s: &Searching<'_>, query: &str) -> Result<Option<Vec<f32>>> {
+    let Some(chain) = s.embedder else {
+        return Ok(None);
+    };
+    let mut vectors = embed_texts(chain, &[query.to_string()]).await?;
+    Ok(vectors.pop())
+}
+
+/// The best `n` chunks by cosine to `vector` among the embeddings of the
+/// search's model, through its vector index when the lake has one (and
+/// `exact` is off), else by scanning them.
+pub async fn nearest(
+    s: &Searching<'_>,
+    vector: &[f32],
     n: usize,
-) -> Result<Vec<(ChunkKey, f32)>> {
-    let sql = format!(
-        "WITH docs AS ({docs})
-         SELECT e.doc_id, e.chunk_idx, cosine_similarity(e.embedding, embed_query({q})) AS score
-         FROM embeddings e JOIN docs d ON e.doc_id = d.doc_id AND e.content_hash = d.content_hash
-         WHERE e.model = {m}
-         ORDER BY score DESC NULLS LAST, e.doc_id, e.chunk_idx
-         LIMIT {n}",
-        q = quote(query),
-        m = quote(model),
-    );
-    let mut out = Vec::new();
-    for b in analytics.sql(&sql).await? {
-        let ids = cast(b.column(0), &DataType::Utf8)?;
-        let (ids, idx, score) = (
-            ids.as_string::<i32>(),
-            b.column(1)
-                .as_primitive::<deltalake::arrow::datatypes::Int32Type>(),
-            b.column(2)
-                .as_primitive::<deltalake::arrow::datatypes::Float32Type>(),
-        );
-        for i in 0..b.num_rows() {
-            if score.is_valid(i) {
-                out.push(((ids.value(i).to_string(), idx.value(i)), score.value(i)));
-            }
+    exact: bool,
+    scope: &Scope,
+) -> Result<Vec<VectorHit>> {
+    let Some(chain) = s.embedder else {
+        bail!("vector search needs an embedding provider: the pipeline's embeddings stage, or [analytics] embed_providers");
+    };
+    if let Ok(dims) = chain.embedding_dims() {
+        if vector.len() != dims {
+            bail!(
+                "the query vector must have {dims} finite numbers, the width of {}'s embeddings; it has {}",
+                chain.primary_model(),
+                vector.len()
+            );
         }
     }
-    Ok(out)
+    let model = chain.primary_model();
+    if !s.lake.versions.contains_key("embeddings") {
+        return Ok(Vec::new());
+    }
+    let indexed = match exact {
+        true => None,
+        false => semantic::search(s.ctx, s.lake, model, vector, n, scope, s.effort).await?,
+    };
+    match indexed {
+        Some(hits) => Ok(hits),
+        None => semantic::exact(s.ctx, model, vector, n, scope).await,
+    }
+}
+
+/// Chunks by cosine similarity to the query, best first; `None` when
+/// there is no embedder or no embeddings.
+async fn vector_hits(
+    s: &Searching<'_>,
+    query: &str,
+    n: usize,
+    exact: bool,
+    scope: &Scope,
+) -> Result<Option<Vec<(ChunkKey, f32)>>> {
+    if !s.lake.versions.contains_key("embeddings") {
+        return Ok(None);
+    }
+    let Some(vector) = query_vector(s, query).await? else {
+        return Ok(None);
+    };
+    let hits = nearest(s, &vector, n, exact, scope).await?;
+    Ok(Some(
+        hits.into_iter()
+            .map(|h| ((h.doc_id, h.chunk_idx), h.score))
+            .collect(),
+    ))
 }
 
 /// The best `n` chunks by BM25, through the text index when the lake has
 /// one (and `exact` is off), else by indexing every current chunk first.
-async fn keyword_hits(
-    analytics: &Analytics,
+pub async fn keyword_hits(
+    s: &Searching<'_>,
     query: &str,
     n: usize,
     exact: bool,
-    filters: &Filters,
+    scope: &Scope,
 ) -> Result<Vec<(ChunkKey, f64)>> {
-    let (ctx, scope) = (analytics.session(), filters.scope());
     let indexed = match exact {
         true => None,
-        false => keyword::search(ctx, analytics.lake(), query, n, &scope).await?,
+        false => keyword::search(s.ctx, s.lake, query, n, scope).await?,
     };
     let hits = match indexed {
         Some(hits) => hits,
@@ -255,7 +280,7 @@ async fn keyword_hits(
             if !exact {
                 tracing::info!("no text index yet: indexing every chunk for this search; `docstream index` builds one");
             }
-            keyword::exact(ctx, query, n, &scope).await?
+            keyword::exact(s.ctx, query, n, scope).await?
         }
     };
     Ok(hits
@@ -411,14 +436,5 @@ mod tests {
         // Multi-byte text never splits a character.
         let s = snippet(&"é".repeat(500), &["zz".into()]);
         assert!(s.ends_with('…'));
-    }
-
-    #[test]
-    fn filters_quote_their_values() {
-        let f = Filters {
-            tenant: Some("o'brien".into()),
-            ..Default::default()
-        };
-        assert_eq!(f.sql(), "true AND tenant = 'o''brien'");
     }
 }

@@ -9,7 +9,7 @@ use super::resolved::Resolved;
 use url::Url;
 
 use crate::indexes::config::IndexesConfig;
-use crate::indexes::update::{status, update, Status};
+use crate::indexes::update::{status, update, Status, Updated};
 use crate::storage::StorageOptions;
 
 /// Build or bring up to date the search indexes under <lake>/_indexes/.
@@ -52,13 +52,14 @@ impl Args {
             return Ok(());
         }
         let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks indexed {per_sec}",
+            "{spinner} [{elapsed_precise}] {msg}: {bar:30} {pos}/{len} rows {per_sec}",
         )?);
-        let progress = |done: u64, total: u64| {
+        let progress = |label: &str, done: u64, total: u64| {
+            bar.set_message(label.to_string());
             bar.set_length(total);
             bar.set_position(done);
         };
-        eprintln!("indexing chunks of {}", r.lake);
+        eprintln!("indexing {}", r.lake);
         let updated = update(
             &r.lake,
             &r.storage,
@@ -68,25 +69,38 @@ impl Args {
         )
         .await?;
         bar.finish_and_clear();
-        match updated {
-            None => println!(
+        if updated.is_empty() {
+            println!(
                 "no chunks in {} yet: run `docstream backfill` first",
                 r.lake
-            ),
-            Some(u) if u.up_to_date => println!(
-                "text index: up to date ({} chunks, {})",
-                u.manifest.rows,
-                covered(&u.manifest.covers)
-            ),
-            Some(u) => println!(
-                "text index: {} chunks indexed in {:.1}s, {:.1} MiB ({})",
-                u.manifest.rows,
-                u.secs,
-                u.manifest.bytes as f64 / (1 << 20) as f64,
-                covered(&u.manifest.covers)
-            ),
+            );
+        }
+        for u in &updated {
+            println!("{}", report(u));
         }
         Ok(())
+    }
+}
+
+/// One line on what an update did.
+fn report(u: &Updated) -> String {
+    let m = &u.manifest;
+    if u.up_to_date {
+        format!(
+            "{}: up to date ({} rows, {})",
+            u.kind.label(),
+            m.rows,
+            covered(&m.covers)
+        )
+    } else {
+        format!(
+            "{}: {} rows indexed in {:.1}s, {:.1} MiB ({})",
+            u.kind.label(),
+            m.rows,
+            u.secs,
+            m.bytes as f64 / (1 << 20) as f64,
+            covered(&m.covers)
+        )
     }
 }
 
@@ -94,14 +108,14 @@ impl Args {
 /// `rebuild`). The tables already hold everything, so a failure here only
 /// warns: searches stay exact.
 pub async fn refresh(lake: &Url, storage: &StorageOptions, config: &IndexesConfig, rebuild: bool) {
-    match update(lake, storage, config, rebuild, &|_, _| {}).await {
-        Ok(Some(u)) if !u.up_to_date => println!(
-            "text index: {} chunks indexed in {:.1}s",
-            u.manifest.rows, u.secs
-        ),
-        Ok(_) => {}
+    match update(lake, storage, config, rebuild, &|_, _, _| {}).await {
+        Ok(all) => {
+            for u in all.iter().filter(|u| !u.up_to_date) {
+                println!("{}", report(u));
+            }
+        }
         Err(e) => eprintln!(
-            "warning: the search index was not updated ({e:#}); searches stay exact. Run `docstream index` to retry"
+            "warning: the search indexes were not updated ({e:#}); searches stay exact. Run `docstream index` to retry"
         ),
     }
 }

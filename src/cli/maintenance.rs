@@ -65,7 +65,7 @@ pub struct OptimizeArgs {
     pub checkpoint: bool,
 
     /// Leave the search indexes as they are. By default they are rebuilt
-    /// when chunks or documents were compacted.
+    /// when chunks, embeddings or documents were compacted.
     #[arg(long)]
     pub no_index: bool,
 }
@@ -102,7 +102,11 @@ impl OptimizeArgs {
         }
         println!("replaced files stay until `docstream vacuum` removes them");
         // A rebuilt index holds one segment per thread, not one per update.
-        if !self.no_index && tables.iter().any(|t| t == "chunks" || t == "documents") {
+        if !self.no_index
+            && tables
+                .iter()
+                .any(|t| ["chunks", "documents", "embeddings"].contains(&t.as_str()))
+        {
             eprintln!("rebuilding the search indexes");
             super::index::refresh(&r.lake, &r.storage, &r.pipeline.indexes, true).await;
         }

@@ -1,7 +1,7 @@
 //! `docstream search` and `docstream ask`.
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use docstream_models::chain::ModelChain;
 
 use super::output::{Format, OutputArgs};
@@ -9,11 +9,12 @@ use super::resolved::Resolved;
 use super::terminal::safe;
 use crate::analytics::ask::{ask, AskOptions};
 use crate::analytics::query::Analytics;
-use crate::analytics::search::{page_label, search, to_batch, Depth, Filters, Hit, Retrievers};
+use crate::analytics::search::{page_label, search, to_batch, Depth, Hit, Retrievers};
+use crate::indexes::fresh::{parse_time, Scope};
 
 /// Where and what to search.
 #[derive(Debug, clap::Args)]
-pub struct Scope {
+pub struct ScopeArgs {
     /// Only documents of this tenant.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -28,14 +29,14 @@ pub struct Scope {
     pub until: Option<DateTime<Utc>>,
 }
 
-impl Scope {
+impl ScopeArgs {
     /// The lake with the query embedder (keyword-only search still works
     /// without one) and, with `answer`, the answer model.
     async fn open(self, r: &Resolved, answer: bool) -> Result<Opened> {
         let models = r.models(true, true, answer)?;
         let analytics =
             Analytics::open(&r.lake, &r.storage, models.embedder, &r.pipeline.analytics).await?;
-        let filters = Filters {
+        let filters = Scope {
             tenant: self.tenant,
             since: self.since,
             until: self.until,
@@ -51,20 +52,9 @@ impl Scope {
 
 struct Opened {
     analytics: Analytics,
-    filters: Filters,
+    filters: Scope,
     answerer: Option<std::sync::Arc<ModelChain>>,
     min_similarity: f32,
-}
-
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| format!("'{s}' is not YYYY-MM-DD or an RFC 3339 time"))
 }
 
 /// Find the chunks that best match a text: vector similarity and keywords
@@ -77,6 +67,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     docstream search \"budget overrun on the data migration\"\n  \
     docstream search \"vendor delay\" --k 5 --tenant acme --since 2026-01-01\n  \
     docstream search \"vendor delay\" --exact     # scan, without the indexes\n  \
+    docstream search \"vendor delay\" --retrievers vector\n  \
     docstream search \"security incident\" --format json | jq '.[0].doc_id'")]
 pub struct SearchArgs {
     /// What to look for, in plain words.
@@ -95,8 +86,13 @@ pub struct SearchArgs {
     #[arg(long)]
     pub exact: bool,
 
+    /// Which ranked lists to fuse: hybrid (vectors and keywords), vector
+    /// or keyword.
+    #[arg(long, default_value = "hybrid", value_parser = ["hybrid", "vector", "keyword"])]
+    pub retrievers: String,
+
     #[command(flatten)]
-    pub scope: Scope,
+    pub scope: ScopeArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -109,7 +105,11 @@ impl SearchArgs {
             k: self.k,
             candidates: self.candidates.max(self.k),
             exact: self.exact,
-            retrievers: Retrievers::Hybrid,
+            retrievers: match self.retrievers.as_str() {
+                "vector" => Retrievers::Vector,
+                "keyword" => Retrievers::Keyword,
+                _ => Retrievers::Hybrid,
+            },
         };
         let hits = search(&opened.analytics, &self.query, depth, &opened.filters).await?;
         if self.output.format == Format::Table && self.output.out.is_none() {
@@ -172,7 +172,7 @@ pub struct AskArgs {
     pub min_similarity: Option<f32>,
 
     #[command(flatten)]
-    pub scope: Scope,
+    pub scope: ScopeArgs,
 
     /// text (default) or json.
     #[arg(long, short, value_enum, default_value_t = Format::Table)]

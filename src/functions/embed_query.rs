@@ -118,8 +118,22 @@ impl ScalarUDFImpl for EmbedQuery {
     }
 }
 
+/// The vectors of `texts`, embedded by `chain` in one call.
+pub async fn embed_texts(chain: &ModelChain, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+    let inputs: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
+    texts
+        .iter()
+        .zip(chain.embed(&inputs).await)
+        .map(|(text, result)| {
+            result
+                .ok_or_else(|| anyhow!("no embedding for '{text}'"))?
+                .map_err(|f| anyhow!("cannot embed the query '{text}': {f}"))
+        })
+        .collect()
+}
+
 /// The constant text of an `embed_query(...)` call, if `expr` is one.
-fn query_text(expr: &Expr) -> Option<&str> {
+pub fn query_text(expr: &Expr) -> Option<&str> {
     let Expr::ScalarFunction(f) = expr else {
         return None;
     };
@@ -165,11 +179,7 @@ pub async fn resolve(plan: &LogicalPlan, chain: &ModelChain, resolved: &Resolved
     if texts.is_empty() {
         return Ok(());
     }
-    let inputs: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
-    for (text, result) in texts.iter().zip(chain.embed(&inputs).await) {
-        let vector = result
-            .ok_or_else(|| anyhow!("no embedding for '{text}'"))?
-            .map_err(|f| anyhow!("cannot embed the query '{text}': {f}"))?;
+    for (text, vector) in texts.iter().zip(embed_texts(chain, &texts).await?) {
         let array = FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
             [Some(vector.iter().copied().map(Some).collect::<Vec<_>>())],
             vector.len() as i32,

@@ -256,7 +256,8 @@ fn sum_lanes(x: &[f32], y: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-fn dot(x: &[f32], y: &[f32]) -> f32 {
+/// Σ x[i]·y[i], vectorized.
+pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     sum_lanes(x, y, |a, b| a * b)
 }
 

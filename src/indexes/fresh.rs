@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type};
@@ -57,6 +58,45 @@ impl LakeView {
         };
         delta_log::changes(store, &self.table_url(table)?, from, to).await
     }
+}
+
+/// Which documents a search may return.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub tenant: Option<String>,
+    /// On the document's date: event_time, else ingest time.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Scope {
+    /// Whether a document of `tenant` dated `date` (microseconds) is in scope.
+    pub fn admits(&self, tenant: &str, date: Option<i64>) -> bool {
+        let within = |bound: Option<&DateTime<Utc>>, after: bool| match (bound, date) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(b), Some(d)) => (d >= b.timestamp_micros()) == after,
+        };
+        self.tenant.as_ref().is_none_or(|t| t == tenant)
+            && within(self.since.as_ref(), true)
+            && within(self.until.as_ref(), false)
+    }
+
+    pub fn admits_version(&self, v: &Version) -> bool {
+        self.admits(&v.tenant, v.date)
+    }
+}
+
+/// A time from the command line or SQL: YYYY-MM-DD (midnight UTC) or RFC 3339.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("'{s}' is not YYYY-MM-DD or an RFC 3339 time"))
 }
 
 /// A document's current version.
@@ -128,6 +168,32 @@ pub async fn tail(
         files: rows.added,
         rows: rows.added_rows,
     })
+}
+
+/// Every document version in `ctx`'s `documents`, by (doc_id,
+/// content_hash): its tenant and date when it is the current version,
+/// `None` when a newer one replaced it or it was erased. A row whose
+/// version is absent belongs to a version whose `documents` row has not
+/// landed yet.
+pub async fn versions(ctx: &SessionContext) -> Result<HashMap<(String, String), Option<Version>>> {
+    let mut versions = HashMap::new();
+    let sql = format!(
+        "SELECT doc_id, content_hash, tenant, event_time, ingested_at, version_rank FROM ({})",
+        crate::contract::tables::DOCUMENT_VERSIONS
+    );
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let (ids, hashes, tenants) = (strings(&b, 0)?, strings(&b, 1)?, strings(&b, 2)?);
+        let (event, ingested, rank) = (ints(&b, 3)?, ints(&b, 4)?, ints(&b, 5)?);
+        for i in 0..b.num_rows() {
+            let current = (rank[i] == Some(1)).then(|| Version {
+                content_hash: hashes[i].clone(),
+                tenant: tenants[i].clone(),
+                date: event[i].or(ingested[i]),
+            });
+            versions.insert((ids[i].clone(), hashes[i].clone()), current);
+        }
+    }
+    Ok(versions)
 }
 
 /// `columns` of the rows in `files` (Parquet data files of one table).

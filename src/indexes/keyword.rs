@@ -3,15 +3,16 @@
 //! with the index's statistics. `exact` builds a throwaway index from the
 //! tables instead: the reference the published one must agree with.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Result;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::fresh::{self, LakeView, Tail, Version};
+use super::fresh::{self, LakeView, Scope, Tail, Version};
 use super::published::IndexHome;
-use super::text::{tied, ChunkRow, Scope, TextHit, TextIndex, TextWriter};
+use super::ranking::best;
+use super::text::{ChunkRow, TextHit, TextIndex, TextWriter};
 
 /// The folder name of the full-text index under `<lake>/_indexes/`.
 pub const NAME: &str = "text";
@@ -56,7 +57,7 @@ pub async fn search(
         for h in index.search_docs(query, &tail.changed)? {
             if tail
                 .is_current(&h.doc_id, &h.content_hash)
-                .is_some_and(|v| in_scope(v, scope))
+                .is_some_and(|v| scope.admits_version(v))
             {
                 hits.push(h);
             }
@@ -82,7 +83,10 @@ async fn search_tail(
         let rows = ChunkBatch::new(&b)?;
         for i in 0..rows.len() {
             let (doc_id, hash) = (&rows.doc_ids[i], &rows.hashes[i]);
-            if let Some(v) = tail.is_current(doc_id, hash).filter(|v| in_scope(v, scope)) {
+            if let Some(v) = tail
+                .is_current(doc_id, hash)
+                .filter(|v| scope.admits_version(v))
+            {
                 writer.add(&rows.row(i, Some(v)))?;
             }
         }
@@ -93,62 +97,6 @@ async fn search_tail(
     let tail_index = writer.finish()?;
     let stats = index.searcher();
     tail_index.search_current(query, k, &Scope::default(), &HashSet::new(), Some(&stats))
-}
-
-fn in_scope(v: &Version, scope: &Scope) -> bool {
-    let date_ok = |bound: Option<i64>, after: bool| match (bound, v.date) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(b), Some(d)) => {
-            if after {
-                d >= b
-            } else {
-                d < b
-            }
-        }
-    };
-    scope.tenant.as_ref().is_none_or(|t| *t == v.tenant)
-        && date_ok(scope.since.map(|t| t.timestamp_micros()), true)
-        && date_ok(scope.until.map(|t| t.timestamp_micros()), false)
-}
-
-/// Sorts by score, best first, ties by chunk: the same hits always come
-/// out in the same order, however the index that scored them was split.
-pub fn rank<T>(hits: &mut [T], key: impl Fn(&T) -> (f64, &String, i32)) {
-    hits.sort_by(|a, b| key(b).0.total_cmp(&key(a).0));
-    let mut start = 0;
-    while start < hits.len() {
-        let top = key(&hits[start]).0;
-        let end = start
-            + hits[start..]
-                .iter()
-                .take_while(|h| tied(top, key(h).0))
-                .count();
-        hits[start..end].sort_by(|a, b| {
-            let (a, b) = (key(a), key(b));
-            (a.1, a.2).cmp(&(b.1, b.2))
-        });
-        start = end;
-    }
-}
-
-/// The best `k` of `hits`, one per chunk, ties by chunk so the order does
-/// not depend on how the index is split into segments.
-fn best(hits: Vec<TextHit>, k: usize) -> Vec<TextHit> {
-    let mut by_chunk: HashMap<(String, i32), TextHit> = HashMap::new();
-    for h in hits {
-        let key = (h.doc_id.clone(), h.chunk_idx);
-        match by_chunk.get(&key) {
-            Some(old) if old.score >= h.score => {}
-            _ => {
-                by_chunk.insert(key, h);
-            }
-        }
-    }
-    let mut hits: Vec<TextHit> = by_chunk.into_values().collect();
-    rank(&mut hits, |h| (f64::from(h.score), &h.doc_id, h.chunk_idx));
-    hits.truncate(k);
-    hits
 }
 
 /// The same search with no published index: every current chunk is
@@ -177,29 +125,7 @@ pub async fn index_lake(
     writer: &mut TextWriter,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    // (doc_id, content_hash) → the version's tenant and date when current.
-    let mut versions: HashMap<(String, String), Option<Version>> = HashMap::new();
-    let sql = format!(
-        "SELECT doc_id, content_hash, tenant, event_time, ingested_at, version_rank FROM ({})",
-        crate::contract::tables::DOCUMENT_VERSIONS
-    );
-    for b in ctx.sql(&sql).await?.collect().await? {
-        let (ids, hashes, tenants) = (
-            fresh::strings(&b, 0)?,
-            fresh::strings(&b, 1)?,
-            fresh::strings(&b, 2)?,
-        );
-        let (event, ingested) = (fresh::ints(&b, 3)?, fresh::ints(&b, 4)?);
-        let rank = fresh::ints(&b, 5)?;
-        for i in 0..b.num_rows() {
-            let current = (rank[i] == Some(1)).then(|| Version {
-                content_hash: hashes[i].clone(),
-                tenant: tenants[i].clone(),
-                date: event[i].or(ingested[i]),
-            });
-            versions.insert((ids[i].clone(), hashes[i].clone()), current);
-        }
-    }
+    let versions = fresh::versions(ctx).await?;
     let mut stream = ctx
         .sql("SELECT doc_id, chunk_idx, content_hash, text FROM chunks")
         .await?

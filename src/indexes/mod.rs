@@ -8,6 +8,9 @@
 //! - `fresh`: the documents and rows an index has not seen;
 //! - `text`: the Tantivy full-text index;
 //! - `keyword`: keyword search through it, and the exact reference;
+//! - `vector`: the vector index of one embedding model (usearch HNSW);
+//! - `semantic`: vector search through it, and the exact reference;
+//! - `ranking`: the one order every search ranks hits in;
 //! - `update`: building and status.
 
 pub mod config;
@@ -15,5 +18,8 @@ pub mod delta_log;
 pub mod fresh;
 pub mod keyword;
 pub mod published;
+pub mod ranking;
+pub mod semantic;
 pub mod text;
 pub mod update;
+pub mod vector;

@@ -27,6 +27,9 @@ use tantivy::{
     DateTime as TDateTime, Index, IndexReader, IndexWriter, Searcher, TantivyDocument, Term,
 };
 
+use super::fresh::Scope;
+use super::ranking::{tied, Scored};
+
 const ANALYZER: &str = "docstream_en";
 
 /// Tantivy needs this much writer memory per indexing thread.
@@ -66,13 +69,6 @@ fn schema() -> (Schema, Fields) {
         current: b.add_bool_field("current", INDEXED),
     };
     (b.build(), fields)
-}
-
-/// Scores equal but for float rounding. Tantivy sums a row's term scores
-/// in an order that depends on the index's segments, so equal rows can
-/// differ in the last bits.
-pub fn tied(a: f64, b: f64) -> bool {
-    (a - b).abs() <= a.abs().max(b.abs()) * 1e-5
 }
 
 /// Tantivy keeps dates in i64 nanoseconds, which end in 2262: later dates
@@ -168,14 +164,6 @@ impl TextWriter {
     }
 }
 
-/// Which rows a search may return.
-#[derive(Debug, Clone, Default)]
-pub struct Scope {
-    pub tenant: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-}
-
 /// One chunk found, with its BM25 score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextHit {
@@ -183,6 +171,12 @@ pub struct TextHit {
     pub chunk_idx: i32,
     pub content_hash: String,
     pub score: f32,
+}
+
+impl Scored for TextHit {
+    fn key(&self) -> (f64, &String, i32) {
+        (f64::from(self.score), &self.doc_id, self.chunk_idx)
+    }
 }
 
 /// An index open for searching.

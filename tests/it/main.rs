@@ -19,3 +19,5 @@ mod ocr;
 mod pdf_file;
 mod s3;
 mod search_index;
+#[cfg(feature = "local-models")]
+mod vector_index;

@@ -19,13 +19,15 @@ const QUERIES: [&str; 4] = [
 ];
 
 /// A lake and how to reach it.
-struct Target<'a> {
-    lake: String,
-    env: Vec<(&'a str, &'a str)>,
+pub struct Target<'a> {
+    pub lake: String,
+    pub env: Vec<(&'a str, &'a str)>,
+    /// `--stages` and the stages backfills run.
+    pub stages: [&'a str; 2],
 }
 
 impl Target<'_> {
-    fn run(&self, args: &[&str]) -> String {
+    pub fn run(&self, args: &[&str]) -> String {
         ok(docstream()
             .args(args)
             .args(["--lake", &self.lake])
@@ -37,21 +39,28 @@ impl Target<'_> {
     fn backfill(&self, src: &Path, tenant: &str, extra: &[&str]) -> String {
         let src = src.to_str().unwrap();
         let mut args = vec!["backfill", src, "--tenant", tenant];
-        args.extend(SPINE);
+        args.extend(self.stages);
         args.extend(extra);
         self.run(&args)
     }
 
-    fn search(&self, q: &str, extra: &[&str]) -> Vec<Value> {
+    pub fn search(&self, q: &str, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["search", q, "--format", "json", "--k", "10"];
         args.extend(extra);
         serde_json::from_str(&self.run(&args)).unwrap()
     }
 
     fn status(&self) -> Value {
+        self.status_of("text index")
+    }
+
+    /// The `index --status` row of the index whose label starts with `label`.
+    pub fn status_of(&self, label: &str) -> Value {
         let out = self.run(&["index", "--status", "--format", "json"]);
         let all: Vec<Value> = serde_json::from_str(&out).unwrap();
-        all.into_iter().find(|s| s["index"] == "text").unwrap()
+        all.into_iter()
+            .find(|s| s["index"].as_str().unwrap().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in {out}"))
     }
 
     /// Indexed and exact searches agree, chunk for chunk and score for score.
@@ -72,7 +81,7 @@ impl Target<'_> {
     }
 }
 
-fn keys(hits: &[Value]) -> Vec<(String, i64)> {
+pub fn keys(hits: &[Value]) -> Vec<(String, i64)> {
     hits.iter()
         .map(|h| {
             (
@@ -83,7 +92,7 @@ fn keys(hits: &[Value]) -> Vec<(String, i64)> {
         .collect()
 }
 
-fn sources(hits: &[Value]) -> Vec<String> {
+pub fn sources(hits: &[Value]) -> Vec<String> {
     hits.iter()
         .map(|h| h["source_uri"].as_str().unwrap().to_string())
         .collect()
@@ -91,7 +100,7 @@ fn sources(hits: &[Value]) -> Vec<String> {
 
 /// Document `i`: shared vocabulary in varying amounts, a word of its own
 /// (`zq{i}marker`), and, for every fifth, several chunks' worth of text.
-fn document(i: usize) -> String {
+pub fn document(i: usize) -> String {
     let mut text = format!(
         "Report {i}. The vendor delay on project {p} pushed the launch back {w} weeks.\n\n\
          The budget overrun on the migration reached {c} thousand. zq{i}marker.\n\n\
@@ -129,7 +138,7 @@ fn zip(path: &Path, members: &[(&str, &str)]) {
 }
 
 /// Two tenants' archives, backfilled (which builds the index).
-fn seed(t: &Target, root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+pub fn seed(t: &Target, root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (a, b) = (root.join("acme"), root.join("globex"));
     write_archive(&a, 0..30);
     write_archive(&b, 30..40);
@@ -148,7 +157,7 @@ fn seed(t: &Target, root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 /// Changes under `a`: a new document, a new version of d003 and a zip
 /// that lost a member; backfilled without updating the index.
-fn change(t: &Target, a: &Path) {
+pub fn change(t: &Target, a: &Path) {
     std::fs::write(
         a.join("new.txt"),
         "A late arrival mentions zebrafishword and the vendor delay.",
@@ -164,7 +173,7 @@ fn change(t: &Target, a: &Path) {
         &[("keep.txt", "The keeper word is wombatword.")],
     );
     let out = t.backfill(a, "acme", &["--no-index"]);
-    assert!(!out.contains("text index:"), "{out}");
+    assert!(!out.contains("index:"), "{out}");
 }
 
 /// What every search must show after `change`, whether or not the index
@@ -224,7 +233,10 @@ fn lifecycle(t: &Target, root: &Path) {
     shows_the_changes(t, false);
 
     let out = t.run(&["index"]);
-    assert!(out.contains("chunks indexed"), "{out}");
+    assert!(
+        out.contains("text index:") && out.contains("rows indexed"),
+        "{out}"
+    );
     assert_eq!(t.status()["rows_behind"], 0);
     assert!(t.run(&["index"]).contains("up to date"));
     shows_the_changes(t, true);
@@ -236,13 +248,17 @@ fn text_index_stays_exact_through_appends_versions_and_deletes() {
     let t = Target {
         lake: tmp.path().join("lake").to_str().unwrap().to_string(),
         env: Vec::new(),
+        stages: SPINE,
     };
     lifecycle(&t, tmp.path());
 
     // optimize compacts the tables and rebuilds the index over them; the
     // files it replaced can go, and searches stay exact.
     let out = t.run(&["optimize"]);
-    assert!(out.contains("chunks indexed"), "{out}");
+    assert!(
+        out.contains("text index:") && out.contains("rows indexed"),
+        "{out}"
+    );
     let s = t.status();
     assert_eq!(
         (s["rows_behind"].clone(), &s["covers"]),
@@ -262,6 +278,7 @@ fn text_index_on_s3_stays_exact() {
     let t = Target {
         lake: "s3://lake/warehouse/".to_string(),
         env: s3.env(),
+        stages: SPINE,
     };
     lifecycle(&t, tmp.path());
     // The index lives in the bucket, beside the tables.
@@ -282,6 +299,7 @@ fn sigkill_during_an_index_update_leaves_a_working_index() {
     let t = Target {
         lake: lake.to_str().unwrap().to_string(),
         env: Vec::new(),
+        stages: SPINE,
     };
     let (a, _) = seed(&t, tmp.path());
     change(&t, &a);
