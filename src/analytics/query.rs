@@ -257,9 +257,13 @@ impl Models {
 /// queries that need it).
 pub fn mentions_embed_query(sql: &str) -> bool {
     let sql = sql.to_ascii_lowercase();
-    [embed_query::NAME, search_sql::HYBRID_SEARCH]
-        .iter()
-        .any(|f| sql.contains(f))
+    [
+        embed_query::NAME,
+        search_sql::VECTOR_SEARCH,
+        search_sql::HYBRID_SEARCH,
+    ]
+    .iter()
+    .any(|f| sql.contains(f))
 }
 
 /// `s` as a SQL string literal.

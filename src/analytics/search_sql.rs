@@ -364,7 +364,7 @@ impl TableProvider for SearchTable {
         let batch = self
             .rows(&ctx)
             .await
-            .map_err(|e| DataFusionError::External(e.into()))?;
+            .map_err(|e| DataFusionError::Execution(format!("{e:#}")))?;
         MemTable::try_new(self.kind.schema(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
             .await

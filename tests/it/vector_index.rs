@@ -34,9 +34,9 @@ fn agrees(t: &Target, q: &str, extra: &[&str]) -> Vec<Value> {
 fn shows_the_changes(t: &Target) {
     let new = "A late arrival mentions zebrafishword and the vendor delay.";
     assert!(sources(&agrees(t, new, &[]))[0].ends_with("new.txt"));
+    // d003's new version is one chunk: its own text finds it first.
     let d003 = document(3).replace("zq3marker", "okapiword");
-    let first = d003.split("\n\n").next().unwrap();
-    assert!(sources(&agrees(t, first, &[]))[0].ends_with("d003.txt"));
+    assert!(sources(&agrees(t, &d003, &[]))[0].ends_with("d003.txt"));
     // The erased member never comes back, however close the query.
     let gone = agrees(t, "The leaving word is pangolinword.", &[]);
     assert!(
