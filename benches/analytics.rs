@@ -561,8 +561,6 @@ async fn latencies(analytics: &Analytics, queries: &[String], depth: Depth) -> R
     Ok((at(0.5), at(0.99)))
 }
 
-/// Resets the kernel's peak-RSS counter (VmHWM) for this process.
-
 /// One-row appends through docstream's writer, compacting every 100
 /// commits as `ingest --compact-every 100` would (delta-rs's per-commit
 /// cost grows with the number of live files). Returns seconds for the first

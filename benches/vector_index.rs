@@ -93,9 +93,9 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let mut writer = VectorWriter::create(dir.path(), "bench", DIMS, memory)?;
     let doc_ids: Vec<String> = (0..n).map(|i| format!("doc{:08}", i / 8)).collect();
-    for i in 0..n {
+    for (i, doc_id) in doc_ids.iter().enumerate() {
         let row = VectorRow {
-            doc_id: &doc_ids[i],
+            doc_id,
             chunk_idx: (i % 8) as i32,
             content_hash: "h",
             // Every 50th row in tenant "small": 2% of the rows.
@@ -144,13 +144,8 @@ fn main() -> Result<()> {
     let mut secs = Vec::new();
     for q in &qs {
         let t = Instant::now();
-        let hits = index.search(q, 10, &all, scan)?;
+        truth.push(top(&index, q, &all, scan)?);
         secs.push(t.elapsed().as_secs_f64());
-        truth.push(
-            hits.into_iter()
-                .map(|h| (h.doc_id, h.chunk_idx))
-                .collect::<HashSet<_>>(),
-        );
     }
     let (scan_p50, scan_p99) = percentiles(secs);
     let bound = bandwidth_bound(dir.path())?;
@@ -166,65 +161,62 @@ fn main() -> Result<()> {
             exact_below: 0,
             beam,
         };
-        let mut secs = Vec::new();
-        let mut found = 0;
-        for (q, truth) in qs.iter().zip(&truth) {
-            let t = Instant::now();
-            let hits = index.search(q, 10, &all, effort)?;
-            secs.push(t.elapsed().as_secs_f64());
-            found += hits
-                .iter()
-                .filter(|h| truth.contains(&(h.doc_id.clone(), h.chunk_idx)))
-                .count();
-        }
-        let (p50, p99) = percentiles(secs);
+        let (p50, p99, recall) = measure(&index, &qs, &truth, &all, effort)?;
         println!(
-            "  graph top-10, beam {beam}: p50 {p50:.2} ms, p99 {p99:.2} ms, recall@10 {:.3} ({:.0}x faster than the scan at p50)",
-            found as f64 / (10 * qs.len()) as f64,
+            "  graph top-10, beam {beam}: p50 {p50:.2} ms, p99 {p99:.2} ms, recall@10 {recall:.3} ({:.0}x faster than the scan at p50)",
             scan_p50 / p50
         );
     }
 
     // 4. One small tenant: its shards' filters admit 2% of the rows.
-    for (label, effort) in [
-        (
-            "graph, filtered walk",
-            Effort {
-                exact_below: 0,
-                beam: 64,
-            },
-        ),
-        (
-            "default (scan below 10000 admitted rows)",
-            Effort {
-                exact_below: 10_000,
-                beam: 64,
-            },
-        ),
+    let mut truth = Vec::new();
+    for q in &qs {
+        truth.push(top(&index, q, &small, scan)?);
+    }
+    for (label, exact_below) in [
+        ("graph, filtered walk", 0),
+        ("default (scan below 10000 admitted rows)", 10_000),
     ] {
-        let mut secs = Vec::new();
-        let mut found = 0;
-        for q in &qs {
-            let truth: HashSet<_> = index
-                .search(q, 10, &small, scan)?
-                .into_iter()
-                .map(|h| (h.doc_id, h.chunk_idx))
-                .collect();
-            let t = Instant::now();
-            let hits = index.search(q, 10, &small, effort)?;
-            secs.push(t.elapsed().as_secs_f64());
-            found += hits
-                .iter()
-                .filter(|h| truth.contains(&(h.doc_id.clone(), h.chunk_idx)))
-                .count();
-        }
-        let (p50, p99) = percentiles(secs);
-        println!(
-            "  2% tenant, {label}: p50 {p50:.2} ms, p99 {p99:.2} ms, recall@10 {:.3}",
-            found as f64 / (10 * qs.len()) as f64
-        );
+        let effort = Effort {
+            exact_below,
+            beam: 64,
+        };
+        let (p50, p99, recall) = measure(&index, &qs, &truth, &small, effort)?;
+        println!("  2% tenant, {label}: p50 {p50:.2} ms, p99 {p99:.2} ms, recall@10 {recall:.3}");
     }
     Ok(())
+}
+
+type Chunk = (String, i32);
+
+/// The top 10 chunks for `q`.
+fn top(index: &VectorIndex, q: &[f32], admit: &Admit, effort: Effort) -> Result<HashSet<Chunk>> {
+    Ok(index
+        .search(q, 10, admit, effort)?
+        .into_iter()
+        .map(|h| (h.doc_id, h.chunk_idx))
+        .collect())
+}
+
+/// p50 and p99 milliseconds of top-10 searches for `qs`, and their mean
+/// recall@10 against `truth`.
+fn measure(
+    index: &VectorIndex,
+    qs: &[Vec<f32>],
+    truth: &[HashSet<Chunk>],
+    admit: &Admit,
+    effort: Effort,
+) -> Result<(f64, f64, f64)> {
+    let mut secs = Vec::new();
+    let mut found = 0;
+    for (q, truth) in qs.iter().zip(truth) {
+        let t = Instant::now();
+        let hits = top(index, q, admit, effort)?;
+        secs.push(t.elapsed().as_secs_f64());
+        found += hits.intersection(truth).count();
+    }
+    let (p50, p99) = percentiles(secs);
+    Ok((p50, p99, found as f64 / (10 * qs.len()) as f64))
 }
 
 /// Seconds to read every packed vector file once from memory: the floor

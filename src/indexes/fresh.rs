@@ -3,6 +3,7 @@
 //! tail). Searches use the index for the rest, and these to stay exact.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -15,6 +16,7 @@ use object_store::ObjectStore;
 use url::Url;
 
 use super::delta_log::{self, Changes};
+use super::published::IndexHome;
 use crate::storage::{as_directory, StorageOptions};
 
 /// The lake as a read session sees it: its root and the version of each
@@ -194,6 +196,39 @@ pub async fn versions(ctx: &SessionContext) -> Result<HashMap<(String, String), 
         }
     }
     Ok(versions)
+}
+
+/// The published generation of index `name`, as a local folder, with the
+/// tail of `table` it has not seen. `None` when there is none, when it was
+/// built after the session opened its tables, or when the log cannot say
+/// what it misses: the caller scans instead.
+pub async fn published(
+    ctx: &SessionContext,
+    lake: &LakeView,
+    name: &str,
+    table: &str,
+) -> Result<Option<(PathBuf, Tail)>> {
+    let home = IndexHome::new(&lake.root, &lake.storage, name)?;
+    let Some(manifest) = home.manifest().await? else {
+        return Ok(None);
+    };
+    let newer = manifest
+        .covers
+        .iter()
+        .any(|(t, v)| lake.versions.get(t).is_some_and(|now| now < v));
+    if newer {
+        // It may hold rows the session cannot see.
+        tracing::debug!(index = name, "the index is newer than the session's tables");
+        return Ok(None);
+    }
+    let tail = match tail(ctx, lake, &manifest.covers, table).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("the {name} index cannot be brought up to date ({e:#}): scanning instead; run `docstream index`");
+            return Ok(None);
+        }
+    };
+    Ok(Some((home.local_copy(&manifest).await?, tail)))
 }
 
 /// `columns` of the rows in `files` (Parquet data files of one table).

@@ -10,7 +10,6 @@ use deltalake::datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::fresh::{self, LakeView, Scope, Tail, Version};
-use super::published::IndexHome;
 use super::ranking::best;
 use super::text::{ChunkRow, TextHit, TextIndex, TextWriter};
 
@@ -29,28 +28,9 @@ pub async fn search(
     k: usize,
     scope: &Scope,
 ) -> Result<Option<Vec<TextHit>>> {
-    let home = IndexHome::new(&lake.root, &lake.storage, NAME)?;
-    let Some(manifest) = home.manifest().await? else {
+    let Some((dir, tail)) = fresh::published(ctx, lake, NAME, "chunks").await? else {
         return Ok(None);
     };
-    let newer = manifest
-        .covers
-        .iter()
-        .any(|(t, v)| lake.versions.get(t).is_some_and(|now| now < v));
-    if newer {
-        // Built after this session opened the tables: it may hold rows the
-        // session cannot see, so the session scans instead.
-        tracing::debug!("the text index is newer than the session's tables");
-        return Ok(None);
-    }
-    let tail = match fresh::tail(ctx, lake, &manifest.covers, "chunks").await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!("the text index cannot be brought up to date ({e:#}): scanning instead; run `docstream index`");
-            return Ok(None);
-        }
-    };
-    let dir = home.local_copy(&manifest).await?;
     let index = tokio::task::spawn_blocking(move || TextIndex::open(&dir)).await??;
     let mut hits = index.search_current(query, k, scope, &tail.changed, None)?;
     if !tail.is_empty() {

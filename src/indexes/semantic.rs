@@ -13,7 +13,6 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::fresh::{self, LakeView, Scope};
-use super::published::IndexHome;
 use super::ranking::best;
 use super::vector::{unit, Admit, Effort, VectorHit, VectorIndex, VectorRow, VectorWriter};
 use crate::functions::vector::dot;
@@ -66,26 +65,10 @@ pub async fn search(
     scope: &Scope,
     effort: Effort,
 ) -> Result<Option<Vec<VectorHit>>> {
-    let home = IndexHome::new(&lake.root, &lake.storage, &index_name(model))?;
-    let Some(manifest) = home.manifest().await? else {
+    let Some((dir, tail)) = fresh::published(ctx, lake, &index_name(model), "embeddings").await?
+    else {
         return Ok(None);
     };
-    if manifest
-        .covers
-        .iter()
-        .any(|(t, v)| lake.versions.get(t).is_some_and(|now| now < v))
-    {
-        // Built after this session opened the tables.
-        return Ok(None);
-    }
-    let tail = match fresh::tail(ctx, lake, &manifest.covers, "embeddings").await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!("the vector index cannot be brought up to date ({e:#}): scanning instead; run `docstream index`");
-            return Ok(None);
-        }
-    };
-    let dir = home.local_copy(&manifest).await?;
     let q = query.to_vec();
     let changed = tail.changed.clone();
     let scope_owned = scope.clone();
@@ -110,8 +93,7 @@ pub async fn search(
         }
     }
     let query = unit(query).context("the query vector has no direction")?;
-    let columns = ["doc_id", "chunk_idx", "content_hash", "model", "embedding"];
-    for b in fresh::read_files(ctx, &tail.files, &columns).await? {
+    for b in fresh::read_files(ctx, &tail.files, &COLUMNS).await? {
         score_batch(&b, model, &query, &mut hits, &|doc, hash| {
             tail.is_current(doc, hash)
                 .is_some_and(|v| scope.admits_version(v))
@@ -120,8 +102,45 @@ pub async fn search(
     Ok(Some(best(hits, k)))
 }
 
-/// Scores the rows of `b` (doc_id, chunk_idx, content_hash, model,
-/// embedding) of `model` that `keep` admits, into `hits`.
+/// The columns of a batch of `embeddings` rows: doc_id, chunk_idx,
+/// content_hash, model, embedding.
+struct EmbeddingBatch<'a> {
+    batch: &'a RecordBatch,
+    doc_ids: Vec<String>,
+    idx: Vec<Option<i64>>,
+    hashes: Vec<String>,
+    models: Vec<String>,
+}
+
+/// The columns `EmbeddingBatch` reads, in its order.
+const COLUMNS: [&str; 5] = ["doc_id", "chunk_idx", "content_hash", "model", "embedding"];
+
+impl<'a> EmbeddingBatch<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self> {
+        Ok(Self {
+            batch,
+            doc_ids: fresh::strings(batch, 0)?,
+            idx: fresh::ints(batch, 1)?,
+            hashes: fresh::strings(batch, 2)?,
+            models: fresh::strings(batch, 3)?,
+        })
+    }
+
+    /// Rows of `model`, with their vectors (rows without one are left out).
+    fn rows_of<'b>(&'b self, model: &'b str) -> impl Iterator<Item = (usize, Vec<f32>)> + 'b {
+        (0..self.batch.num_rows())
+            .filter(move |i| self.models[*i] == model)
+            .filter_map(|i| vector_at(self.batch.column(4).as_ref(), i).map(|v| (i, v)))
+    }
+
+    fn chunk_idx(&self, i: usize) -> i32 {
+        self.idx[i]
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Scores the rows of `b` of `model` that `keep` admits, into `hits`.
 fn score_batch(
     b: &RecordBatch,
     model: &str,
@@ -129,29 +148,18 @@ fn score_batch(
     hits: &mut Vec<VectorHit>,
     keep: &dyn Fn(&str, &str) -> bool,
 ) -> Result<()> {
-    let (ids, hashes, models) = (
-        fresh::strings(b, 0)?,
-        fresh::strings(b, 2)?,
-        fresh::strings(b, 3)?,
-    );
-    let idx = fresh::ints(b, 1)?;
-    let vectors = b.column(4);
-    for i in 0..b.num_rows() {
-        if models[i] != model || !keep(&ids[i], &hashes[i]) {
+    let rows = EmbeddingBatch::new(b)?;
+    for (i, v) in rows.rows_of(model) {
+        if !keep(&rows.doc_ids[i], &rows.hashes[i]) {
             continue;
         }
-        let Some(v) = vector_at(vectors.as_ref(), i).and_then(|v| unit(&v)) else {
+        let Some(v) = unit(&v).filter(|v| v.len() == query.len()) else {
             continue;
         };
-        if v.len() != query.len() {
-            continue;
-        }
         hits.push(VectorHit {
-            doc_id: ids[i].clone(),
-            chunk_idx: idx[i]
-                .and_then(|n| i32::try_from(n).ok())
-                .unwrap_or_default(),
-            content_hash: hashes[i].clone(),
+            doc_id: rows.doc_ids[i].clone(),
+            chunk_idx: rows.chunk_idx(i),
+            content_hash: rows.hashes[i].clone(),
             score: dot(&v, query),
         });
     }
@@ -203,7 +211,7 @@ pub async fn exact(
         .table("embeddings")
         .await?
         .filter(col("model").eq(lit(model)))?
-        .select_columns(&["doc_id", "chunk_idx", "content_hash", "model", "embedding"])?
+        .select_columns(&COLUMNS)?
         .execute_stream()
         .await?;
     let mut hits = Vec::new();
@@ -265,7 +273,7 @@ pub async fn index_lake(
         .table("embeddings")
         .await?
         .filter(col("model").eq(lit(model)))?
-        .select_columns(&["doc_id", "chunk_idx", "content_hash", "model", "embedding"])?
+        .select_columns(&COLUMNS)?
         .execute_stream()
         .await?;
     let mut done = 0;
@@ -288,31 +296,18 @@ fn add_batch(
     model: &str,
     versions: &HashMap<(String, String), Option<fresh::Version>>,
 ) -> Result<()> {
-    let (ids, hashes, models) = (
-        fresh::strings(b, 0)?,
-        fresh::strings(b, 2)?,
-        fresh::strings(b, 3)?,
-    );
-    let idx = fresh::ints(b, 1)?;
-    for i in 0..b.num_rows() {
-        if models[i] != model {
-            continue;
-        }
-        let version = match versions.get(&(ids[i].clone(), hashes[i].clone())) {
+    let rows = EmbeddingBatch::new(b)?;
+    for (i, vector) in rows.rows_of(model) {
+        let version = match versions.get(&(rows.doc_ids[i].clone(), rows.hashes[i].clone())) {
             // An older version: never searched again.
             Some(None) => continue,
             Some(Some(v)) => Some(v),
             None => None,
         };
-        let Some(vector) = vector_at(b.column(4).as_ref(), i) else {
-            continue;
-        };
         let row = VectorRow {
-            doc_id: &ids[i],
-            chunk_idx: idx[i]
-                .and_then(|n| i32::try_from(n).ok())
-                .unwrap_or_default(),
-            content_hash: &hashes[i],
+            doc_id: &rows.doc_ids[i],
+            chunk_idx: rows.chunk_idx(i),
+            content_hash: &rows.hashes[i],
             tenant: version.map(|v| v.tenant.as_str()),
             date: version.and_then(|v| v.date),
         };

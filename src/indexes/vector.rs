@@ -111,12 +111,16 @@ fn rows_schema() -> Arc<Schema> {
     ]))
 }
 
+/// A row held for the shard being built: doc_id, chunk_idx, content_hash,
+/// tenant and date.
+type HeldRow = (String, i32, String, Option<String>, Option<i64>);
+
 /// Writes a new index into a folder, a shard at a time.
 pub struct VectorWriter {
     dir: PathBuf,
     meta: Meta,
     shard_rows: usize,
-    rows: Vec<(String, i32, String, Option<String>, Option<i64>)>,
+    rows: Vec<HeldRow>,
     vectors: Vec<f32>,
     skipped: u64,
 }
@@ -298,7 +302,7 @@ impl Rows {
             bail!(bad());
         }
         let batch = decoder
-            .read_record_batch(&block, &buffer.slice_with_length(start, len))
+            .read_record_batch(block, &buffer.slice_with_length(start, len))
             .with_context(bad)?
             .with_context(bad)?;
         let col = |i: usize| batch.column(i).clone();

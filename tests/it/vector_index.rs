@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::search_index::{change, document, keys, seed, sources, Target};
+use crate::search_index::{change, document, keys, on_s3, seed, sources, Target};
 
 const STAGES: [&str; 2] = ["--stages", "documents,chunks,embeddings"];
 
@@ -155,16 +155,8 @@ fn vector_index_stays_exact_through_appends_versions_and_deletes() {
 
 #[test]
 fn vector_index_on_s3_stays_exact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("s3");
-    std::fs::create_dir_all(data.join("lake")).unwrap();
-    let s3 = S3Server::start(&data);
-    let t = Target {
-        lake: "s3://lake/warehouse/".to_string(),
-        env: s3.env(),
-        stages: STAGES,
-    };
-    lifecycle(&t, tmp.path());
-    let vectors = data.join("lake/warehouse/_indexes/vectors");
-    assert!(vectors.is_dir());
+    on_s3(STAGES, |t, tmp, data| {
+        lifecycle(t, tmp);
+        assert!(data.join("lake/warehouse/_indexes/vectors").is_dir());
+    });
 }
