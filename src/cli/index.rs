@@ -89,17 +89,19 @@ fn report(u: &Updated) -> String {
         format!(
             "{}: up to date ({} rows, {})",
             u.kind.label(),
-            m.rows,
-            covered(&m.covers)
+            m.rows(),
+            covered(&m.covers())
         )
     } else {
         format!(
-            "{}: {} rows indexed in {:.1}s, {:.1} MiB ({})",
+            "{}: {} rows indexed in {:.1}s; {} rows in {}, {:.1} MiB ({})",
             u.kind.label(),
-            m.rows,
+            u.indexed,
             u.secs,
-            m.bytes as f64 / (1 << 20) as f64,
-            covered(&m.covers)
+            m.rows(),
+            layers(m.layers.len()),
+            m.bytes() as f64 / (1 << 20) as f64,
+            covered(&m.covers())
         )
     }
 }
@@ -117,6 +119,14 @@ pub async fn refresh(lake: &Url, storage: &StorageOptions, config: &IndexesConfi
         Err(e) => eprintln!(
             "warning: the search indexes were not updated ({e:#}); searches stay exact. Run `docstream index` to retry"
         ),
+    }
+}
+
+fn layers(n: usize) -> String {
+    if n == 1 {
+        "1 layer".to_string()
+    } else {
+        format!("{n} layers")
     }
 }
 
@@ -144,10 +154,11 @@ fn print_status(all: &[Status], r: &Resolved) {
             format!("covers {}", covered(&s.covers))
         };
         println!(
-            "{}: {covers}; latest {}; {behind}; {} rows, {:.1} MiB",
+            "{}: {covers}; latest {}; {behind}; {} rows in {}, {:.1} MiB",
             s.index,
             covered(&s.latest),
             s.rows,
+            layers(s.layers),
             s.bytes as f64 / (1 << 20) as f64
         );
     }

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type};
-use deltalake::datafusion::prelude::{col, lit, ParquetReadOptions, SessionContext};
+use deltalake::datafusion::prelude::{col, lit, DataFrame, ParquetReadOptions, SessionContext};
 use object_store::ObjectStore;
 use url::Url;
 
@@ -138,6 +138,41 @@ impl Tail {
     }
 }
 
+/// Document versions by (doc_id, content_hash): `Some` for the current
+/// one, `None` for one a newer version replaced or a delete erased.
+pub type Versions = HashMap<(String, String), Option<Version>>;
+
+/// What a build indexes: a whole table, or the rows a tail holds.
+pub enum Source<'a> {
+    Table,
+    Tail(&'a Tail),
+}
+
+impl Source<'_> {
+    /// The rows of `table` (chunks, embeddings) to index.
+    pub async fn frame(&self, ctx: &SessionContext, table: &str) -> Result<Option<DataFrame>> {
+        match self {
+            Source::Table => Ok(Some(ctx.table(table).await?)),
+            Source::Tail(t) if t.files.is_empty() => Ok(None),
+            Source::Tail(t) => Ok(Some(files_frame(ctx, &t.files).await?)),
+        }
+    }
+
+    /// The versions the rows are checked against. A tail knows only the
+    /// current ones: its other rows are indexed as not current, which is
+    /// what an older version and one not landed yet both need.
+    pub async fn versions(&self, ctx: &SessionContext) -> Result<Versions> {
+        match self {
+            Source::Table => versions(ctx).await,
+            Source::Tail(t) => Ok(t
+                .current
+                .iter()
+                .map(|(id, v)| ((id.clone(), v.content_hash.clone()), Some(v.clone())))
+                .collect()),
+        }
+    }
+}
+
 /// The tail of `table` (chunks, embeddings) after the versions in `covers`,
 /// as the session `ctx` (with `documents` and `current_documents`) sees it.
 pub async fn tail(
@@ -177,7 +212,7 @@ pub async fn tail(
 /// `None` when a newer one replaced it or it was erased. A row whose
 /// version is absent belongs to a version whose `documents` row has not
 /// landed yet.
-pub async fn versions(ctx: &SessionContext) -> Result<HashMap<(String, String), Option<Version>>> {
+pub async fn versions(ctx: &SessionContext) -> Result<Versions> {
     let mut versions = HashMap::new();
     let sql = format!(
         "SELECT doc_id, content_hash, tenant, event_time, ingested_at, version_rank FROM ({})",
@@ -198,22 +233,36 @@ pub async fn versions(ctx: &SessionContext) -> Result<HashMap<(String, String), 
     Ok(versions)
 }
 
-/// The published generation of index `name`, as a local folder, with the
-/// tail of `table` it has not seen. `None` when there is none, when it was
-/// built after the session opened its tables, or when the log cannot say
-/// what it misses: the caller scans instead.
+/// An index's published layers, as local folders, and the tail of the
+/// table they have not seen.
+pub struct Published {
+    /// Oldest first, each with the documents whose rows in it may no longer
+    /// be current: those changed in later layers or in the tail. Their
+    /// versions are in `tail.current`.
+    pub layers: Vec<(PathBuf, HashSet<String>)>,
+    pub tail: Tail,
+}
+
+/// The file in a layer that lists the documents changed since the layer
+/// before it, one doc_id per line.
+pub const CHANGED_FILE: &str = "changed.txt";
+
+/// The published layers of index `name`, with the tail of `table` they have
+/// not seen. `None` when there are none, when they were built after the
+/// session opened its tables, or when the log cannot say what they miss:
+/// the caller scans instead.
 pub async fn published(
     ctx: &SessionContext,
     lake: &LakeView,
     name: &str,
     table: &str,
-) -> Result<Option<(PathBuf, Tail)>> {
+) -> Result<Option<Published>> {
     let home = IndexHome::new(&lake.root, &lake.storage, name)?;
     let Some(manifest) = home.manifest().await? else {
         return Ok(None);
     };
     let newer = manifest
-        .covers
+        .covers()
         .iter()
         .any(|(t, v)| lake.versions.get(t).is_some_and(|now| now < v));
     if newer {
@@ -221,14 +270,40 @@ pub async fn published(
         tracing::debug!(index = name, "the index is newer than the session's tables");
         return Ok(None);
     }
-    let tail = match tail(ctx, lake, &manifest.covers, table).await {
+    let mut tail = match tail(ctx, lake, &manifest.covers(), table).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!("the {name} index cannot be brought up to date ({e:#}): scanning instead; run `docstream index`");
             return Ok(None);
         }
     };
-    Ok(Some((home.local_copy(&manifest).await?, tail)))
+    let dirs = home.local_layers(&manifest).await?;
+    let mut later = tail.changed.clone();
+    let mut layers = Vec::new();
+    for dir in dirs.into_iter().rev() {
+        let changed = match std::fs::read_to_string(dir.join(CHANGED_FILE)) {
+            Ok(text) => text.lines().map(str::to_string).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        layers.push((dir, later.clone()));
+        later.extend(changed);
+    }
+    layers.reverse();
+    let unknown: HashSet<String> = later
+        .into_iter()
+        .filter(|id| !tail.changed.contains(id) && !tail.current.contains_key(id))
+        .collect();
+    tail.current.extend(current_versions(ctx, &unknown).await?);
+    Ok(Some(Published { layers, tail }))
+}
+
+/// The rows in `files` (Parquet data files of one table).
+pub async fn files_frame(ctx: &SessionContext, files: &[Url]) -> Result<DataFrame> {
+    let paths: Vec<String> = files.iter().map(Url::to_string).collect();
+    ctx.read_parquet(paths, ParquetReadOptions::default())
+        .await
+        .context("cannot read the files committed since the index was built")
 }
 
 /// `columns` of the rows in `files` (Parquet data files of one table).
@@ -240,11 +315,7 @@ pub async fn read_files(
     if files.is_empty() {
         return Ok(Vec::new());
     }
-    let paths: Vec<String> = files.iter().map(Url::to_string).collect();
-    let frame = ctx
-        .read_parquet(paths, ParquetReadOptions::default())
-        .await
-        .context("cannot read the files committed since the index was built")?;
+    let frame = files_frame(ctx, files).await?;
     Ok(frame.select_columns(columns)?.collect().await?)
 }
 

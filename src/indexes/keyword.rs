@@ -9,9 +9,9 @@ use anyhow::Result;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::fresh::{self, LakeView, Scope, Tail, Version};
+use super::fresh::{self, LakeView, Scope, Source, Tail, Version};
 use super::ranking::best;
-use super::text::{ChunkRow, TextHit, TextIndex, TextWriter};
+use super::text::{ChunkRow, Statistics, TextHit, TextIndex, TextWriter};
 
 /// The folder name of the full-text index under `<lake>/_indexes/`.
 pub const NAME: &str = "text";
@@ -20,7 +20,7 @@ pub const NAME: &str = "text";
 const QUERY_INDEX_MEMORY: usize = 64 << 20;
 
 /// The best `k` current chunks for `query` in `scope`, from the published
-/// index and its tail; `None` when the lake has no usable index.
+/// layers and their tail; `None` when the lake has no usable index.
 pub async fn search(
     ctx: &SessionContext,
     lake: &LakeView,
@@ -28,13 +28,24 @@ pub async fn search(
     k: usize,
     scope: &Scope,
 ) -> Result<Option<Vec<TextHit>>> {
-    let Some((dir, tail)) = fresh::published(ctx, lake, NAME, "chunks").await? else {
+    let Some(published) = fresh::published(ctx, lake, NAME, "chunks").await? else {
         return Ok(None);
     };
-    let index = tokio::task::spawn_blocking(move || TextIndex::open(&dir)).await??;
-    let mut hits = index.search_current(query, k, scope, &tail.changed, None)?;
-    if !tail.is_empty() {
-        for h in index.search_docs(query, &tail.changed)? {
+    let tail = published.tail;
+    let layers = tokio::task::spawn_blocking(move || {
+        published
+            .layers
+            .into_iter()
+            .map(|(dir, changed)| Ok((TextIndex::open(&dir)?, changed)))
+            .collect::<Result<Vec<_>>>()
+    })
+    .await??;
+    let tail_index = index_tail(ctx, &tail).await?;
+    let stats = Statistics::of(layers.iter().map(|(i, _)| i).chain(&tail_index));
+    let mut hits = Vec::new();
+    for (index, changed) in &layers {
+        hits.extend(index.search_current(query, k, scope, changed, Some(&stats))?);
+        for h in index.search_docs(query, changed, Some(&stats))? {
             if tail
                 .is_current(&h.doc_id, &h.content_hash)
                 .is_some_and(|v| scope.admits_version(v))
@@ -42,41 +53,31 @@ pub async fn search(
                 hits.push(h);
             }
         }
-        hits.extend(search_tail(ctx, &tail, &index, query, k, scope).await?);
+    }
+    if let Some(t) = &tail_index {
+        let none = HashSet::new();
+        hits.extend(t.search_current(query, k, scope, &none, Some(&stats))?);
     }
     Ok(Some(best(hits, k)))
 }
 
-/// The tail's current rows in `scope`, indexed in memory and scored with
-/// the published index's statistics.
-async fn search_tail(
-    ctx: &SessionContext,
-    tail: &Tail,
-    index: &TextIndex,
-    query: &str,
-    k: usize,
-    scope: &Scope,
-) -> Result<Vec<TextHit>> {
+/// The tail's current rows, indexed in memory; `None` when there are none.
+async fn index_tail(ctx: &SessionContext, tail: &Tail) -> Result<Option<TextIndex>> {
     let mut writer = TextWriter::create(None, QUERY_INDEX_MEMORY)?;
     let columns = ["doc_id", "chunk_idx", "content_hash", "text"];
     for b in fresh::read_files(ctx, &tail.files, &columns).await? {
         let rows = ChunkBatch::new(&b)?;
         for i in 0..rows.len() {
             let (doc_id, hash) = (&rows.doc_ids[i], &rows.hashes[i]);
-            if let Some(v) = tail
-                .is_current(doc_id, hash)
-                .filter(|v| scope.admits_version(v))
-            {
+            if let Some(v) = tail.is_current(doc_id, hash) {
                 writer.add(&rows.row(i, Some(v)))?;
             }
         }
     }
     if writer.rows() == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let tail_index = writer.finish()?;
-    let stats = index.searcher();
-    tail_index.search_current(query, k, &Scope::default(), &HashSet::new(), Some(&stats))
+    Ok(Some(writer.finish()?))
 }
 
 /// The same search with no published index: every current chunk is
@@ -89,7 +90,7 @@ pub async fn exact(
 ) -> Result<Vec<TextHit>> {
     let dir = tempfile::tempdir()?;
     let mut writer = TextWriter::create(Some(dir.path()), QUERY_INDEX_MEMORY)?;
-    index_lake(ctx, &mut writer, &|_| {}).await?;
+    index_lake(ctx, &Source::Table, &mut writer, &|_| {}).await?;
     let index = writer.finish()?;
     Ok(best(
         index.search_current(query, k, scope, &HashSet::new(), None)?,
@@ -97,18 +98,21 @@ pub async fn exact(
     ))
 }
 
-/// Indexes every chunk of `ctx`'s `chunks` table that belongs to a current
-/// document version, or to a version whose `documents` row has not landed
-/// yet. Memory holds one batch plus one entry per document version.
+/// Indexes every chunk of `source` that belongs to a current document
+/// version, or to a version whose `documents` row has not landed yet.
+/// Memory holds one batch plus one entry per document version.
 pub async fn index_lake(
     ctx: &SessionContext,
+    source: &Source<'_>,
     writer: &mut TextWriter,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    let versions = fresh::versions(ctx).await?;
-    let mut stream = ctx
-        .sql("SELECT doc_id, chunk_idx, content_hash, text FROM chunks")
-        .await?
+    let Some(frame) = source.frame(ctx, "chunks").await? else {
+        return Ok(());
+    };
+    let versions = source.versions(ctx).await?;
+    let mut stream = frame
+        .select_columns(&["doc_id", "chunk_idx", "content_hash", "text"])?
         .execute_stream()
         .await?;
     let mut done = 0;

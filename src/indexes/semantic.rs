@@ -3,16 +3,16 @@
 //! not seen, scored exactly. `exact` scans the `embeddings` table instead:
 //! the reference the index must agree with.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Float32Type, Float64Type};
-use deltalake::datafusion::prelude::{col, lit, SessionContext};
+use deltalake::datafusion::prelude::{col, lit, DataFrame, SessionContext};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::fresh::{self, LakeView, Scope};
+use super::fresh::{self, LakeView, Scope, Source, Versions};
 use super::ranking::best;
 use super::vector::{unit, Admit, Effort, VectorHit, VectorIndex, VectorRow, VectorWriter};
 use crate::functions::vector::dot;
@@ -65,32 +65,36 @@ pub async fn search(
     scope: &Scope,
     effort: Effort,
 ) -> Result<Option<Vec<VectorHit>>> {
-    let Some((dir, tail)) = fresh::published(ctx, lake, &index_name(model), "embeddings").await?
+    let Some(published) = fresh::published(ctx, lake, &index_name(model), "embeddings").await?
     else {
         return Ok(None);
     };
+    let tail = published.tail;
     let q = query.to_vec();
-    let changed = tail.changed.clone();
     let scope_owned = scope.clone();
-    let (mut hits, of_changed) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let index = VectorIndex::open(&dir)?;
-        let admit = Admit {
-            scope: &scope_owned,
-            changed: &changed,
-        };
-        Ok((
-            index.search(&q, k, &admit, effort)?,
-            index.search_docs(&q, &changed)?,
-        ))
+    let found = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut found = Vec::new();
+        for (dir, changed) in &published.layers {
+            let index = VectorIndex::open(dir)?;
+            let admit = Admit {
+                scope: &scope_owned,
+                changed,
+            };
+            found.push((
+                index.search(&q, k, &admit, effort)?,
+                index.search_docs(&q, changed)?,
+            ));
+        }
+        Ok(found)
     })
     .await??;
-    for h in of_changed {
-        if tail
-            .is_current(&h.doc_id, &h.content_hash)
-            .is_some_and(|v| scope.admits_version(v))
-        {
-            hits.push(h);
-        }
+    let mut hits = Vec::new();
+    for (current, of_changed) in found {
+        hits.extend(current);
+        hits.extend(of_changed.into_iter().filter(|h| {
+            tail.is_current(&h.doc_id, &h.content_hash)
+                .is_some_and(|v| scope.admits_version(v))
+        }));
     }
     let query = unit(query).context("the query vector has no direction")?;
     for b in fresh::read_files(ctx, &tail.files, &COLUMNS).await? {
@@ -207,11 +211,7 @@ pub async fn exact(
 ) -> Result<Vec<VectorHit>> {
     let query = unit(query).context("the query vector has no direction")?;
     let current = fresh::versions(ctx).await?;
-    let mut stream = ctx
-        .table("embeddings")
-        .await?
-        .filter(col("model").eq(lit(model)))?
-        .select_columns(&COLUMNS)?
+    let mut stream = of_model(ctx.table("embeddings").await?, model)?
         .execute_stream()
         .await?;
     let mut hits = Vec::new();
@@ -248,18 +248,29 @@ pub async fn dims(ctx: &SessionContext, model: &str) -> Result<Option<usize>> {
         .map(|v| v.len()))
 }
 
-/// Indexes every embedding of `model` that belongs to a current document
-/// version, or to one whose `documents` row has not landed yet. The graph
+/// `frame`'s embeddings of `model`, in `COLUMNS`.
+fn of_model(frame: DataFrame, model: &str) -> Result<DataFrame> {
+    Ok(frame
+        .filter(col("model").eq(lit(model)))?
+        .select_columns(&COLUMNS)?)
+}
+
+/// Indexes every embedding of `model` in `source` that belongs to a current
+/// document version, or to one whose `documents` row has not landed yet. The graph
 /// is built on a blocking thread fed through a bounded channel, so the
 /// runtime keeps serving; memory holds one batch, one shard and one entry
 /// per document version.
 pub async fn index_lake(
     ctx: &SessionContext,
+    source: &Source<'_>,
     model: &str,
     writer: VectorWriter,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VectorWriter> {
-    let versions = fresh::versions(ctx).await?;
+    let Some(frame) = source.frame(ctx, "embeddings").await? else {
+        return Ok(writer);
+    };
+    let versions = source.versions(ctx).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
     let model_owned = model.to_string();
     let builder = tokio::task::spawn_blocking(move || -> Result<VectorWriter> {
@@ -269,13 +280,7 @@ pub async fn index_lake(
         }
         Ok(writer)
     });
-    let mut stream = ctx
-        .table("embeddings")
-        .await?
-        .filter(col("model").eq(lit(model)))?
-        .select_columns(&COLUMNS)?
-        .execute_stream()
-        .await?;
+    let mut stream = of_model(frame, model)?.execute_stream().await?;
     let mut done = 0;
     while let Some(b) = stream.next().await {
         let b = b?;
@@ -294,7 +299,7 @@ fn add_batch(
     writer: &mut VectorWriter,
     b: &RecordBatch,
     model: &str,
-    versions: &HashMap<(String, String), Option<fresh::Version>>,
+    versions: &Versions,
 ) -> Result<()> {
     let rows = EmbeddingBatch::new(b)?;
     for (i, vector) in rows.rows_of(model) {

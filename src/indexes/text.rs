@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
+    Bm25StatisticsProvider, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, Schema, TextFieldIndexing,
@@ -206,7 +206,7 @@ impl TextIndex {
         })
     }
 
-    pub fn searcher(&self) -> Searcher {
+    fn searcher(&self) -> Searcher {
         self.reader.searcher()
     }
 
@@ -227,7 +227,7 @@ impl TextIndex {
         k: usize,
         scope: &Scope,
         skip: &HashSet<String>,
-        stats: Option<&Searcher>,
+        stats: Option<&dyn Bm25StatisticsProvider>,
     ) -> Result<Vec<TextHit>> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
@@ -267,7 +267,12 @@ impl TextIndex {
     }
 
     /// Every row of the documents in `docs` that matches, any version.
-    pub fn search_docs(&self, query: &str, docs: &HashSet<String>) -> Result<Vec<TextHit>> {
+    pub fn search_docs(
+        &self,
+        query: &str,
+        docs: &HashSet<String>,
+        stats: Option<&dyn Bm25StatisticsProvider>,
+    ) -> Result<Vec<TextHit>> {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
@@ -276,7 +281,7 @@ impl TextIndex {
             (Occur::Must, self.docs_query(docs)),
         ]);
         let n = self.searcher().search(&q, &Count)?;
-        self.top(q, n, None)
+        self.top(q, n, stats)
     }
 
     fn docs_query(&self, docs: &HashSet<String>) -> Box<dyn Query> {
@@ -289,7 +294,12 @@ impl TextIndex {
     /// The best `k` rows for `query` and every row tied with the k-th,
     /// scored with `stats`' collection statistics when given (a small
     /// tail index scored like the main one).
-    fn top(&self, query: BooleanQuery, k: usize, stats: Option<&Searcher>) -> Result<Vec<TextHit>> {
+    fn top(
+        &self,
+        query: BooleanQuery,
+        k: usize,
+        stats: Option<&dyn Bm25StatisticsProvider>,
+    ) -> Result<Vec<TextHit>> {
         if k == 0 {
             return Ok(Vec::new());
         }
@@ -340,6 +350,34 @@ impl TextIndex {
 
     pub fn rows(&self) -> u64 {
         self.searcher().num_docs()
+    }
+}
+
+/// BM25's collection statistics summed over several indexes (an index's
+/// layers and its tail), so each scores a row as one index of them all would.
+pub struct Statistics(Vec<Searcher>);
+
+impl Statistics {
+    pub fn of<'a>(indexes: impl IntoIterator<Item = &'a TextIndex>) -> Self {
+        Self(indexes.into_iter().map(TextIndex::searcher).collect())
+    }
+
+    fn sum(&self, f: impl Fn(&Searcher) -> tantivy::Result<u64>) -> tantivy::Result<u64> {
+        self.0.iter().map(f).sum()
+    }
+}
+
+impl Bm25StatisticsProvider for Statistics {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.sum(|s| s.total_num_tokens(field))
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        self.sum(|s| s.total_num_docs())
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.sum(|s| s.doc_freq(term))
     }
 }
 
@@ -470,7 +508,7 @@ mod tests {
         // By document, every version that matches.
         let docs: HashSet<String> = ["c".to_string(), "d".to_string()].into();
         assert_eq!(
-            ids(&index.search_docs("vendor", &docs).unwrap()),
+            ids(&index.search_docs("vendor", &docs, None).unwrap()),
             [("c", 0)]
         );
 

@@ -1,6 +1,10 @@
 //! Building an index and reporting how far behind the tables it is.
-//! A build reads the tables at their latest versions, writes a new
-//! generation and publishes it; it never touches the generation readers use.
+//! An update reads the tables at their latest versions and publishes a new
+//! generation; it never touches the generations readers use. Most updates
+//! index only the rows committed since the last one, as a new layer on
+//! top; the layers above the full build are merged once there are
+//! `MAX_LAYERS`, and everything is rebuilt once they hold more rows than
+//! the full build, so an update costs what changed, amortized.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -12,15 +16,19 @@ use serde::Serialize;
 use url::Url;
 
 use super::config::IndexesConfig;
-use super::fresh::LakeView;
+use super::fresh::{self, LakeView, Source, Tail, CHANGED_FILE};
 use super::keyword::{self, index_lake};
-use super::published::{IndexHome, Manifest, FORMAT};
+use super::published::{IndexHome, Layer, Manifest};
 use super::semantic;
 use super::text::TextWriter;
 use super::vector::VectorWriter;
 use crate::contract::tables;
 use crate::sinks::lake::Lake;
 use crate::storage::StorageOptions;
+
+/// Layers an index may have before the ones above its full build are
+/// merged into one.
+const MAX_LAYERS: usize = 8;
 
 /// An index the lake can have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,20 +80,21 @@ impl Kind {
         Ok(frame.count().await? as u64)
     }
 
-    /// Builds the index into `dir`; returns the rows indexed, or `None`
-    /// when there is nothing to index.
+    /// Builds the index of `source` into `dir`; returns the rows indexed,
+    /// or `None` when the lake has nothing to index.
     async fn build(
         &self,
         ctx: &SessionContext,
         dir: &std::path::Path,
         config: &IndexesConfig,
+        source: &Source<'_>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Option<u64>> {
         let memory = config.memory_mb.saturating_mul(1 << 20);
         match self {
             Kind::Text => {
                 let mut writer = TextWriter::create(Some(dir), memory)?;
-                index_lake(ctx, &mut writer, progress).await?;
+                index_lake(ctx, source, &mut writer, progress).await?;
                 let rows = writer.rows();
                 tokio::task::spawn_blocking(move || writer.finish()).await??;
                 Ok(Some(rows))
@@ -95,7 +104,7 @@ impl Kind {
                     return Ok(None);
                 };
                 let writer = VectorWriter::create(dir, model, dims, memory)?;
-                let writer = semantic::index_lake(ctx, model, writer, progress).await?;
+                let writer = semantic::index_lake(ctx, source, model, writer, progress).await?;
                 if writer.skipped() > 0 {
                     tracing::warn!(
                         model,
@@ -115,9 +124,36 @@ impl Kind {
 pub struct Updated {
     pub kind: Kind,
     pub manifest: Manifest,
+    /// Rows indexed by this update: all of them after a full build, the
+    /// new layer's otherwise; 0 when it was up to date.
+    pub indexed: u64,
     /// Already covered the tables' latest versions: nothing was built.
     pub up_to_date: bool,
     pub secs: f64,
+}
+
+/// The layers an update keeps, and the tail it indexes as a new layer on
+/// top of them; `None` when a full build is due.
+async fn plan(
+    ctx: &SessionContext,
+    lake: &LakeView,
+    kind: &Kind,
+    manifest: Manifest,
+) -> Option<(Vec<Layer>, Tail)> {
+    let mut keep = manifest.layers;
+    if keep.len() >= MAX_LAYERS {
+        keep.truncate(1);
+    }
+    let from = keep.last()?.covers.clone();
+    let tail = match fresh::tail(ctx, lake, &from, kind.table()).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!(index = kind.label(), "rebuilding: {e:#}");
+            return None;
+        }
+    };
+    let above: u64 = keep[1..].iter().map(|l| l.rows).sum();
+    (above + tail.rows <= keep[0].rows).then_some((keep, tail))
 }
 
 /// Opens the lake's tables at their latest versions on a new session,
@@ -174,38 +210,49 @@ pub async fn update(
         let started = Instant::now();
         let home = IndexHome::new(&lake.root, storage, &kind.name())?;
         let covers = kind.covers(&lake);
-        if let Some(manifest) = home.manifest().await? {
-            if manifest.covers == covers && !rebuild {
-                out.push(Updated {
-                    kind,
-                    manifest,
-                    up_to_date: true,
-                    secs: started.elapsed().as_secs_f64(),
-                });
-                continue;
-            }
+        let previous = home.manifest().await?.filter(|_| !rebuild);
+        if let Some(manifest) = previous.as_ref().filter(|m| m.covers() == covers) {
+            out.push(Updated {
+                kind,
+                manifest: manifest.clone(),
+                indexed: 0,
+                up_to_date: true,
+                secs: started.elapsed().as_secs_f64(),
+            });
+            continue;
         }
-        let total = kind.source_rows(&ctx).await?;
+        let plan = match previous {
+            Some(m) => plan(&ctx, &lake, &kind, m).await,
+            None => None,
+        };
+        let (source, total) = match &plan {
+            Some((_, tail)) => (Source::Tail(tail), tail.rows),
+            None => (Source::Table, kind.source_rows(&ctx).await?),
+        };
         let label = kind.label();
         let staged = tempfile::tempdir()?;
         let built = kind
-            .build(&ctx, staged.path(), config, &|done| {
+            .build(&ctx, staged.path(), config, &source, &|done| {
                 progress(&label, done, total)
             })
             .await?;
         let Some(rows) = built else { continue };
-        let manifest = Manifest {
-            format: FORMAT,
-            generation: IndexHome::new_generation(),
-            covers,
-            rows,
-            bytes: 0,
-            built_at: Utc::now(),
+        let layer = Layer::new(covers, rows);
+        let layers = match plan {
+            Some((mut keep, tail)) => {
+                let mut changed: Vec<&str> = tail.changed.iter().map(String::as_str).collect();
+                changed.sort_unstable();
+                std::fs::write(staged.path().join(CHANGED_FILE), changed.join("\n"))?;
+                keep.push(layer);
+                keep
+            }
+            None => vec![layer],
         };
-        let manifest = home.publish(staged.path(), manifest).await?;
+        let manifest = home.publish(staged.path(), Manifest::new(layers)).await?;
         out.push(Updated {
             kind,
             manifest,
+            indexed: rows,
             up_to_date: false,
             secs: started.elapsed().as_secs_f64(),
         });
@@ -221,7 +268,8 @@ pub async fn update_in_background(root: Url, storage: StorageOptions, config: In
             for u in all.iter().filter(|u| !u.up_to_date) {
                 tracing::info!(
                     index = u.kind.label(),
-                    rows = u.manifest.rows,
+                    indexed = u.indexed,
+                    layers = u.manifest.layers.len(),
                     secs = u.secs,
                     "index updated"
                 )
@@ -244,6 +292,8 @@ pub struct Status {
     /// Rows committed to the indexed table since the covered version
     /// (`None`: unknown, the log no longer reaches back; rebuild).
     pub rows_behind: Option<u64>,
+    /// Generations searched together: the full build, then one per update.
+    pub layers: usize,
     pub rows: u64,
     pub bytes: u64,
     pub built_at: Option<DateTime<Utc>>,
@@ -262,7 +312,7 @@ pub async fn status(root: &Url, storage: &StorageOptions) -> Result<Vec<Status>>
             None => Some(kind.source_rows(&ctx).await?),
             Some(m) => {
                 let store = lake.store(&ctx)?;
-                let from = m.covers.get(kind.table()).copied();
+                let from = m.covers().get(kind.table()).copied();
                 lake.changes(&store, kind.table(), from)
                     .await
                     .ok()
@@ -271,14 +321,12 @@ pub async fn status(root: &Url, storage: &StorageOptions) -> Result<Vec<Status>>
         };
         out.push(Status {
             index: kind.label(),
-            covers: manifest
-                .as_ref()
-                .map(|m| m.covers.clone())
-                .unwrap_or_default(),
+            covers: manifest.as_ref().map(Manifest::covers).unwrap_or_default(),
             latest: kind.covers(&lake),
             rows_behind,
-            rows: manifest.as_ref().map_or(0, |m| m.rows),
-            bytes: manifest.as_ref().map_or(0, |m| m.bytes),
+            layers: manifest.as_ref().map_or(0, |m| m.layers.len()),
+            rows: manifest.as_ref().map_or(0, Manifest::rows),
+            bytes: manifest.as_ref().map_or(0, Manifest::bytes),
             built_at: manifest.map(|m| m.built_at),
         });
     }
