@@ -335,7 +335,11 @@ mod tests {
         assert_eq!(read.layers.len(), 1);
         assert_eq!(read.layers[0].generation, third.generation);
         for g in [&first, &second] {
-            assert!(lake.path().join("_indexes/text").join(&g.generation).is_dir());
+            assert!(lake
+                .path()
+                .join("_indexes/text")
+                .join(&g.generation)
+                .is_dir());
         }
 
         // A manifest of another format is not trusted: rebuild.
