@@ -33,7 +33,7 @@ use docstream::analytics::search::{search, Depth, Retrievers};
 use docstream::contract::tables as contract;
 use docstream::indexes::config::IndexesConfig;
 use docstream::indexes::fresh::Scope;
-use docstream::indexes::update::update;
+use docstream::indexes::update::{update, Updated};
 use docstream::sinks::lake::Lake;
 use docstream::storage::{parse_location, StorageOptions};
 
@@ -502,14 +502,7 @@ async fn keyword_latency(
 
     reset_peak_rss();
     let built = Instant::now();
-    update(
-        root,
-        storage,
-        &IndexesConfig::default(),
-        false,
-        &|_, _, _| {},
-    )
-    .await?;
+    update_all(root, storage).await?;
     let build_secs = built.elapsed().as_secs_f64();
     let index_bytes = dir_bytes(&lake_dir.join("_indexes/text"))?;
     let table_bytes = dir_bytes(&lake_dir.join("chunks"))?;
@@ -557,14 +550,7 @@ async fn keyword_latency(
         p99 * 1e3
     );
     let updated = Instant::now();
-    update(
-        root,
-        storage,
-        &IndexesConfig::default(),
-        false,
-        &|_, _, _| {},
-    )
-    .await?;
+    update_all(root, storage).await?;
     println!(
         "  index update after that batch (a new layer): {:.2}s",
         updated.elapsed().as_secs_f64()
@@ -598,14 +584,7 @@ async fn hybrid_cli(chunks: usize) -> Result<()> {
         .await?;
     }
     let built = Instant::now();
-    let indexed = update(
-        &root,
-        &storage,
-        &IndexesConfig::default(),
-        false,
-        &|_, _, _| {},
-    )
-    .await?;
+    let indexed = update_all(&root, &storage).await?;
     println!(
         "hybrid search through the CLI: {docs} documents, {chunks} chunks and {MODEL} embeddings; both indexes built in {:.1}s ({})",
         built.elapsed().as_secs_f64(),
@@ -614,6 +593,15 @@ async fn hybrid_cli(chunks: usize) -> Result<()> {
             .map(|u| format!("{} {:.1}s", u.kind.label(), u.secs))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    let ratio = |index: &str, table: &str| -> Result<f64> {
+        Ok(dir_bytes(&lake_dir.join("_indexes").join(index))? as f64
+            / dir_bytes(&lake_dir.join(table))? as f64)
+    };
+    println!(
+        "  on disk: vector index {:.2}x the embeddings table, text index {:.2}x the chunks table",
+        ratio("vectors", "embeddings")?,
+        ratio("text", "chunks")?
     );
 
     let run = |extra: &[&str]| -> Result<f64> {
@@ -647,14 +635,7 @@ async fn hybrid_cli(chunks: usize) -> Result<()> {
 
     // One ingest batch of 1,000 documents, then the update that indexes it.
     append(&mut lake, docs..docs + 1000, per_doc, day0, MODEL).await?;
-    let updated = update(
-        &root,
-        &storage,
-        &IndexesConfig::default(),
-        false,
-        &|_, _, _| {},
-    )
-    .await?;
+    let updated = update_all(&root, &storage).await?;
     for u in updated {
         println!(
             "  update after one {}-chunk batch, {}: {:.2}s ({} layers)",
@@ -766,4 +747,16 @@ async fn append(
     let batch = embeddings_batch(start * per_doc, vectors, per_doc, model)?;
     lake.append("embeddings", vec![batch]).await?;
     Ok(())
+}
+
+/// Brings every index of the lake up to date.
+async fn update_all(root: &url::Url, storage: &StorageOptions) -> Result<Vec<Updated>> {
+    update(
+        root,
+        storage,
+        &IndexesConfig::default(),
+        false,
+        &|_, _, _| {},
+    )
+    .await
 }

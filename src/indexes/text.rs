@@ -33,6 +33,10 @@ use super::ranking::{tied, Scored};
 
 const ANALYZER: &str = "docstream_en";
 
+/// Rows tied with the k-th a search returns beyond the k; past this,
+/// which of the tied rows come back follows their place in the index.
+const MAX_TIED: usize = 1000;
+
 /// Tantivy needs this much writer memory per indexing thread.
 const MIN_THREAD_MEMORY: usize = 15 << 20;
 
@@ -307,7 +311,8 @@ impl TextIndex {
         let searcher = self.searcher();
         // Tantivy breaks ties by where a row sits in the index, which
         // depends on how the build split it; rows tied with the k-th are
-        // all returned, so callers break ties by chunk.
+        // all returned, so callers break ties by chunk. Up to a bound: a
+        // query of words every chunk holds ties the whole index.
         let mut limit = k;
         let found = loop {
             let collector = TopDocs::with_limit(limit.saturating_add(1)).order_by_score();
@@ -317,7 +322,9 @@ impl TextIndex {
             };
             match (found.get(k - 1), found.last()) {
                 (Some(kth), Some(last))
-                    if found.len() > limit && tied(kth.0.into(), last.0.into()) =>
+                    if found.len() > limit
+                        && limit < k.saturating_add(MAX_TIED)
+                        && tied(kth.0.into(), last.0.into()) =>
                 {
                     limit = limit.saturating_mul(2)
                 }
