@@ -229,6 +229,9 @@ fn lifecycle(t: &Target, root: &Path) {
     assert_eq!(s["rows_behind"], 0, "{s}");
     assert_eq!(s["covers"], s["latest"], "{s}");
     assert!(s["rows"].as_u64().unwrap() > 40, "{s}");
+    // The second tenant's backfill added a layer; with nothing replaced,
+    // the layers' statistics together are the scan's.
+    assert_eq!(s["layers"], 2, "{s}");
     for q in QUERIES {
         assert!(!t.agrees_with_exact(q, &[], REBUILT).is_empty(), "{q}");
     }

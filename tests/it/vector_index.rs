@@ -61,6 +61,8 @@ fn lifecycle(t: &Target, root: &Path) {
     let s = t.status_of("vector index");
     assert_eq!(s["rows_behind"], 0, "{s}");
     assert!(s["rows"].as_u64().unwrap() > 40, "{s}");
+    // The second tenant's backfill added a layer: searches read both.
+    assert_eq!(s["layers"], 2, "{s}");
     for q in ["budget overrun on the migration", "owner mitigation plan"] {
         agrees(t, q, &[]);
     }

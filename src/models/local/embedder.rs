@@ -40,21 +40,39 @@ impl LocalEmbedder {
         };
         let config: Config = serde_json::from_slice(&read("config.json")?)?;
         let dims = config.hidden_size;
-        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
-            .map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_tokens.min(config.max_position_embeddings),
-                stride: SPLIT_STRIDE,
-                ..Default::default()
-            }))
-            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-        tokenizer.with_padding(None);
-        let vb = VarBuilder::from_buffered_safetensors(
-            read("model.safetensors")?,
-            DType::F32,
-            &Device::Cpu,
-        )?;
+        let weights = dir.join("model.safetensors");
+        // The tokenizer's JSON and the weights load side by side: together
+        // they are most of a search command's start-up.
+        let (tokenizer, vb) = std::thread::scope(|s| {
+            let tokenizer = s.spawn(|| -> Result<Tokenizer> {
+                let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+                    .map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
+                tokenizer
+                    .with_truncation(Some(TruncationParams {
+                        max_length: max_tokens.min(config.max_position_embeddings),
+                        stride: SPLIT_STRIDE,
+                        ..Default::default()
+                    }))
+                    .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+                tokenizer.with_padding(None);
+                Ok(tokenizer)
+            });
+            // SAFETY: fetched model files are never written again; mapping
+            // spares reading 90 MB before copying it into tensors.
+            let vb = unsafe {
+                VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)
+            }
+            .with_context(|| {
+                format!(
+                    "cannot read {}; run `docstream models fetch` to download the local models",
+                    weights.display()
+                )
+            });
+            let tokenizer = tokenizer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the tokenizer's loader panicked"))?;
+            anyhow::Ok((tokenizer?, vb?))
+        })?;
         let model = BertModel::load(vb, &config)?;
         Ok(Self {
             model,
