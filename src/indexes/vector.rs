@@ -472,10 +472,14 @@ impl VectorIndex {
             };
             let mut found: Vec<(f32, usize)> = Vec::new();
             if admitted >= effort.exact_below.max(k) {
-                shard.graph.change_expansion_search(effort.beam.max(k));
+                // The graph ranks by f16 copies, which cannot tell near
+                // neighbours apart: it is asked for more than k, and the f32
+                // vectors pick the k.
+                let wanted = k.saturating_mul(2).max(k.saturating_add(10));
+                shard.graph.change_expansion_search(effort.beam.max(wanted));
                 let m = shard
                     .graph
-                    .filtered_search(&query, k, |key| rows.admits(key as usize, admit))?;
+                    .filtered_search(&query, wanted, |key| rows.admits(key as usize, admit))?;
                 found = m
                     .keys
                     .iter()
@@ -483,6 +487,7 @@ impl VectorIndex {
                     .filter(|i| *i < rows.len())
                     .map(|i| (dot(&query, shard.vector(i, self.dims)), i))
                     .collect();
+                keep_top(&mut found, k);
             }
             if found.len() < k.min(admitted) {
                 // Few rows, or the walk could not reach enough of them.
