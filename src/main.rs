@@ -18,6 +18,8 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // At debug level, what each traced step took.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();
     if let Some(worker) = cli.as_extract_worker() {
         return exit_code(worker.run());

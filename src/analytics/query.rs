@@ -50,6 +50,7 @@ pub struct Analytics {
 impl Analytics {
     /// Opens every table under `root`, with `config`'s memory limit. With
     /// an `embedder`, `embed_query` is available and embeds with it.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn open(
         root: &Url,
         storage: &StorageOptions,

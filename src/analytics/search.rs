@@ -147,23 +147,30 @@ pub async fn retrieve(
     scope: &Scope,
 ) -> Result<Vec<Hit>> {
     let Depth { k, candidates, .. } = depth;
-    let vector = match depth.retrievers {
-        Retrievers::Keyword => Vec::new(),
-        _ => match vector_hits(s, query, candidates, depth.exact, scope).await? {
-            Some(hits) => hits,
+    // The two retrievers run side by side: the vector side waits on the
+    // embedder's load, the keyword side does not.
+    let vector = async {
+        if depth.retrievers == Retrievers::Keyword {
+            return Ok(Vec::new());
+        }
+        match vector_hits(s, query, candidates, depth.exact, scope).await? {
+            Some(hits) => Ok(hits),
             None if depth.retrievers == Retrievers::Vector => bail!(
                 "vector search needs embeddings and the provider that made them: run the embeddings stage, or set [analytics] embed_providers"
             ),
             None => {
                 tracing::warn!("no embeddings to compare with: keyword search only");
-                Vec::new()
+                Ok(Vec::new())
             }
-        },
+        }
     };
-    let keyword = match depth.retrievers {
-        Retrievers::Vector => Vec::new(),
-        _ => keyword_hits(s, query, candidates, depth.exact, scope).await?,
+    let keyword = async {
+        match depth.retrievers {
+            Retrievers::Vector => Ok(Vec::new()),
+            _ => keyword_hits(s, query, candidates, depth.exact, scope).await,
+        }
     };
+    let (vector, keyword) = tokio::try_join!(vector, keyword)?;
 
     let mut fused: HashMap<ChunkKey, Hit> = HashMap::new();
     // Each list adds 1 / (RRF_K + rank) to its chunks and records why.
@@ -194,6 +201,7 @@ pub async fn retrieve(
 }
 
 /// The query's vector, from the search's embedder; `None` without one.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn query_vector(s: &Searching<'_>, query: &str) -> Result<Option<Vec<f32>>> {
     let Some(chain) = s.embedder else {
         return Ok(None);
@@ -310,6 +318,7 @@ fn terms(query: &str) -> Vec<String> {
 }
 
 /// Fills in each hit's text, snippet, pages, document title, source and tenant.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn describe(analytics: &Analytics, hits: &mut [Hit], terms: &[String]) -> Result<()> {
     if hits.is_empty() {
         return Ok(());

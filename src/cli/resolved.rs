@@ -57,6 +57,7 @@ impl Resolved {
     /// that cannot be opened, is an error unless `optional_embed`, and
     /// search falls back to keywords) and the
     /// answer model (with `answer`).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn models(&self, embed: bool, optional_embed: bool, answer: bool) -> Result<Models> {
         let p = &self.pipeline;
         let embed_providers = match (embed, p.embed_providers()) {

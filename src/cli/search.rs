@@ -30,10 +30,10 @@ pub struct ScopeArgs {
 }
 
 impl ScopeArgs {
-    /// The lake with the query embedder (keyword-only search still works
-    /// without one) and, with `answer`, the answer model.
-    async fn open(self, r: &Resolved, answer: bool) -> Result<Opened> {
-        let models = r.models(true, true, answer)?;
+    /// The lake with, when `embed`, the query embedder (keyword-only
+    /// search still works without one) and, with `answer`, the answer model.
+    async fn open(self, r: &Resolved, embed: bool, answer: bool) -> Result<Opened> {
+        let models = r.models(embed, true, answer)?;
         let analytics =
             Analytics::open(&r.lake, &r.storage, models.embedder, &r.pipeline.analytics).await?;
         let filters = Scope {
@@ -100,16 +100,19 @@ pub struct SearchArgs {
 
 impl SearchArgs {
     pub async fn run(self, r: Resolved) -> Result<()> {
-        let opened = self.scope.open(&r, false).await?;
+        let retrievers = match self.retrievers.as_str() {
+            "vector" => Retrievers::Vector,
+            "keyword" => Retrievers::Keyword,
+            _ => Retrievers::Hybrid,
+        };
+        // A keyword search never embeds, so the model is not loaded.
+        let embed = retrievers != Retrievers::Keyword;
+        let opened = self.scope.open(&r, embed, false).await?;
         let depth = Depth {
             k: self.k,
             candidates: self.candidates.max(self.k),
             exact: self.exact,
-            retrievers: match self.retrievers.as_str() {
-                "vector" => Retrievers::Vector,
-                "keyword" => Retrievers::Keyword,
-                _ => Retrievers::Hybrid,
-            },
+            retrievers,
         };
         let hits = search(&opened.analytics, &self.query, depth, &opened.filters).await?;
         if self.output.format == Format::Table && self.output.out.is_none() {
@@ -181,7 +184,7 @@ pub struct AskArgs {
 
 impl AskArgs {
     pub async fn run(self, r: Resolved) -> Result<()> {
-        let opened = self.scope.open(&r, true).await?;
+        let opened = self.scope.open(&r, true, true).await?;
         let answerer = opened
             .answerer
             .context("no answer model: set [analytics] answer_providers")?;

@@ -3,7 +3,7 @@
 //! tail). Searches use the index for the rest, and these to stay exact.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -13,6 +13,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::datafusion::prelude::{col, lit, DataFrame, ParquetReadOptions, SessionContext};
 use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::delta_log::{self, Changes};
@@ -102,7 +103,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// A document's current version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Version {
     pub content_hash: String,
     pub tenant: String,
@@ -175,6 +176,7 @@ impl Source<'_> {
 
 /// The tail of `table` (chunks, embeddings) after the versions in `covers`,
 /// as the session `ctx` (with `documents` and `current_documents`) sees it.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn tail(
     ctx: &SessionContext,
     lake: &LakeView,
@@ -244,13 +246,63 @@ pub struct Published {
 }
 
 /// The file in a layer that lists the documents changed since the layer
-/// before it, one doc_id per line.
-pub const CHANGED_FILE: &str = "changed.txt";
+/// before it, one JSON object per line: the doc_id and its version when the
+/// layer was built (`null` once erased). Recording the versions spares a
+/// search from looking them up.
+const CHANGED_FILE: &str = "changed.jsonl";
+
+#[derive(Serialize, Deserialize)]
+struct Changed {
+    doc_id: String,
+    version: Option<Version>,
+}
+
+/// Writes the documents `tail` changed, with their versions, into the
+/// layer being built in `dir`.
+pub fn write_changed(dir: &Path, tail: &Tail) -> Result<()> {
+    let mut ids: Vec<&String> = tail.changed.iter().collect();
+    ids.sort_unstable();
+    let mut out = Vec::new();
+    for id in ids {
+        let entry = Changed {
+            doc_id: id.clone(),
+            version: tail.current.get(id).cloned(),
+        };
+        serde_json::to_writer(&mut out, &entry)?;
+        out.push(b'\n');
+    }
+    std::fs::write(dir.join(CHANGED_FILE), out)
+        .with_context(|| format!("cannot write {}", dir.join(CHANGED_FILE).display()))
+}
+
+/// The documents the layer in `dir` records as changed, with their versions
+/// then; none for a full build.
+fn read_changed(dir: &Path) -> Result<Vec<(String, Option<Version>)>> {
+    let path = dir.join(CHANGED_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let c: Changed = serde_json::from_str(l).with_context(|| {
+                format!(
+                    "{} is damaged; run `docstream index --rebuild`",
+                    path.display()
+                )
+            })?;
+            Ok((c.doc_id, c.version))
+        })
+        .collect()
+}
 
 /// The published layers of index `name`, with the tail of `table` they have
 /// not seen. `None` when there are none, when they were built after the
 /// session opened its tables, or when the log cannot say what they miss:
 /// the caller scans instead.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn published(
     ctx: &SessionContext,
     lake: &LakeView,
@@ -278,23 +330,29 @@ pub async fn published(
         }
     };
     let dirs = home.local_layers(&manifest).await?;
+    // Going down from the newest layer, each layer's rows of documents
+    // changed above it are re-checked against the versions recorded
+    // above it: the newest record wins, and the tail's beats them all.
     let mut later = tail.changed.clone();
+    let mut recorded: HashMap<String, Option<Version>> = HashMap::new();
     let mut layers = Vec::new();
     for dir in dirs.into_iter().rev() {
-        let changed = match std::fs::read_to_string(dir.join(CHANGED_FILE)) {
-            Ok(text) => text.lines().map(str::to_string).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-        };
+        let changed = read_changed(&dir)?;
         layers.push((dir, later.clone()));
-        later.extend(changed);
+        for (id, version) in changed {
+            later.insert(id.clone());
+            recorded.entry(id).or_insert(version);
+        }
     }
     layers.reverse();
-    let unknown: HashSet<String> = later
-        .into_iter()
-        .filter(|id| !tail.changed.contains(id) && !tail.current.contains_key(id))
-        .collect();
-    tail.current.extend(current_versions(ctx, &unknown).await?);
+    for (id, version) in recorded {
+        if tail.changed.contains(&id) || tail.current.contains_key(&id) {
+            continue;
+        }
+        if let Some(v) = version {
+            tail.current.insert(id, v);
+        }
+    }
     Ok(Some(Published { layers, tail }))
 }
 

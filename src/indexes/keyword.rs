@@ -21,6 +21,7 @@ const QUERY_INDEX_MEMORY: usize = 64 << 20;
 
 /// The best `k` current chunks for `query` in `scope`, from the published
 /// layers and their tail; `None` when the lake has no usable index.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn search(
     ctx: &SessionContext,
     lake: &LakeView,
@@ -36,12 +37,12 @@ pub async fn search(
         published
             .layers
             .into_iter()
-            .map(|(dir, changed)| Ok((TextIndex::open(&dir)?, changed)))
+            .map(|(dir, changed)| Ok((TextIndex::shared(&dir)?, changed)))
             .collect::<Result<Vec<_>>>()
     })
     .await??;
     let tail_index = index_tail(ctx, &tail).await?;
-    let stats = Statistics::of(layers.iter().map(|(i, _)| i).chain(&tail_index));
+    let stats = Statistics::of(layers.iter().map(|(i, _)| i.as_ref()).chain(&tail_index));
     let mut hits = Vec::new();
     for (index, changed) in &layers {
         hits.extend(index.search_current(query, k, scope, changed, Some(&stats))?);

@@ -6,6 +6,7 @@
 //! - `published`: where generations live and how one is made current;
 //! - `delta_log`: what changed in a table after a version;
 //! - `fresh`: the documents and rows an index has not seen;
+//! - `opened`: generations kept open between searches;
 //! - `text`: the Tantivy full-text index;
 //! - `keyword`: keyword search through it, and the exact reference;
 //! - `vector`: the vector index of one embedding model (usearch HNSW);
@@ -17,6 +18,7 @@ pub mod config;
 pub mod delta_log;
 pub mod fresh;
 pub mod keyword;
+pub mod opened;
 pub mod published;
 pub mod ranking;
 pub mod semantic;

@@ -24,7 +24,7 @@ use url::Url;
 use crate::storage::{as_directory, cache_home, StorageOptions};
 
 /// Bumped when an index's layout changes: older generations are rebuilt.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Unpublished generations younger than this may be another builder's
 /// upload in progress, so clean-up leaves them alone.

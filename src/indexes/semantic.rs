@@ -56,6 +56,7 @@ pub async fn models(ctx: &SessionContext) -> Result<Vec<String>> {
 /// The best `k` current chunks of `model` by cosine to `query`, in
 /// `scope`, from the published index and its tail; `None` when the lake
 /// has no usable index for the model.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn search(
     ctx: &SessionContext,
     lake: &LakeView,
@@ -75,7 +76,7 @@ pub async fn search(
     let found = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut found = Vec::new();
         for (dir, changed) in &published.layers {
-            let index = VectorIndex::open(dir)?;
+            let index = VectorIndex::shared(dir)?;
             let admit = Admit {
                 scope: &scope_owned,
                 changed,

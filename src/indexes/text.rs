@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -29,6 +30,7 @@ use tantivy::{
 };
 
 use super::fresh::Scope;
+use super::opened::Opened;
 use super::ranking::{tied, Scored};
 
 const ANALYZER: &str = "docstream_en";
@@ -192,6 +194,7 @@ pub struct TextIndex {
 }
 
 impl TextIndex {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn open(dir: &Path) -> Result<Self> {
         let index = Index::open_in_dir(dir)
             .with_context(|| format!("cannot open the text index in {}", dir.display()))?;
@@ -209,6 +212,12 @@ impl TextIndex {
             index,
             reader,
         })
+    }
+
+    /// The index in `dir`, kept open for later searches in this process.
+    pub fn shared(dir: &Path) -> Result<Arc<Self>> {
+        static OPEN: Opened<TextIndex> = Opened::new();
+        OPEN.get(dir, Self::open)
     }
 
     fn searcher(&self) -> Searcher {
@@ -312,7 +321,9 @@ impl TextIndex {
         // Tantivy breaks ties by where a row sits in the index, which
         // depends on how the build split it; rows tied with the k-th are
         // all returned, so callers break ties by chunk. Up to a bound: a
-        // query of words every chunk holds ties the whole index.
+        // query of words every chunk holds ties the whole index. A tie
+        // costs one more search, straight to the bound: a tied search
+        // cannot skip blocks, so each costs a pass over every match.
         let mut limit = k;
         let found = loop {
             let collector = TopDocs::with_limit(limit.saturating_add(1)).order_by_score();
@@ -322,11 +333,9 @@ impl TextIndex {
             };
             match (found.get(k - 1), found.last()) {
                 (Some(kth), Some(last))
-                    if found.len() > limit
-                        && limit < k.saturating_add(MAX_TIED)
-                        && tied(kth.0.into(), last.0.into()) =>
+                    if found.len() > limit && limit == k && tied(kth.0.into(), last.0.into()) =>
                 {
-                    limit = limit.saturating_mul(2)
+                    limit = k.saturating_add(MAX_TIED)
                 }
                 _ => break found,
             }

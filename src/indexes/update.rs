@@ -16,7 +16,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::config::IndexesConfig;
-use super::fresh::{self, LakeView, Source, Tail, CHANGED_FILE};
+use super::fresh::{self, LakeView, Source, Tail};
 use super::keyword::{self, index_lake};
 use super::published::{IndexHome, Layer, Manifest};
 use super::semantic;
@@ -240,9 +240,7 @@ pub async fn update(
         let layer = Layer::new(covers, rows);
         let layers = match plan {
             Some((mut keep, tail)) => {
-                let mut changed: Vec<&str> = tail.changed.iter().map(String::as_str).collect();
-                changed.sort_unstable();
-                std::fs::write(staged.path().join(CHANGED_FILE), changed.join("\n"))?;
+                fresh::write_changed(staged.path(), &tail)?;
                 keep.push(layer);
                 keep
             }

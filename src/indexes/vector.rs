@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use deltalake::arrow::array::{
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
 use super::fresh::Scope;
+use super::opened::Opened;
 use super::ranking::{best, Scored};
 use crate::functions::vector::dot;
 
@@ -378,6 +379,9 @@ fn downcast<T: Array + Clone + 'static>(a: ArrayRef) -> Result<T> {
 
 struct Shard {
     graph: usearch::Index,
+    /// Held while a search sets the graph's beam and walks it: the beam
+    /// is the graph's, and searches may share an open index.
+    walking: Mutex<()>,
     vectors: Mmap,
     rows: Rows,
 }
@@ -396,6 +400,7 @@ pub struct VectorIndex {
 }
 
 impl VectorIndex {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn open(dir: &Path) -> Result<Self> {
         let meta: Meta = serde_json::from_slice(
             &std::fs::read(dir.join(META))
@@ -413,6 +418,7 @@ impl VectorIndex {
             let shard = Shard {
                 rows: Rows::open(&path("rows.arrow"))?,
                 graph,
+                walking: Mutex::new(()),
                 vectors,
             };
             let fits = shard.rows.len() == *rows
@@ -433,6 +439,12 @@ impl VectorIndex {
         })
     }
 
+    /// The index in `dir`, kept open for later searches in this process.
+    pub fn shared(dir: &Path) -> Result<Arc<Self>> {
+        static OPEN: Opened<VectorIndex> = Opened::new();
+        OPEN.get(dir, Self::open)
+    }
+
     pub fn dims(&self) -> usize {
         self.dims
     }
@@ -443,6 +455,7 @@ impl VectorIndex {
 
     /// The best `k` admitted rows by cosine to `query` (rows tied with the
     /// k-th included), scored exactly from the f32 vectors.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub fn search(
         &self,
         query: &[f32],
@@ -476,10 +489,12 @@ impl VectorIndex {
                 // neighbours apart: it is asked for more than k, and the f32
                 // vectors pick the k.
                 let wanted = k.saturating_mul(2).max(k.saturating_add(10));
+                let walking = shard.walking.lock().unwrap_or_else(|e| e.into_inner());
                 shard.graph.change_expansion_search(effort.beam.max(wanted));
                 let m = shard
                     .graph
                     .filtered_search(&query, wanted, |key| rows.admits(key as usize, admit))?;
+                drop(walking);
                 found = m
                     .keys
                     .iter()
@@ -491,6 +506,7 @@ impl VectorIndex {
             }
             if found.len() < k.min(admitted) {
                 // Few rows, or the walk could not reach enough of them.
+                tracing::debug!(admitted, found = found.len(), "exact scan of a shard");
                 found = (0..rows.len())
                     .filter(|i| rows.admits(*i, admit))
                     .map(|i| (dot(&query, shard.vector(i, self.dims)), i))

@@ -15,13 +15,13 @@ use docstream_models::provider::{ProviderConfig, ProviderKind};
 
 use super::config::ModelsConfig;
 #[cfg(feature = "local-models")]
-use super::local::{embedder::LocalEmbedder, generator::LocalGenerator, LocalModel};
+use super::local::{embedder::BackgroundEmbedder, generator::LocalGenerator, LocalModel};
 
 pub enum Backend {
     OpenAi(OpenAiClient),
     // In-process models run one request at a time on a blocking thread.
     #[cfg(feature = "local-models")]
-    LocalEmbed(Arc<Mutex<LocalEmbedder>>, LongInput),
+    LocalEmbed(Arc<BackgroundEmbedder>, LongInput),
     #[cfg(feature = "local-models")]
     LocalChat(Arc<Mutex<LocalGenerator>>),
 }
@@ -69,11 +69,8 @@ impl Backend {
                     .clone()
                     .unwrap_or_else(|| known.weights(&models.models_dir()));
                 if known.embedding {
-                    let model = LocalEmbedder::load(&path, config.context_tokens)?;
-                    Ok(Backend::LocalEmbed(
-                        Arc::new(Mutex::new(model)),
-                        config.long_input,
-                    ))
+                    let model = BackgroundEmbedder::open(&path, config.context_tokens)?;
+                    Ok(Backend::LocalEmbed(Arc::new(model), config.long_input))
                 } else {
                     let model = LocalGenerator::load(&path, config.context_tokens)?;
                     Ok(Backend::LocalChat(Arc::new(Mutex::new(model))))
@@ -86,7 +83,7 @@ impl Backend {
     pub fn local_dims(&self) -> Option<usize> {
         match self {
             #[cfg(feature = "local-models")]
-            Backend::LocalEmbed(m, _) => m.lock().ok().map(|m| m.dims()),
+            Backend::LocalEmbed(m, _) => Some(m.dims()),
             _ => None,
         }
     }
@@ -110,7 +107,7 @@ impl ModelBackend for Backend {
             Backend::LocalEmbed(model, long) => {
                 let (model, split) = (model.clone(), *long == LongInput::Split);
                 let out = blocking(move || {
-                    let model = model.lock().map_err(|_| "embedder poisoned".to_string())?;
+                    let model = model.get()?;
                     model.embed(&inputs, split).map_err(|e| format!("{e:#}"))
                 })
                 .await?;

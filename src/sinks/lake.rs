@@ -176,24 +176,28 @@ impl Lake {
     /// The table, or `None` when it has no commits yet.
     pub async fn table(&mut self, name: &str) -> Result<Option<&DeltaTable>> {
         if !self.tables.contains_key(name) {
-            let url = self.table_url(name)?;
-            if let Ok(path) = url.to_file_path() {
-                // deltalake refuses local table paths that do not exist yet.
-                std::fs::create_dir_all(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-            }
-            let options = self.storage.delta_options();
-            let table = if self.has_log(name).await? {
-                deltalake::open_table_with_storage_options(url, options).await
-            } else {
-                // Not created yet: a handle the first write creates the table with.
-                DeltaTableBuilder::from_url(url)
-                    .and_then(|b| b.with_storage_options(options).build())
-            }
-            .with_context(|| format!("cannot open table {name}"))?;
+            let table = self.open_table(name).await?;
             self.tables.insert(name.to_string(), table);
         }
         Ok(self.tables.get(name).filter(|t| t.version().is_some()))
+    }
+
+    /// Reads `name`'s log; a table without one yet is a handle its first
+    /// write creates the table with.
+    async fn open_table(&self, name: &str) -> Result<DeltaTable> {
+        let url = self.table_url(name)?;
+        if let Ok(path) = url.to_file_path() {
+            // deltalake refuses local table paths that do not exist yet.
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        let options = self.storage.delta_options();
+        if self.has_log(name).await? {
+            deltalake::open_table_with_storage_options(url, options).await
+        } else {
+            DeltaTableBuilder::from_url(url).and_then(|b| b.with_storage_options(options).build())
+        }
+        .with_context(|| format!("cannot open table {name}"))
     }
 
     /// Re-reads `table`'s log, so reads and commits see other writers' commits.
@@ -232,8 +236,20 @@ impl Lake {
     }
 
     /// Registers every table of the lake on `ctx` under its own name.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn register_all(&mut self, ctx: &SessionContext) -> Result<Vec<String>> {
         let names = self.table_names().await?;
+        // The logs are read side by side: one at a time, their round trips
+        // to an object store add up.
+        let unread: Vec<&String> = names
+            .iter()
+            .filter(|n| !self.tables.contains_key(n.as_str()))
+            .collect();
+        let opened =
+            futures::future::try_join_all(unread.iter().map(|n| self.open_table(n))).await?;
+        for (name, table) in unread.into_iter().zip(opened) {
+            self.tables.insert(name.clone(), table);
+        }
         for name in &names {
             if let Some(table) = self.table(name).await? {
                 register(ctx, name, table).await?;

@@ -1,9 +1,10 @@
 //! all-MiniLM-L6-v2 in-process: candle's BERT, mean pooling, L2 normalisation
 //! (the sentence-transformers recipe the model ships with).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
@@ -27,6 +28,77 @@ pub struct Embedded {
     pub truncated: usize,
 }
 
+/// A local embedder that loads on a background thread from the moment it
+/// is opened, so a command's other start-up (opening the lake) overlaps
+/// the load; the first embedding waits for it.
+pub struct BackgroundEmbedder {
+    loaded: Arc<OnceLock<Result<Mutex<LocalEmbedder>, String>>>,
+    dir: PathBuf,
+    max_tokens: usize,
+    dims: usize,
+}
+
+impl BackgroundEmbedder {
+    /// Checks that `dir` holds the model, then starts loading it.
+    pub fn open(dir: &Path, max_tokens: usize) -> Result<Self> {
+        let dims = read_config(dir)?.hidden_size;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            bail!(
+                "cannot read {}; run `docstream models fetch` to download the local models",
+                weights.display()
+            );
+        }
+        let loaded = Arc::new(OnceLock::new());
+        let (cell, path) = (loaded.clone(), dir.to_path_buf());
+        // Without a thread, the first embedding loads the model itself.
+        let _ = std::thread::Builder::new()
+            .name("embedder-load".into())
+            .spawn(move || {
+                cell.get_or_init(|| load(&path, max_tokens));
+            });
+        Ok(Self {
+            loaded,
+            dir: dir.to_path_buf(),
+            max_tokens,
+            dims,
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The loaded model, waiting for the load if it is under way.
+    pub fn get(&self) -> Result<MutexGuard<'_, LocalEmbedder>, String> {
+        let model = self
+            .loaded
+            .get_or_init(|| load(&self.dir, self.max_tokens))
+            .as_ref()
+            .map_err(Clone::clone)?;
+        model.lock().map_err(|_| "embedder poisoned".to_string())
+    }
+}
+
+fn load(dir: &Path, max_tokens: usize) -> Result<Mutex<LocalEmbedder>, String> {
+    LocalEmbedder::load(dir, max_tokens)
+        .map(Mutex::new)
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// `config.json` in `dir`.
+fn read_config(dir: &Path) -> Result<Config> {
+    let path = dir.join("config.json");
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read {}; run `docstream models fetch` to download the local models",
+            path.display()
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a model config", path.display()))
+}
+
 impl LocalEmbedder {
     /// Loads `model.safetensors`, `config.json` and `tokenizer.json` from `dir`.
     pub fn load(dir: &Path, max_tokens: usize) -> Result<Self> {
@@ -38,7 +110,7 @@ impl LocalEmbedder {
                 )
             })
         };
-        let config: Config = serde_json::from_slice(&read("config.json")?)?;
+        let config = read_config(dir)?;
         let dims = config.hidden_size;
         let weights = dir.join("model.safetensors");
         // The tokenizer's JSON and the weights load side by side: together
