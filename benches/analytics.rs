@@ -610,8 +610,14 @@ async fn hybrid_cli(chunks: usize) -> Result<()> {
     );
 
     // Distinct queries with the response cache off, so every run embeds
-    // its query as a person's new question does.
-    let pipeline_file = tmp.path().join("pipeline.toml");
+    // its query as a person's new question does. The default pipeline's
+    // stage files are found beside it, as in the repository.
+    std::fs::create_dir(tmp.path().join("pipelines"))?;
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"),
+        tmp.path().join("sql"),
+    )?;
+    let pipeline_file = tmp.path().join("pipelines").join("bench.toml");
     std::fs::write(
         &pipeline_file,
         format!(

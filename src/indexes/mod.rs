@@ -8,6 +8,7 @@
 //! - `fresh`: the documents and rows an index has not seen;
 //! - `opened`: generations kept open between searches;
 //! - `text`: the Tantivy full-text index;
+//! - `text_filter`: scope filters that keep its top-k pruning;
 //! - `keyword`: keyword search through it, and the exact reference;
 //! - `vector`: the vector index of one embedding model (usearch HNSW);
 //! - `semantic`: vector search through it, and the exact reference;
@@ -23,5 +24,6 @@ pub mod published;
 pub mod ranking;
 pub mod semantic;
 pub mod text;
+pub mod text_filter;
 pub mod update;
 pub mod vector;

@@ -15,12 +15,11 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    Bm25StatisticsProvider, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
-    TermSetQuery,
+    Bm25StatisticsProvider, BooleanQuery, Occur, Query, QueryParser, TermSetQuery,
 };
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, Schema, TextFieldIndexing,
-    TextOptions, Value, INDEXED, STORED, STRING,
+    TextOptions, Value, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
@@ -32,6 +31,7 @@ use tantivy::{
 use super::fresh::Scope;
 use super::opened::Opened;
 use super::ranking::{tied, Scored};
+use super::text_filter::{Filtered, RowFilter};
 
 const ANALYZER: &str = "docstream_en";
 
@@ -65,15 +65,18 @@ fn schema() -> (Schema, Fields) {
     );
     let fields = Fields {
         text,
-        doc_id: b.add_text_field("doc_id", STRING | STORED),
+        // Fast fields for the filters `text_filter` checks row by row.
+        doc_id: b.add_text_field("doc_id", STRING | STORED | FAST),
         chunk_idx: b.add_i64_field("chunk_idx", STORED),
         content_hash: b.add_text_field("content_hash", STORED),
-        tenant: b.add_text_field("tenant", STRING),
+        tenant: b.add_text_field("tenant", STRING | FAST),
         date: b.add_date_field(
             "date",
-            DateOptions::from(INDEXED).set_precision(DateTimePrecision::Microseconds),
+            DateOptions::from(INDEXED)
+                .set_fast()
+                .set_precision(DateTimePrecision::Microseconds),
         ),
-        current: b.add_bool_field("current", INDEXED),
+        current: b.add_bool_field("current", INDEXED | FAST),
     };
     (b.build(), fields)
 }
@@ -243,41 +246,15 @@ impl TextIndex {
         skip: &HashSet<String>,
         stats: Option<&dyn Bm25StatisticsProvider>,
     ) -> Result<Vec<TextHit>> {
-        let f = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, self.parse(query)),
-            (
-                Occur::Must,
-                term_query(Term::from_field_bool(f.current, true)),
-            ),
-        ];
-        if let Some(t) = &scope.tenant {
-            clauses.push((Occur::Must, term_query(Term::from_field_text(f.tenant, t))));
-        }
-        if scope.since.is_some() || scope.until.is_some() {
-            let bound = |t: &Option<DateTime<Utc>>, inclusive: bool| match t {
-                None => std::ops::Bound::Unbounded,
-                Some(t) => {
-                    let term = Term::from_field_date(f.date, index_date(t.timestamp_micros()));
-                    if inclusive {
-                        std::ops::Bound::Included(term)
-                    } else {
-                        std::ops::Bound::Excluded(term)
-                    }
-                }
-            };
-            clauses.push((
-                Occur::Must,
-                Box::new(RangeQuery::new(
-                    bound(&scope.since, true),
-                    bound(&scope.until, false),
-                )),
-            ));
-        }
-        if !skip.is_empty() {
-            clauses.push((Occur::MustNot, self.docs_query(skip)));
-        }
-        self.top(BooleanQuery::new(clauses), k, stats)
+        let date = |t: &Option<DateTime<Utc>>| t.map(|t| index_date(t.timestamp_micros()));
+        let filter = RowFilter {
+            current_only: true,
+            tenant: scope.tenant.clone(),
+            since: date(&scope.since),
+            until: date(&scope.until),
+            skip: Arc::new(skip.clone()),
+        };
+        self.top(&Filtered::new(self.parse(query), filter), k, stats)
     }
 
     /// Every row of the documents in `docs` that matches, any version.
@@ -295,7 +272,7 @@ impl TextIndex {
             (Occur::Must, self.docs_query(docs)),
         ]);
         let n = self.searcher().search(&q, &Count)?;
-        self.top(q, n, stats)
+        self.top(&q, n, stats)
     }
 
     fn docs_query(&self, docs: &HashSet<String>) -> Box<dyn Query> {
@@ -310,7 +287,7 @@ impl TextIndex {
     /// tail index scored like the main one).
     fn top(
         &self,
-        query: BooleanQuery,
+        query: &dyn Query,
         k: usize,
         stats: Option<&dyn Bm25StatisticsProvider>,
     ) -> Result<Vec<TextHit>> {
@@ -328,8 +305,8 @@ impl TextIndex {
         let found = loop {
             let collector = TopDocs::with_limit(limit.saturating_add(1)).order_by_score();
             let found = match stats {
-                Some(s) => searcher.search_with_statistics_provider(&query, &collector, s)?,
-                None => searcher.search(&query, &collector)?,
+                Some(s) => searcher.search_with_statistics_provider(query, &collector, s)?,
+                None => searcher.search(query, &collector)?,
             };
             match (found.get(k - 1), found.last()) {
                 (Some(kth), Some(last))
@@ -396,10 +373,6 @@ impl Bm25StatisticsProvider for Statistics {
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
         self.sum(|s| s.doc_freq(term))
     }
-}
-
-fn term_query(term: Term) -> Box<dyn Query> {
-    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
 }
 
 #[cfg(test)]
