@@ -479,6 +479,20 @@ mod tests {
             [("b", 0)]
         );
 
+        // A segment with no tenant and no date at all (only pending rows)
+        // passes nothing through those filters, and is no error.
+        let mut w = TextWriter::create(None, 32 << 20).unwrap();
+        w.add(&ChunkRow {
+            date: None,
+            ..row("p", 0, "vendor delay pending", None, 0)
+        })
+        .unwrap();
+        let pending = w.finish().unwrap();
+        for scope in [&acme, &late, &Scope::default()] {
+            let hits = pending.search_current("vendor", 10, scope, &skip, None);
+            assert_eq!(ids(&hits.unwrap()), []);
+        }
+
         // Rows tied with the k-th all come back, whatever the index layout.
         let mut w = TextWriter::create(None, 32 << 20).unwrap();
         for doc in ["t1", "t2", "t3"] {

@@ -123,45 +123,49 @@ struct Admit {
 }
 
 impl Admit {
-    /// `None` when no row of the segment can pass.
+    /// `None` when no row of the segment can pass. A segment holds a
+    /// column only when some row has a value, so a missing `tenant` or
+    /// `date` column passes no row through that filter.
     fn for_segment(filter: &RowFilter, reader: &SegmentReader) -> tantivy::Result<Option<Self>> {
         let fast = reader.fast_fields();
-        let strings = |name: &str| -> tantivy::Result<StrColumn> {
-            fast.str(name)?.ok_or_else(|| {
-                tantivy::TantivyError::SchemaError(format!("{name} is not a fast field"))
-            })
-        };
         let tenant = match &filter.tenant {
             None => None,
             Some(t) => {
-                let column = strings("tenant")?;
+                let Some(column) = fast.str("tenant")? else {
+                    return Ok(None);
+                };
                 match column.dictionary().term_ord(t)? {
                     Some(ord) => Some((column, ord)),
                     None => return Ok(None),
                 }
             }
         };
-        let skip = match filter.skip.is_empty() {
-            true => None,
-            false => {
-                let column = strings("doc_id")?;
-                let mut ords = HashSet::new();
-                for id in filter.skip.iter() {
-                    ords.extend(column.dictionary().term_ord(id)?);
-                }
-                Some((column, ords)).filter(|(_, ords)| !ords.is_empty())
+        let date = match filter.since.is_some() || filter.until.is_some() {
+            false => None,
+            true => match fast.column_opt::<DateTime>("date")? {
+                Some(column) => Some((column, filter.since, filter.until)),
+                None => return Ok(None),
+            },
+        };
+        let mut skip = None;
+        if let Some(column) = fast.str("doc_id")?.filter(|_| !filter.skip.is_empty()) {
+            let mut ords = HashSet::new();
+            for id in filter.skip.iter() {
+                ords.extend(column.dictionary().term_ord(id)?);
             }
+            skip = Some((column, ords)).filter(|(_, ords)| !ords.is_empty());
+        }
+        let current = match filter.current_only {
+            false => None,
+            true => match fast.column_opt::<bool>("current")? {
+                Some(column) => Some(column),
+                None => return Ok(None),
+            },
         };
         Ok(Some(Self {
-            current: match filter.current_only {
-                true => Some(fast.bool("current")?),
-                false => None,
-            },
+            current,
             tenant,
-            date: match filter.since.is_some() || filter.until.is_some() {
-                true => Some((fast.date("date")?, filter.since, filter.until)),
-                false => None,
-            },
+            date,
             skip,
         }))
     }
