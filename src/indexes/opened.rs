@@ -14,6 +14,12 @@ const KEEP: usize = 32;
 /// The most recently used open generations, oldest first.
 pub struct Opened<T>(Mutex<Vec<(PathBuf, Arc<T>)>>);
 
+impl<T> Default for Opened<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> Opened<T> {
     pub const fn new() -> Self {
         Self(Mutex::new(Vec::new()))
