@@ -12,6 +12,7 @@ use crate::analytics::config::AnalyticsConfig;
 use crate::extract::Limits;
 use crate::indexes::config::IndexesConfig;
 use crate::models::config::ModelsConfig;
+use crate::serve::config::ServeConfig;
 use crate::sinks::lake::LakeConfig;
 use crate::sources::bucket::SourceConfig;
 use crate::sources::kafka_config::KafkaConfig;
@@ -53,6 +54,9 @@ pub struct Pipeline {
     /// Search indexes under `<lake>/_indexes/`.
     #[serde(default)]
     pub indexes: IndexesConfig,
+    /// `docstream serve`: its upload spool and limits.
+    #[serde(default)]
+    pub serve: ServeConfig,
     pub stages: Vec<StageConfig>,
     /// Folder of the pipeline file, which relative paths start from;
     /// `None` for the built-in pipeline.

@@ -1,8 +1,8 @@
 //! docstream: documents → SQL stages with Rust UDFs → Delta Lake tables.
 //!
 //! The modules follow the dataflow: `sources` → `extract` → `stages` →
-//! `sinks`, with `indexes` derived from the lake, `analytics` reading it
-//! and `jobs` wiring it together.
+//! `sinks`, with `indexes` derived from the lake, `analytics` reading it,
+//! `jobs` wiring it together, and `serve` offering it over HTTP.
 
 pub mod analytics;
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod functions;
 pub mod indexes;
 pub mod jobs;
 pub mod models;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod stages;

@@ -9,8 +9,9 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::logical_expr::JoinType;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::datafusion::prelude::{col, lit, DataFrame, SessionContext};
 use docstream_models::chain::ModelChain;
 use docstream_models::provider::ProviderConfig;
 use futures::TryStreamExt;
@@ -35,6 +36,11 @@ const MAX_SQL_BYTES: usize = 1 << 20;
 /// (and slow down) once per level: real queries nest a few dozen deep.
 const MAX_EXPR_DEPTH: usize = 1000;
 
+const CURRENT_DOCUMENTS: &str = "current_documents";
+
+/// The tenant's doc ids, under a name no table has, for the semi-join.
+const SCOPE_KEY: &str = "__docstream_scope_doc_id";
+
 const MEMORY_HINT: &str = "The query needs more memory than [analytics] memory_limit_mb allows: aggregate or filter more, add LIMIT, or raise the limit in the pipeline file";
 
 pub struct Analytics {
@@ -45,6 +51,7 @@ pub struct Analytics {
     embedder: Option<Arc<ModelChain>>,
     resolved: Resolved,
     effort: Effort,
+    memory_limit: Option<usize>,
 }
 
 impl Analytics {
@@ -60,25 +67,12 @@ impl Analytics {
         let mut lake = Lake::open(root, storage).await?;
         let memory_limit =
             (config.memory_limit_mb > 0).then_some(config.memory_limit_mb.saturating_mul(1 << 20));
-        let ctx = crate::functions::session(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_limit,
-        )?;
-        let mut tables = lake.register_all(&ctx).await?;
+        let ctx = session(memory_limit)?;
+        let tables = lake.register_all(&ctx).await?;
         let versions = tables
             .iter()
             .filter_map(|t| lake.version(t).map(|v| (t.clone(), v)))
             .collect();
-        if tables.iter().any(|t| t == "documents") {
-            let view = ctx.sql(&tables::current_documents_sql()).await?.into_view();
-            ctx.register_table("current_documents", view)?;
-            tables.push("current_documents".into());
-        }
-        let resolved = Resolved::default();
-        if let Some(chain) = &embedder {
-            let dims = chain.embedding_dims().map_err(|e| anyhow::anyhow!(e))?;
-            embed_query::register(&ctx, dims, resolved.clone());
-        }
         let view = LakeView {
             root: lake.root().clone(),
             storage: storage.clone(),
@@ -88,15 +82,86 @@ impl Analytics {
             exact_below: config.vector_exact_below,
             beam: config.vector_search_beam.max(1),
         };
-        search_sql::register(&ctx, view.clone(), embedder.clone(), effort);
-        Ok(Self {
+        let mut opened = Self {
             ctx,
             lake: view,
-            tables,
+            tables: Vec::new(),
             embedder,
-            resolved,
+            resolved: Resolved::default(),
             effort,
-        })
+            memory_limit,
+        };
+        opened.finish(tables, None).await?;
+        Ok(opened)
+    }
+
+    /// This session as `tenant` sees it. Each table holds only the
+    /// tenant's rows: by its `tenant` column, else by its `doc_id` among
+    /// the tenant's documents; a table with neither is left out, and the
+    /// search functions search the tenant's documents only. The scope is
+    /// in the plans the tables are made of, so no SQL a caller writes
+    /// (joins, subqueries, `information_schema`) reaches other rows.
+    pub async fn scoped(&self, tenant: &str) -> Result<Self> {
+        let ctx = session(self.memory_limit)?;
+        let mut tables = Vec::new();
+        let own = col("tenant").eq(lit(tenant));
+        let documents = match self.has_table("documents") {
+            true => Some(self.ctx.table("documents").await?.filter(own.clone())?),
+            false => None,
+        };
+        for name in self.tables.iter().filter(|t| *t != CURRENT_DOCUMENTS) {
+            let frame = self.ctx.table(name.as_str()).await?;
+            let has = |c: &str| frame.schema().has_column_with_unqualified_name(c);
+            let scoped = if has("tenant") {
+                frame.filter(own.clone())?
+            } else if let (true, Some(docs)) = (has("doc_id"), &documents) {
+                let ids = docs.clone().select(vec![col("doc_id").alias(SCOPE_KEY)])?;
+                frame.join(ids, JoinType::LeftSemi, &["doc_id"], &[SCOPE_KEY], None)?
+            } else {
+                continue;
+            };
+            ctx.register_table(name.as_str(), scoped.into_view())?;
+            tables.push(name.clone());
+        }
+        let mut scoped = Self {
+            ctx,
+            lake: self.lake.clone(),
+            tables: Vec::new(),
+            embedder: self.embedder.clone(),
+            resolved: Resolved::default(),
+            effort: self.effort,
+            memory_limit: self.memory_limit,
+        };
+        scoped.finish(tables, Some(tenant.to_string())).await?;
+        Ok(scoped)
+    }
+
+    /// Adds what every session has beside its tables: `current_documents`,
+    /// `embed_query` and the search functions (searching `tenant` only,
+    /// when given).
+    async fn finish(&mut self, mut tables: Vec<String>, tenant: Option<String>) -> Result<()> {
+        if tables.iter().any(|t| t == "documents") {
+            let view = self
+                .ctx
+                .sql(&tables::current_documents_sql())
+                .await?
+                .into_view();
+            self.ctx.register_table(CURRENT_DOCUMENTS, view)?;
+            tables.push(CURRENT_DOCUMENTS.into());
+        }
+        if let Some(chain) = &self.embedder {
+            let dims = chain.embedding_dims().map_err(|e| anyhow::anyhow!(e))?;
+            embed_query::register(&self.ctx, dims, self.resolved.clone());
+        }
+        search_sql::register(
+            &self.ctx,
+            self.lake.clone(),
+            self.embedder.clone(),
+            self.effort,
+            tenant,
+        );
+        self.tables = tables;
+        Ok(())
     }
 
     /// What searches of this session run on.
@@ -207,6 +272,14 @@ impl Analytics {
         }
         anyhow::anyhow!(msg)
     }
+}
+
+/// A session with docstream's functions, one partition per core.
+fn session(memory_limit: Option<usize>) -> Result<SessionContext> {
+    crate::functions::session(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_limit,
+    )
 }
 
 /// The models analytics commands call, opened together (one hub, so they

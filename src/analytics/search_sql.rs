@@ -46,6 +46,8 @@ struct Searched {
     lake: LakeView,
     embedder: Option<Arc<ModelChain>>,
     effort: Effort,
+    /// The only tenant a scoped session searches.
+    tenant: Option<String>,
 }
 
 impl std::fmt::Debug for Searched {
@@ -60,17 +62,20 @@ impl std::fmt::Debug for Searched {
     }
 }
 
-/// Registers the search functions for `lake` on `ctx`.
+/// Registers the search functions for `lake` on `ctx`; with `tenant`,
+/// they find that tenant's chunks only, whatever tenant a query names.
 pub fn register(
     ctx: &SessionContext,
     lake: LakeView,
     embedder: Option<Arc<ModelChain>>,
     effort: Effort,
+    tenant: Option<String>,
 ) {
     let searched = Searched {
         lake,
         embedder,
         effort,
+        tenant,
     };
     for kind in [Kind::Text, Kind::Vector, Kind::Hybrid] {
         ctx.register_udtf(
@@ -230,6 +235,13 @@ impl TableFunctionImpl for SearchFunction {
             } else {
                 scope.until = Some(time);
             }
+        }
+        if let Some(only) = &self.searched.tenant {
+            if scope.tenant.as_ref().is_some_and(|t| t != only) {
+                let schema = self.kind.schema();
+                return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+            }
+            scope.tenant = Some(only.clone());
         }
         Ok(Arc::new(SearchTable {
             kind: self.kind,

@@ -19,9 +19,9 @@ mod query;
 mod report;
 mod resolved;
 mod search;
+mod serve;
 #[cfg(feature = "local-models")]
 mod serve_models;
-#[cfg(feature = "kafka")]
 mod signal;
 mod stage_args;
 mod terminal;
@@ -53,6 +53,7 @@ use crate::storage::StorageOptions;
         docstream watch s3://inbox/ --brokers localhost:9092 --topic documents\n  \
         docstream query \"SELECT severity, count(*) FROM risks GROUP BY severity\"\n  \
         docstream index && docstream search \"budget overrun on the data migration\" --k 5\n  \
+        docstream serve    # then open http://127.0.0.1:8080/\n  \
         docstream ask \"Which projects have unmitigated security risks, and who owns them?\"\n  \
         docstream report risks-by-week\n  \
         docstream optimize --lake s3://lake/ && docstream vacuum --retain-hours 168\n  \
@@ -110,6 +111,7 @@ pub enum Command {
     Eval(eval::Args),
     Search(search::SearchArgs),
     Ask(search::AskArgs),
+    Serve(serve::Args),
     Report(report::Args),
     Optimize(maintenance::OptimizeArgs),
     Vacuum(maintenance::VacuumArgs),
@@ -155,6 +157,7 @@ impl Cli {
             Command::Eval(args) => args.run(resolved).await,
             Command::Search(args) => args.run(resolved).await,
             Command::Ask(args) => args.run(resolved).await,
+            Command::Serve(args) => args.run(resolved).await,
             Command::Report(args) => args.run(resolved).await,
             Command::Optimize(args) => args.run(resolved).await,
             Command::Vacuum(args) => args.run(resolved).await,

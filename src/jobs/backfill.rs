@@ -10,12 +10,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::commit::{commit, Pending};
 use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
 use crate::config::Pipeline;
@@ -85,15 +86,6 @@ enum Outcome {
     Landed(Box<Landing>, bool),
     Failed(Failure),
     Skipped,
-}
-
-/// What waits for the next commit besides the batch of documents.
-#[derive(Default)]
-struct Pending {
-    failures: Vec<Failure>,
-    /// New versions of documents already in the lake, with their new
-    /// descendants: the old ones that are not among them are erased.
-    replaced: Vec<(String, HashSet<String>)>,
 }
 
 /// What a backfill reports as it goes (the command line draws a bar).
@@ -247,9 +239,7 @@ impl Backfill {
         }
     }
 
-    /// Runs the stages on the open batch and commits every table. Children
-    /// that a document's new version no longer holds are erased first, and
-    /// `documents` commits last: it is what re-runs check to skip a version.
+    /// Runs the stages on the open batch and commits every table.
     async fn flush(
         &self,
         lake: &mut Lake,
@@ -257,62 +247,19 @@ impl Backfill {
         pending: &mut Pending,
         summary: &mut Summary,
     ) -> Result<()> {
-        let replaced = std::mem::take(&mut pending.replaced);
-        let stale = lake.stale_children(&replaced).await?;
-        if !stale.is_empty() {
-            let mut tables = self.runner.tables();
-            tables.push("failures");
-            // `documents` last: until it commits, a re-run finds them again.
-            tables.sort_by_key(|t| *t == "documents");
-            for table in tables {
-                lake.delete_documents(table, &stale).await?;
-            }
-        }
-        let writes_documents = self.runner.tables().contains(&"documents");
-        let mut docs = batcher.take();
-        let batch_docs = docs.len();
-        if writes_documents {
-            // Landed by another writer since this run listed the source.
-            let landed = lake
-                .landed_among(
-                    "documents",
-                    docs.iter()
-                        .map(|d| (d.doc_id.as_str(), d.content_hash.as_str())),
-                )
-                .await?;
-            docs.retain(|d| !landed.contains(&(d.doc_id.clone(), d.content_hash.clone())));
-        }
-        let docs: Vec<&ExtractedDoc> = docs.iter().collect();
-        let (mut outputs, stage_failures) = self.runner.run_docs(&docs).await?;
-        summary.stage_failures += stage_failures.len();
-        let unwritten = stage_failures
-            .iter()
-            .filter(|f| f.stage == "documents")
-            .count();
-        pending.failures.extend(stage_failures);
-        outputs.sort_by_key(|o| o.table == "documents");
-        let failed = std::mem::take(&mut pending.failures);
-        if !failed.is_empty() {
-            let batch = failure::to_batch(&failed, Utc::now())?;
-            summary.commits += usize::from(lake.append("failures", vec![batch]).await? > 0);
-        }
-        let mut documents = 0;
-        for output in outputs {
-            let rows = lake
-                .append(&output.table, output.batches)
-                .await
-                .with_context(|| format!("writing table {}", output.table))?;
-            summary.commits += usize::from(rows > 0);
-            if output.table == "documents" {
-                documents = rows;
-            }
-        }
-        if writes_documents {
-            // Versions another writer landed first are skipped, not landed.
-            let theirs = batch_docs.saturating_sub(documents + unwritten);
-            summary.landed -= theirs;
-            summary.skipped += theirs;
-        }
+        let docs = batcher.take();
+        let done = commit(
+            lake,
+            &self.runner,
+            docs,
+            std::mem::take(pending),
+            &mut |_, _, _| {},
+        )
+        .await?;
+        summary.stage_failures += done.stage_failures.len();
+        summary.commits += done.commits;
+        summary.landed -= done.theirs;
+        summary.skipped += done.theirs;
         Ok(())
     }
 }

@@ -2,11 +2,13 @@
 
 pub mod arroyo_deploy;
 pub mod backfill;
+pub mod commit;
 pub mod document;
 pub mod extract_pool;
 #[cfg(feature = "kafka")]
 pub mod ingest;
 #[cfg(feature = "kafka")]
 pub mod publish;
+pub mod uploads;
 #[cfg(feature = "kafka")]
 pub mod watch;

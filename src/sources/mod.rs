@@ -1,4 +1,5 @@
-//! Where documents come from: bucket listings, Kafka events, bucket changes.
+//! Where documents come from: bucket listings, Kafka events, bucket
+//! changes, and uploads waiting in the spool.
 
 pub mod bucket;
 pub mod event;
@@ -6,3 +7,4 @@ pub mod event;
 pub mod kafka;
 pub mod kafka_config;
 pub mod object_policy;
+pub mod spool;

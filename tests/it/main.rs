@@ -19,5 +19,6 @@ mod ocr;
 mod pdf_file;
 mod s3;
 mod search_index;
+mod serve;
 #[cfg(feature = "local-models")]
 mod vector_index;

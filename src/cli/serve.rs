@@ -1,0 +1,158 @@
+//! `docstream serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{bail, Context, Result};
+use tokio::sync::{Notify, Semaphore};
+
+use super::resolved::{extraction_isolation, Resolved};
+use super::signal::shutdown_signal;
+use super::stage_args::StageArgs;
+use crate::jobs::uploads::UploadLander;
+use crate::serve::jobs::JobBoard;
+use crate::serve::state::{AppState, Metrics, Sessions};
+use crate::serve::tokens::Tokens;
+use crate::serve::{erasure_channel, serve};
+use crate::sources::spool::Spool;
+
+/// Run docstream as a service: an HTTP API and a web page for uploads,
+/// live progress, documents, search and answers.
+///
+/// Each upload is stored durably before the server answers 202, then lands
+/// through the same stages as `backfill`, in batches that share model
+/// calls; a server killed at any moment lands every accepted upload after
+/// a restart, once. With --tokens, each token sees one tenant's documents
+/// (or all, for "*"); without, the server listens on loopback only.
+/// Limits are set in the pipeline file's [serve] section.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    docstream serve                                    # http://127.0.0.1:8080/, ./lake\n  \
+    docstream serve --stages documents,chunks          # no model calls\n  \
+    docstream serve --addr 0.0.0.0:8080 --tokens tokens.toml --lake s3://lake/\n  \
+    curl -F file=@contract.pdf http://127.0.0.1:8080/v1/documents\n  \
+    curl -N http://127.0.0.1:8080/v1/jobs/$JOB/events\n  \
+    curl 'http://127.0.0.1:8080/v1/search?q=vendor+delay&k=5'\n  \
+    curl -H 'Authorization: Bearer s3cret-a' -d '{\"sql\": \"SELECT count(*) FROM documents\"}' \\\n       -H 'content-type: application/json' http://127.0.0.1:8080/v1/query\n\n\
+    tokens.toml:\n  \
+    [[token]]\n  \
+    token = \"s3cret-a\"        # or sha256 = \"<hex of the token's SHA-256>\"\n  \
+    tenant = \"acme\"           # \"*\" sees every tenant")]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+
+    /// Tokens file (TOML): each token's tenant. Without one, every caller
+    /// sees everything, so the server listens on loopback only.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+
+    /// Folder for accepted uploads waiting to land. Default: [serve] spool,
+    /// else `_spool` under a local lake, else ./docstream-spool.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// Tenant of uploads from a server without tokens, or from an admin
+    /// token that names none. Default: the pipeline's source.tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+
+    #[command(flatten)]
+    pub stages: StageArgs,
+}
+
+impl Args {
+    pub async fn run(self, r: Resolved) -> Result<()> {
+        let tokens = self.tokens.as_deref().map(Tokens::load).transpose()?;
+        let addr = resolve(&self.addr).await?;
+        if tokens.is_none() && !addr.ip().is_loopback() {
+            bail!(
+                "without --tokens, every caller would see every document, so serve listens on loopback only; give --tokens FILE to listen on {addr}"
+            );
+        }
+        let runner = r.runner(&self.stages.stages)?;
+        let p = &r.pipeline;
+        let models = match r.models(true, true, true) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("{e:#}; /v1/ask is off");
+                r.models(true, true, false)?
+            }
+        };
+        let spool_dir = self
+            .spool
+            .or(p.serve.spool.as_ref().map(PathBuf::from))
+            .or_else(|| r.lake.to_file_path().ok().map(|l| l.join("_spool")))
+            .unwrap_or_else(|| PathBuf::from("docstream-spool"));
+        let spool = Arc::new(Spool::open(&spool_dir)?);
+        let mut tables: Vec<String> = runner.tables().iter().map(|t| t.to_string()).collect();
+        tables.push("failures".into());
+        let (erase_tx, erase_rx) = erasure_channel();
+        let state = Arc::new(AppState {
+            config: p.serve.clone(),
+            tokens,
+            default_tenant: self.tenant.unwrap_or_else(|| p.source.tenant.clone()),
+            spool: spool.clone(),
+            jobs: Arc::new(JobBoard::new(tables)),
+            wake: Arc::new(Notify::new()),
+            sessions: Sessions::new(
+                r.lake.clone(),
+                r.storage.clone(),
+                models.embedder,
+                p.analytics.clone(),
+            ),
+            answerer: models.answerer,
+            min_similarity: p.analytics.min_similarity,
+            queries: Semaphore::new(p.serve.max_concurrent_queries.max(1)),
+            metrics: Metrics::default(),
+            ready: AtomicBool::new(false),
+            erasures: erase_tx,
+            openapi: OnceLock::new(),
+        });
+        let lander = UploadLander {
+            spool,
+            lake: r.lake.clone(),
+            storage: r.storage.clone(),
+            checkpoint_interval: p.lake.checkpoint_interval,
+            runner,
+            limits: p.extract.clone(),
+            parallelism: match p.source.parallelism {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            },
+            isolation: extraction_isolation(),
+            max_batch: p.serve.max_batch,
+        };
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr}; is the port in use? Pick another with --addr")
+        })?;
+        let addr = listener.local_addr()?;
+        println!(
+            "docstream serving http://{addr}/ — lake {}, spool {} ({} waiting){}",
+            r.lake,
+            spool_dir.display(),
+            state.spool.waiting(),
+            if state.tokens.is_some() {
+                ", tokens required"
+            } else {
+                ""
+            }
+        );
+        serve(listener, state, lander, erase_rx, shutdown_signal()).await
+    }
+}
+
+/// The socket address `addr` names (a host name is looked up).
+async fn resolve(addr: &str) -> Result<SocketAddr> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("--addr {addr}: give HOST:PORT, e.g. 127.0.0.1:8080"))?
+        .next()
+        .with_context(|| format!("--addr {addr} resolves to no address"))
+}

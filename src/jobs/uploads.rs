@@ -1,0 +1,324 @@
+//! Uploads: waiting versions from the spool, through extraction and the
+//! stages, into the lake. Uploads that wait together share one batch (and
+//! its model calls), like a backfill's micro-batch. An upload leaves the
+//! spool only after its version landed, so a crash at any point re-lands
+//! it on restart, and every table skips the versions it already holds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Notify};
+use url::Url;
+
+use super::commit::{commit, Pending};
+use super::document::{extract_document, Landing, Origin};
+use super::extract_pool::{ExtractPool, Isolation};
+use crate::contract::failure::Failure;
+use crate::extract::Limits;
+use crate::sinks::lake::Lake;
+use crate::sources::spool::{Spool, Upload};
+use crate::stages::runner::StageRunner;
+use crate::storage::StorageOptions;
+
+/// The longest wait between retries of a batch the lake refused.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the spool is looked at when nobody rings.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// One step of an upload on its way into the lake.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Picked up: being read and extracted.
+    Running,
+    /// Extracted into this many documents (itself and its members).
+    Extracted { documents: usize },
+    /// A table of its batch committed, at this version.
+    Committed {
+        table: String,
+        rows: usize,
+        version: Option<u64>,
+    },
+    /// Its version is in the lake; `failures` lists stages that failed on it.
+    Landed { failures: Vec<StageFailure> },
+    /// It cannot land: it could not be read or extracted.
+    Failed { stage: String, error: String },
+    /// The lake refused its batch; it waits in the spool for the retry.
+    Retrying { error: String },
+}
+
+/// A failure row, as an upload's progress shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct StageFailure {
+    pub doc_id: String,
+    pub stage: String,
+    pub error_kind: String,
+    pub error: String,
+}
+
+impl From<&Failure> for StageFailure {
+    fn from(f: &Failure) -> Self {
+        Self {
+            doc_id: f.doc_id.clone(),
+            stage: f.stage.clone(),
+            error_kind: f.kind.as_str().to_string(),
+            error: f.error.clone(),
+        }
+    }
+}
+
+/// Who hears of uploads' steps (the server's job list).
+pub trait Progress: Send + Sync {
+    fn step(&self, upload: &Upload, step: Step);
+}
+
+/// A request to erase a document (with its members) from every table.
+pub struct Erase {
+    pub doc_id: String,
+    /// Rows deleted from `documents`, or why it failed.
+    pub done: oneshot::Sender<Result<usize>>,
+}
+
+pub struct UploadLander {
+    pub spool: Arc<Spool>,
+    pub lake: Url,
+    pub storage: StorageOptions,
+    pub checkpoint_interval: u64,
+    pub runner: StageRunner,
+    pub limits: Limits,
+    pub parallelism: usize,
+    pub isolation: Isolation,
+    /// Uploads in one batch, at most.
+    pub max_batch: usize,
+}
+
+impl UploadLander {
+    /// Lands waiting uploads until the process ends; `wake` rings when one
+    /// is accepted, and `landed` after each batch commits. Erasures run
+    /// between batches, after the uploads accepted before them landed, so
+    /// they never race an append of the same document.
+    pub async fn run(
+        self,
+        wake: Arc<Notify>,
+        landed: Arc<Notify>,
+        progress: Arc<dyn Progress>,
+        mut erasures: mpsc::Receiver<Erase>,
+    ) -> Result<()> {
+        self.runner.check().await?;
+        let mut lake = Lake::open(&self.lake, &self.storage)
+            .await?
+            .with_checkpoint_interval(self.checkpoint_interval);
+        let mut tables = self.runner.tables();
+        tables.push("failures");
+        lake.create_contract_tables(&tables).await?;
+        let mut known: HashSet<String> = lake
+            .keys("documents", None)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let pool = ExtractPool::new(self.parallelism.max(1), self.isolation.clone());
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let mut batch = self.spool.list()?;
+            batch.truncate(self.max_batch.max(1));
+            if batch.is_empty() {
+                if let Ok(erase) = erasures.try_recv() {
+                    let erased = self.erase(&mut lake, &erase.doc_id).await;
+                    known.remove(&erase.doc_id);
+                    landed.notify_one();
+                    // The caller may have hung up; the erasure stands.
+                    let _ = erase.done.send(erased);
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = wake.notified() => {}
+                    Some(erase) = erasures.recv() => {
+                        let erased = self.erase(&mut lake, &erase.doc_id).await;
+                        known.remove(&erase.doc_id);
+                        landed.notify_one();
+                        let _ = erase.done.send(erased);
+                    }
+                }
+                continue;
+            }
+            match self
+                .land(&mut lake, &batch, &mut known, &pool, progress.as_ref())
+                .await
+            {
+                Ok(()) => {
+                    backoff = Duration::from_millis(500);
+                    landed.notify_one();
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    tracing::error!(%error, uploads = batch.len(), "cannot land uploads; retrying");
+                    for u in &batch {
+                        progress.step(
+                            u,
+                            Step::Retrying {
+                                error: error.clone(),
+                            },
+                        );
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Extracts `batch`, commits it, reports each upload's end and drops
+    /// it from the spool.
+    async fn land(
+        &self,
+        lake: &mut Lake,
+        batch: &[Upload],
+        known: &mut HashSet<String>,
+        pool: &ExtractPool,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let landed = lake
+            .landed_among(
+                "documents",
+                batch
+                    .iter()
+                    .map(|u| (u.doc_id.as_str(), u.content_hash.as_str())),
+            )
+            .await?;
+        let (done, todo): (Vec<&Upload>, Vec<&Upload>) = batch
+            .iter()
+            .partition(|u| landed.contains(&(u.doc_id.clone(), u.content_hash.clone())));
+        for u in done {
+            // Landed before a crash let it leave the spool.
+            progress.step(u, Step::Landed { failures: vec![] });
+            self.spool.remove(u)?;
+        }
+        for u in &todo {
+            progress.step(u, Step::Running);
+        }
+        let extracted: Vec<(&Upload, Result<Landing, Box<Failure>>)> = futures::stream::iter(todo)
+            .map(|u| async move { (u, self.extract(u, pool).await) })
+            .buffered(self.parallelism.max(1))
+            .collect()
+            .await;
+        let mut docs = Vec::new();
+        let mut pending = Pending::default();
+        let mut ends = Vec::new();
+        for (u, outcome) in extracted {
+            match outcome {
+                Ok(landing) => {
+                    if let (true, Some(doc)) = (known.contains(&u.doc_id), landing.document()) {
+                        let children = landing.descendants().map(str::to_string).collect();
+                        pending.replaced.push((doc.doc_id.clone(), children));
+                    }
+                    progress.step(
+                        u,
+                        Step::Extracted {
+                            documents: landing.docs.len(),
+                        },
+                    );
+                    let doc_ids: Vec<String> =
+                        landing.docs.iter().map(|d| d.doc_id.clone()).collect();
+                    pending.failures.extend(landing.failures().cloned());
+                    docs.extend(landing.docs);
+                    ends.push((u, Ok(doc_ids)));
+                }
+                Err(failure) => {
+                    let end = Step::Failed {
+                        stage: failure.stage.clone(),
+                        error: failure.error.clone(),
+                    };
+                    pending.failures.push(*failure);
+                    ends.push((u, Err(end)));
+                }
+            }
+        }
+        let uploads: Vec<&Upload> = ends.iter().map(|(u, _)| *u).collect();
+        let early: Vec<Failure> = pending.failures.clone();
+        let committed = commit(
+            lake,
+            &self.runner,
+            docs,
+            pending,
+            &mut |table, rows, version| {
+                for u in &uploads {
+                    let step = Step::Committed {
+                        table: table.to_string(),
+                        rows,
+                        version,
+                    };
+                    progress.step(u, step);
+                }
+            },
+        )
+        .await?;
+        for (u, end) in ends {
+            let step = match end {
+                Ok(doc_ids) => {
+                    known.insert(u.doc_id.clone());
+                    let failures = early
+                        .iter()
+                        .chain(&committed.stage_failures)
+                        .filter(|f| doc_ids.contains(&f.doc_id))
+                        .map(StageFailure::from)
+                        .collect();
+                    Step::Landed { failures }
+                }
+                Err(failed) => failed,
+            };
+            progress.step(u, step);
+            self.spool.remove(u)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `doc_id` and its members from every table, `documents`
+    /// last; returns the `documents` rows deleted.
+    async fn erase(&self, lake: &mut Lake, doc_id: &str) -> Result<usize> {
+        let parent: HashSet<String> = [doc_id.to_string()].into();
+        let mut ids = lake
+            .descendants(&parent)
+            .await?
+            .remove(doc_id)
+            .unwrap_or_default();
+        ids.insert(doc_id.to_string());
+        let mut tables = lake.table_names().await?;
+        tables.sort_by_key(|t| t == "documents");
+        let mut documents = 0;
+        for table in tables {
+            let rows = lake.delete_documents(&table, &ids).await?;
+            if table == "documents" {
+                documents = rows;
+            }
+        }
+        Ok(documents)
+    }
+
+    async fn extract(&self, u: &Upload, pool: &ExtractPool) -> Result<Landing, Box<Failure>> {
+        let mut origin = Origin::new(
+            u.doc_id.clone(),
+            u.tenant.clone(),
+            u.source_uri.clone(),
+            u.content_hash.clone(),
+        );
+        origin.event_time = Some(u.received_at);
+        origin.title = u.title.clone();
+        origin.metadata = u.metadata.clone();
+        origin.metadata.insert("size".into(), u.size.into());
+        let bytes = match self.spool.read(u) {
+            Ok(b) => b,
+            Err(e) => {
+                let kind = crate::contract::failure::ErrorKind::Read;
+                let stage = crate::contract::failure::READ_STAGE;
+                return Err(Box::new(origin.failure(stage, kind, format!("{e:#}"))));
+            }
+        };
+        extract_document(origin, bytes, u.name.clone(), self.limits.clone(), pool).await
+    }
+}

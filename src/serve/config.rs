@@ -1,0 +1,58 @@
+//! `[serve]` in pipeline files: where `docstream serve` keeps accepted
+//! uploads, and the limits that keep it answering under load.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Folder of accepted uploads waiting to land. Default: `_spool` under
+    /// a local lake; `./docstream-spool` for a lake in object storage.
+    pub spool: Option<String>,
+    /// Larger uploads are refused with 413.
+    pub max_upload_mb: u64,
+    /// Uploads waiting to land, at most; more get 429 with Retry-After.
+    pub queue_depth: usize,
+    /// Uploads landed together, sharing their model calls.
+    pub max_batch: usize,
+    /// A request that takes longer gets 503 (uploads are durable before
+    /// their 202, so this never loses one).
+    pub request_timeout_s: f64,
+    /// A SQL query, search or answer that runs longer is stopped (504).
+    pub query_timeout_s: f64,
+    /// Rows a query returns in JSON, at most; the answer says it is cut.
+    pub max_rows: usize,
+    /// Queries, searches and answers running at once; more get 429.
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            spool: None,
+            max_upload_mb: 64,
+            queue_depth: 1000,
+            max_batch: 64,
+            request_timeout_s: 120.0,
+            query_timeout_s: 30.0,
+            max_rows: 10_000,
+            max_concurrent_queries: 4,
+        }
+    }
+}
+
+impl ServeConfig {
+    pub fn max_upload_bytes(&self) -> usize {
+        usize::try_from(self.max_upload_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.query_timeout_s.max(0.001))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_s.max(0.001))
+    }
+}
