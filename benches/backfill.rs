@@ -14,6 +14,10 @@ use docstream::stages::config::select_stages;
 use docstream::stages::runner::StageRunner;
 use docstream::storage::parse_location;
 
+// Each bench uses some of the shared helpers.
+#[allow(dead_code)]
+mod common;
+
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(()); // `cargo bench --no-run` / `cargo test --benches` probes
@@ -26,15 +30,7 @@ fn main() -> anyhow::Result<()> {
     let archive = tmp.path().join("archive");
     std::fs::create_dir_all(&archive)?;
     for i in 0..docs {
-        let text = format!(
-            "Status report {i}\n\nThe project {p} is on track. Budget spent: {b}%. \
-             Risks: vendor delay on milestone {m}; owner team {t}.\n\n\
-             Next steps: review the contract, update the plan, and report back by Friday.\n",
-            p = i % 97,
-            b = i % 100,
-            m = i % 7,
-            t = i % 13
-        );
+        let text = common::status_report(i);
         std::fs::write(archive.join(format!("doc-{i:06}.txt")), text)?;
     }
     let runtime = tokio::runtime::Runtime::new()?;

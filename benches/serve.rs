@@ -16,24 +16,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn text(i: usize) -> String {
-    format!(
-        "Status report {i}\n\nThe project {p} is on track. Budget spent: {b}%. \
-         Risks: vendor delay on milestone {m}; owner team {t}.\n\n\
-         Next steps: review the contract, update the plan, and report back by Friday.\n",
-        p = i % 97,
-        b = i % 100,
-        m = i % 7,
-        t = i % 13
-    )
-}
+// Each bench uses some of the shared helpers.
+#[allow(dead_code)]
+mod common;
 
 struct Serve(Child, u16);
 
@@ -123,13 +108,16 @@ fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    let n = env("UPLOADS", 10_000);
-    let per_level = env("LATENCY_UPLOADS", 200);
+    let n = common::size("UPLOADS", 10_000);
+    let per_level = common::size("LATENCY_UPLOADS", 200);
     let tmp = tempfile::tempdir()?;
     let archive = tmp.path().join("archive");
     std::fs::create_dir_all(&archive)?;
     for i in 0..n {
-        std::fs::write(archive.join(format!("doc-{i:06}.txt")), text(i))?;
+        std::fs::write(
+            archive.join(format!("doc-{i:06}.txt")),
+            common::status_report(i),
+        )?;
     }
 
     // The reference: backfill of the same files.
@@ -169,7 +157,7 @@ fn main() -> anyhow::Result<()> {
                     if i >= n {
                         return anyhow::Ok(());
                     }
-                    upload(&client, &base, &format!("doc-{i:06}.txt"), text(i)).await?;
+                    upload(&client, &base, &format!("doc-{i:06}.txt"), common::status_report(i)).await?;
                 }
             }));
         }
@@ -201,7 +189,7 @@ fn main() -> anyhow::Result<()> {
                         }
                         let t = Instant::now();
                         let name = format!("latency-{clients}-{i:05}.txt");
-                        let job = upload(&client, &base, &name, text(i + 1_000_000)).await?;
+                        let job = upload(&client, &base, &name, common::status_report(i + 1_000_000)).await?;
                         landed(&client, &base, &job).await?;
                         times.push(t.elapsed().as_secs_f64() * 1e3);
                     }

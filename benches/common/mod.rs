@@ -1,5 +1,5 @@
 //! Helpers the benches share: sizes from the environment, folder sizes,
-//! and this process's peak memory.
+//! this process's peak memory, and small status reports to ingest.
 
 use std::path::Path;
 
@@ -42,4 +42,17 @@ pub fn peak_rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The `i`th of many small, varied status reports.
+pub fn status_report(i: usize) -> String {
+    format!(
+        "Status report {i}\n\nThe project {p} is on track. Budget spent: {b}%. \
+         Risks: vendor delay on milestone {m}; owner team {t}.\n\n\
+         Next steps: review the contract, update the plan, and report back by Friday.\n",
+        p = i % 97,
+        b = i % 100,
+        m = i % 7,
+        t = i % 13
+    )
 }

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::commit::{commit, Pending};
+use super::commit::{commit, open_lake, Pending};
 use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
 use crate::config::Pipeline;
@@ -105,12 +105,13 @@ impl Backfill {
         let started = Instant::now();
         self.runner.check().await?;
         let bucket = Bucket::open(&self.source, &self.storage)?;
-        let mut lake = Lake::open(&self.lake, &self.storage)
-            .await?
-            .with_checkpoint_interval(self.checkpoint_interval);
-        let mut tables = self.runner.tables();
-        tables.push("failures");
-        lake.create_contract_tables(&tables).await?;
+        let mut lake = open_lake(
+            &self.lake,
+            &self.storage,
+            self.checkpoint_interval,
+            &self.runner,
+        )
+        .await?;
         let done = landed_versions(&mut lake).await?;
         let known: HashSet<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
         progress.listing(&self.source);

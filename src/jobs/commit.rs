@@ -6,11 +6,30 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
+use url::Url;
 
 use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, Failure};
 use crate::sinks::lake::Lake;
 use crate::stages::runner::StageRunner;
+use crate::storage::StorageOptions;
+
+/// Opens the lake a run commits to, creating the tables its stages and
+/// `failures` write, so every table can be queried from the first run.
+pub async fn open_lake(
+    root: &Url,
+    storage: &StorageOptions,
+    checkpoint_interval: u64,
+    runner: &StageRunner,
+) -> Result<Lake> {
+    let mut lake = Lake::open(root, storage)
+        .await?
+        .with_checkpoint_interval(checkpoint_interval);
+    let mut tables = runner.tables();
+    tables.push("failures");
+    lake.create_contract_tables(&tables).await?;
+    Ok(lake)
+}
 
 /// What waits for the next commit besides the batch of documents.
 #[derive(Default)]

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 use url::Url;
 
-use super::commit::{commit, Pending};
+use super::commit::{commit, open_lake, Pending};
 use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
 use crate::contract::failure::Failure;
@@ -109,12 +109,13 @@ impl UploadLander {
         mut erasures: mpsc::Receiver<Erase>,
     ) -> Result<()> {
         self.runner.check().await?;
-        let mut lake = Lake::open(&self.lake, &self.storage)
-            .await?
-            .with_checkpoint_interval(self.checkpoint_interval);
-        let mut tables = self.runner.tables();
-        tables.push("failures");
-        lake.create_contract_tables(&tables).await?;
+        let mut lake = open_lake(
+            &self.lake,
+            &self.storage,
+            self.checkpoint_interval,
+            &self.runner,
+        )
+        .await?;
         let mut known: HashSet<String> = lake
             .keys("documents", None)
             .await?

@@ -782,7 +782,11 @@ fn every_accepted_upload_lands_once_across_kills() {
 #[cfg(feature = "local-models")]
 fn the_page_uploads_shows_searches_and_asks_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Serve::start(&dir.path().join("lake"), &[]);
+    // Real embeddings (hybrid search, ask's retrieval) and the real answer
+    // model; the generating stages would only slow the suite's other
+    // local-model tests, which run beside this one.
+    let stages = ["--stages", "documents,chunks,embeddings"];
+    let s = Serve::start(&dir.path().join("lake"), &stages);
     let file = dir.path().join("harbour-crane-report.md");
     std::fs::write(
         &file,
