@@ -40,6 +40,8 @@ use docstream::indexes::update::{update, Updated};
 use docstream::sinks::lake::Lake;
 use docstream::storage::{parse_location, StorageOptions};
 
+// Each bench uses some of the shared helpers.
+#[allow(dead_code)]
 mod common;
 use common::{dir_bytes, peak_rss_mib, reset_peak_rss, size};
 

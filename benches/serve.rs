@@ -49,20 +49,32 @@ fn serve(lake: &Path) -> anyhow::Result<Serve> {
     Ok(server)
 }
 
-/// Uploads `text` as `name`; returns the job id.
+/// Uploads `text` as `name`, waiting out 429s as their Retry-After says;
+/// returns the job id.
 async fn upload(
     client: &reqwest::Client,
     base: &str,
     name: &str,
     text: String,
 ) -> anyhow::Result<String> {
-    let body = serde_json::json!({"text": text, "name": name});
-    let response = client
-        .post(format!("{base}/v1/documents"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await?;
+    let body = serde_json::json!({"text": text, "name": name}).to_string();
+    let response = loop {
+        let response = client
+            .post(format!("{base}/v1/documents"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        if response.status() != 429 {
+            break response;
+        }
+        let wait = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(1);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    };
     anyhow::ensure!(response.status() == 202, "upload: {}", response.status());
     let v: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
     Ok(v["job_id"].as_str().unwrap_or_default().to_string())

@@ -19,6 +19,8 @@ use anyhow::Result;
 use docstream::indexes::fresh::Scope;
 use docstream::indexes::vector::{Admit, Effort, VectorIndex, VectorRow, VectorWriter};
 
+// Each bench uses some of the shared helpers.
+#[allow(dead_code)]
 mod common;
 use common::{dir_bytes, peak_rss_mib, reset_peak_rss, size};
 

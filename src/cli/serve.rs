@@ -124,7 +124,7 @@ impl Args {
                 n => n,
             },
             isolation: extraction_isolation(),
-            max_batch: p.serve.max_batch,
+            batch: p.batch,
         };
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr}; is the port in use? Pick another with --addr")

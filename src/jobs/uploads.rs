@@ -21,6 +21,7 @@ use crate::contract::failure::Failure;
 use crate::extract::Limits;
 use crate::sinks::lake::Lake;
 use crate::sources::spool::{Spool, Upload};
+use crate::stages::batcher::BatchConfig;
 use crate::stages::runner::StageRunner;
 use crate::storage::StorageOptions;
 
@@ -92,8 +93,9 @@ pub struct UploadLander {
     pub limits: Limits,
     pub parallelism: usize,
     pub isolation: Isolation,
-    /// Uploads in one batch, at most.
-    pub max_batch: usize,
+    /// A batch closes at the pipeline's `[batch]` rows or bytes, like a
+    /// backfill's micro-batch.
+    pub batch: BatchConfig,
 }
 
 impl UploadLander {
@@ -125,26 +127,22 @@ impl UploadLander {
         let pool = ExtractPool::new(self.parallelism.max(1), self.isolation.clone());
         let mut backoff = Duration::from_millis(500);
         loop {
-            let mut batch = self.spool.list()?;
-            batch.truncate(self.max_batch.max(1));
+            let batch = self.next_batch()?;
             if batch.is_empty() {
-                if let Ok(erase) = erasures.try_recv() {
+                let erase = match erasures.try_recv() {
+                    Ok(erase) => Some(erase),
+                    Err(_) => tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => None,
+                        _ = wake.notified() => None,
+                        Some(erase) = erasures.recv() => Some(erase),
+                    },
+                };
+                if let Some(erase) = erase {
                     let erased = self.erase(&mut lake, &erase.doc_id).await;
                     known.remove(&erase.doc_id);
                     landed.notify_one();
                     // The caller may have hung up; the erasure stands.
                     let _ = erase.done.send(erased);
-                    continue;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = wake.notified() => {}
-                    Some(erase) = erasures.recv() => {
-                        let erased = self.erase(&mut lake, &erase.doc_id).await;
-                        known.remove(&erase.doc_id);
-                        landed.notify_one();
-                        let _ = erase.done.send(erased);
-                    }
                 }
                 continue;
             }
@@ -172,6 +170,23 @@ impl UploadLander {
                 }
             }
         }
+    }
+
+    /// The oldest waiting uploads, up to the batch's rows and bytes (one
+    /// at least, however large).
+    fn next_batch(&self) -> Result<Vec<Upload>> {
+        let mut bytes = 0u64;
+        let mut batch = Vec::new();
+        for u in self.spool.list()? {
+            let full = batch.len() >= self.batch.max_rows.max(1)
+                || bytes.saturating_add(u.size) > self.batch.max_bytes as u64;
+            if full && !batch.is_empty() {
+                break;
+            }
+            bytes = bytes.saturating_add(u.size);
+            batch.push(u);
+        }
+        Ok(batch)
     }
 
     /// Extracts `batch`, commits it, reports each upload's end and drops

@@ -15,8 +15,6 @@ pub struct ServeConfig {
     pub max_upload_mb: u64,
     /// Uploads waiting to land, at most; more get 429 with Retry-After.
     pub queue_depth: usize,
-    /// Uploads landed together, sharing their model calls.
-    pub max_batch: usize,
     /// A request that takes longer gets 503 (uploads are durable before
     /// their 202, so this never loses one).
     pub request_timeout_s: f64,
@@ -34,7 +32,6 @@ impl Default for ServeConfig {
             spool: None,
             max_upload_mb: 64,
             queue_depth: 1000,
-            max_batch: 64,
             request_timeout_s: 120.0,
             query_timeout_s: 30.0,
             max_rows: 10_000,
