@@ -182,7 +182,9 @@ fn uploads_of_every_format_land_and_can_be_read_searched_and_queried() {
         let a = upload_file(&s, f, None);
         assert_eq!(a.status, 202, "{}: {}", f.display(), a.body);
         let v = a.json();
-        assert_eq!(v["state"], "queued");
+        // The lander may have picked it up before the answer was written.
+        let state = v["state"].as_str().unwrap();
+        assert!(["queued", "running", "landed"].contains(&state), "{state}");
         jobs.push((
             f.clone(),
             v["job_id"].as_str().unwrap().to_string(),
