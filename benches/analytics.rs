@@ -6,8 +6,9 @@
 //! 2. the built-in reports over an M-row `chunks` table;
 //! 3. opening a table after C commits, with and without checkpoints;
 //! 4. hybrid `docstream search` end to end through the command line, on a
-//!    lake of H chunks with their embeddings, indexed and exact, and the
-//!    cost of bringing both indexes up to date after one ingest batch.
+//!    lake of H chunks with their embeddings, indexed and exact, the same
+//!    searches over HTTP through `docstream serve`, and the cost of bringing
+//!    both indexes up to date after one ingest batch.
 //!
 //! `cargo bench --workspace --bench analytics`. Sizes: VECTORS (default
 //! 1000000), CHUNKS (10000000), COMMITS (5000), HYBRID (1000000); 0 skips
@@ -39,6 +40,7 @@ use docstream::indexes::fresh::Scope;
 use docstream::indexes::update::{update, Updated};
 use docstream::sinks::lake::Lake;
 use docstream::storage::{parse_location, StorageOptions};
+use futures::StreamExt;
 
 // Each bench uses some of the shared helpers.
 #[allow(dead_code)]
@@ -687,6 +689,8 @@ async fn hybrid_cli(chunks: usize) -> Result<()> {
         p99 * 1e3
     );
 
+    http_searches(&lake_dir, &pipeline_file, &queries[21..], secs[10]).await?;
+
     if reused {
         return Ok(());
     }
@@ -703,6 +707,78 @@ async fn hybrid_cli(chunks: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The same hybrid searches through `docstream serve`'s `/v1/search`: per
+/// search at one client, and searches/s at 1 and 4 clients, against the
+/// CLI's `cli_secs` per search.
+async fn http_searches(
+    lake: &Path,
+    pipeline: &Path,
+    queries: &[String],
+    cli_secs: f64,
+) -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_docstream"))
+        .args(["serve", "--stages", "documents,chunks", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--lake")
+        .arg(lake)
+        .arg("--pipeline")
+        .arg(pipeline)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let searched = async {
+        let client = reqwest::Client::new();
+        let url = |q: &str| {
+            format!("http://127.0.0.1:{port}/v1/search?k=10&q={}", q.replace(' ', "+"))
+        };
+        let started = Instant::now();
+        loop {
+            let ready = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            anyhow::ensure!(started.elapsed().as_secs() < 120, "serve did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let one = |q: String| {
+            let (client, url) = (client.clone(), url(&q));
+            async move {
+                let r = client.get(url).send().await?;
+                anyhow::ensure!(r.status().is_success(), "search: {}", r.status());
+                let hits: serde_json::Value = serde_json::from_slice(&r.bytes().await?)?;
+                anyhow::ensure!(hits["hits"].as_array().map_or(0, Vec::len) == 10, "{hits}");
+                anyhow::Ok(())
+            }
+        };
+        one(queries[0].clone()).await?;
+        let mut rates = Vec::new();
+        for clients in [1usize, 4] {
+            let started = Instant::now();
+            let mut all = futures::stream::iter(queries.iter().cloned().map(one))
+                .buffer_unordered(clients);
+            while let Some(done) = all.next().await {
+                done?;
+            }
+            rates.push(queries.len() as f64 / started.elapsed().as_secs_f64());
+        }
+        println!(
+            "  through `docstream serve` (HTTP /v1/search): {:.1} ms per search at 1 client ({:.0}x faster than the CLI's {:.0} ms), {:.1} searches/s at 1 client, {:.1} at 4",
+            1e3 / rates[0],
+            cli_secs * rates[0],
+            cli_secs * 1e3,
+            rates[0],
+            rates[1]
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    searched
 }
 
 /// p50 and p99 seconds of `queries`, each run once after a warm-up.

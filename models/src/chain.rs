@@ -88,6 +88,13 @@ pub trait ChainHooks: Send + Sync {
 
     fn record_usage(&self, _stage: &str, _endpoint: &Endpoint, _usage: Usage) {}
 
+    /// `stage` is about to make `requests` more requests (a progress count:
+    /// one per embeddings batch, one per text generated).
+    fn planned(&self, _stage: &str, _requests: usize) {}
+
+    /// One of them finished, answered or failed.
+    fn finished(&self, _stage: &str) {}
+
     /// A grammar for endpoints whose backend `wants_grammar`.
     fn grammar(&self, task: &Task, _schema: &Value) -> Result<Arc<str>, String> {
         Err(format!("no grammar for the {} schema here", task.name()))
@@ -205,8 +212,14 @@ impl ModelChain {
         let windows: Vec<Vec<String>> = todo.iter().map(|(_, t)| self.windows(t)).collect();
         let flat: Vec<&String> = windows.iter().flatten().collect();
         let requests = self.plan(&flat);
+        self.hooks.planned(&self.stage, requests.len());
         let results = join_all(requests.into_iter().map(|(range, tokens)| {
-            self.embed_request(flat[range].iter().map(|s| s.to_string()).collect(), tokens)
+            let inputs = flat[range].iter().map(|s| s.to_string()).collect();
+            async move {
+                let vectors = self.embed_request(inputs, tokens).await;
+                self.hooks.finished(&self.stage);
+                vectors
+            }
         }))
         .await;
         let mut vectors = results.into_iter().flatten();
@@ -242,11 +255,13 @@ impl ModelChain {
         task: &Task,
         texts: &[Option<&str>],
     ) -> Vec<Option<RowResult<Generated>>> {
+        self.hooks
+            .planned(&self.stage, texts.iter().flatten().count());
         join_all(texts.iter().map(|t| async move {
-            match t {
-                Some(t) => Some(self.generate_one(task, t.to_string(), 0).await),
-                None => None,
-            }
+            let t = (*t)?;
+            let generated = self.generate_one(task, t.to_string(), 0).await;
+            self.hooks.finished(&self.stage);
+            Some(generated)
         }))
         .await
     }

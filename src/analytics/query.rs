@@ -314,6 +314,16 @@ impl Models {
         }
         let hub = ModelHub::open(providers, models, &all)
             .context("cannot open the pipeline's model providers")?;
+        Self::on(&hub, embed_providers, answer_providers)
+    }
+
+    /// The chains for `embed` and `answer` on `hub`, which opened their
+    /// providers (with the stages' own, in a server).
+    pub fn on(
+        hub: &Arc<ModelHub>,
+        embed_providers: Option<Vec<String>>,
+        answer_providers: Option<Vec<String>>,
+    ) -> Result<Self> {
         let chain = |providers: Option<Vec<String>>, purpose: &str| -> Result<_> {
             providers
                 .map(|list| hub.chain(purpose, &list).map(Arc::new))

@@ -112,7 +112,7 @@ impl Args {
                 kafka.max_event_bytes,
                 parallelism,
                 r.storage.clone(),
-                ObjectPolicy::new(&kafka.allowed_objects, &kafka.tenant_objects)
+                ObjectPolicy::new("kafka", &kafka.allowed_objects, &kafka.tenant_objects)
                     .context("[kafka] allowed_objects or tenant_objects")?,
             )
             .with_isolation(extraction_isolation()),

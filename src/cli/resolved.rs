@@ -10,6 +10,7 @@ use url::Url;
 use crate::analytics::query::Models;
 use crate::config::Pipeline;
 use crate::jobs::extract_pool::Isolation;
+use crate::models::hub::ModelHub;
 use crate::stages::config::{select_stages, Stage};
 use crate::stages::runner::StageRunner;
 use crate::storage::{parse_location, StorageOptions};
@@ -51,6 +52,56 @@ impl Resolved {
         let run_id = uuid::Uuid::new_v4().to_string();
         let p = &self.pipeline;
         StageRunner::open(stages, &p.providers, &p.models, &run_id)
+    }
+
+    /// A runner for the stages named in `only` with the query embedder and
+    /// the answer model, all on one model hub, so a server loads each model
+    /// once and shares one response cache. A query or answer model that
+    /// cannot be opened is left out, with a warning: search falls back to
+    /// keywords, and `ask` is off.
+    pub fn runner_with_models(&self, only: &[String]) -> Result<(StageRunner, Models)> {
+        let stages = select_stages(self.stages.clone(), only)?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let p = &self.pipeline;
+        let wanted = |providers: Result<Vec<String>>, off: &str| {
+            providers.map_err(|e| tracing::warn!("{e:#}; {off}")).ok()
+        };
+        let embed = wanted(p.embed_providers(), "keyword search only");
+        let answer = wanted(p.answer_providers(), "/v1/ask is off");
+        let staged: Vec<String> = stages.iter().flat_map(|s| s.providers.clone()).collect();
+        let tries = [(embed.clone(), answer.clone()), (embed, None), (None, None)];
+        let mut failed = None;
+        for (embed, answer) in tries {
+            let used: Vec<String> = staged
+                .iter()
+                .chain(embed.iter().flatten())
+                .chain(answer.iter().flatten())
+                .cloned()
+                .collect();
+            if used.is_empty() {
+                let models = Models {
+                    embedder: None,
+                    answerer: None,
+                };
+                return Ok((StageRunner::new(stages, None, &run_id)?, models));
+            }
+            match ModelHub::open(&p.providers, &p.models, &used) {
+                Ok(hub) => {
+                    let models = Models::on(&hub, embed, answer)?;
+                    return Ok((StageRunner::new(stages, Some(hub), &run_id)?, models));
+                }
+                Err(e) => {
+                    let off = match (&answer, &embed) {
+                        (Some(_), _) => "/v1/ask is off",
+                        (None, Some(_)) => "keyword search only",
+                        (None, None) => "the stages' models cannot run",
+                    };
+                    tracing::warn!("{e:#}; {off}");
+                    failed = Some(e);
+                }
+            }
+        }
+        Err(failed.unwrap_or_else(|| anyhow::anyhow!("no model provider could be opened")))
     }
 
     /// The query embedder (with `embed`; a pipeline without one, or one

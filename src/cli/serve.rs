@@ -6,16 +6,22 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context, Result};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use super::resolved::{extraction_isolation, Resolved};
 use super::signal::shutdown_signal;
 use super::stage_args::StageArgs;
+#[cfg(feature = "kafka")]
+use crate::jobs::publish::Publisher;
+#[cfg(feature = "kafka")]
+use crate::jobs::upload_publisher::UploadPublisher;
 use crate::jobs::uploads::UploadLander;
 use crate::serve::jobs::JobBoard;
 use crate::serve::state::{AppState, Metrics, Sessions};
 use crate::serve::tokens::Tokens;
-use crate::serve::{erasure_channel, serve};
+use crate::serve::{erasure_channel, serve, Landing};
+use crate::sources::object_policy::ObjectPolicy;
+use crate::sources::object_reader::ObjectReader;
 use crate::sources::spool::Spool;
 
 /// Run docstream as a service: an HTTP API and a web page for uploads,
@@ -34,6 +40,7 @@ use crate::sources::spool::Spool;
     docstream serve --addr 0.0.0.0:8080 --tokens tokens.toml --lake s3://lake/\n  \
     curl -F file=@contract.pdf http://127.0.0.1:8080/v1/documents\n  \
     curl -N http://127.0.0.1:8080/v1/jobs/$JOB/events\n  \
+    docstream serve --brokers kafka:9092 --topic documents   # workers: docstream ingest --topic documents\n  \
     curl 'http://127.0.0.1:8080/v1/search?q=vendor+delay&k=5'\n  \
     curl -H 'Authorization: Bearer s3cret-a' -d '{\"sql\": \"SELECT count(*) FROM documents\"}' \\\n       -H 'content-type: application/json' http://127.0.0.1:8080/v1/query\n\n\
     tokens.toml:\n  \
@@ -62,6 +69,19 @@ pub struct Args {
 
     #[command(flatten)]
     pub stages: StageArgs,
+
+    /// Publish accepted uploads as document events on this topic, for a
+    /// fleet of `docstream ingest` workers to land, instead of landing them
+    /// here. Jobs are followed in the lake. Brokers: --brokers, else the
+    /// pipeline's kafka.brokers.
+    #[cfg(feature = "kafka")]
+    #[arg(long, requires = "brokers")]
+    pub topic: Option<String>,
+
+    /// Kafka bootstrap servers, with --topic.
+    #[cfg(feature = "kafka")]
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
 }
 
 impl Args {
@@ -73,21 +93,17 @@ impl Args {
                 "without --tokens, every caller would see every document, so serve listens on loopback only; give --tokens FILE to listen on {addr}"
             );
         }
-        let runner = r.runner(&self.stages.stages)?;
+        let (runner, models) = r.runner_with_models(&self.stages.stages)?;
         let p = &r.pipeline;
-        let models = match r.models(true, true, true) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("{e:#}; /v1/ask is off");
-                r.models(true, true, false)?
-            }
-        };
         let spool_dir = self
             .spool
             .or(p.serve.spool.as_ref().map(PathBuf::from))
             .or_else(|| r.lake.to_file_path().ok().map(|l| l.join("_spool")))
             .unwrap_or_else(|| PathBuf::from("docstream-spool"));
         let spool = Arc::new(Spool::open(&spool_dir)?);
+        let objects = ObjectPolicy::new("serve", &p.serve.allowed_objects, &p.serve.tenant_objects)
+            .context("[serve] allowed_objects or tenant_objects")?
+            .closed_when_empty();
         let mut tables: Vec<String> = runner.tables().iter().map(|t| t.to_string()).collect();
         tables.push("failures".into());
         let (erase_tx, erase_rx) = erasure_channel();
@@ -96,8 +112,10 @@ impl Args {
             tokens,
             default_tenant: self.tenant.unwrap_or_else(|| p.source.tenant.clone()),
             spool: spool.clone(),
+            objects: ObjectReader::new(r.storage.clone(), objects),
             jobs: Arc::new(JobBoard::new(tables)),
             wake: Arc::new(Notify::new()),
+            landed: watch::Sender::new(0),
             sessions: Sessions::new(
                 r.lake.clone(),
                 r.storage.clone(),
@@ -113,10 +131,9 @@ impl Args {
             openapi: OnceLock::new(),
         });
         let lander = UploadLander {
-            spool,
+            spool: spool.clone(),
             lake: r.lake.clone(),
             storage: r.storage.clone(),
-            checkpoint_interval: p.lake.checkpoint_interval,
             runner,
             limits: p.extract.clone(),
             parallelism: match p.source.parallelism {
@@ -125,6 +142,8 @@ impl Args {
             },
             isolation: extraction_isolation(),
             batch: p.batch,
+            upkeep: p.lake.clone(),
+            indexes: p.indexes.clone(),
         };
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr}; is the port in use? Pick another with --addr")
@@ -141,7 +160,29 @@ impl Args {
                 ""
             }
         );
-        serve(listener, state, lander, erase_rx, shutdown_signal()).await
+        #[cfg(feature = "kafka")]
+        if let Some(topic) = self.topic {
+            let mut kafka = p.kafka.clone();
+            kafka.topic = topic;
+            if let Some(brokers) = self.brokers {
+                kafka.brokers = brokers;
+            }
+            let publisher = UploadPublisher {
+                spool,
+                publisher: Publisher::new(&kafka)?,
+                lake: r.lake.clone(),
+                storage: r.storage.clone(),
+                batch: p.batch,
+            };
+            println!(
+                "uploads go to topic {} on {} for ingest workers",
+                kafka.topic, kafka.brokers
+            );
+            let landing = Landing::Publish(publisher);
+            return serve(listener, state, landing, erase_rx, shutdown_signal()).await;
+        }
+        let landing = Landing::InProcess(Box::new(lander));
+        serve(listener, state, landing, erase_rx, shutdown_signal()).await
     }
 }
 

@@ -254,6 +254,7 @@ impl Backfill {
             &self.runner,
             docs,
             std::mem::take(pending),
+            None,
             &mut |_, _, _| {},
         )
         .await?;

@@ -3,6 +3,7 @@
 //! `documents` last. Backfill and uploads commit through it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -11,7 +12,7 @@ use url::Url;
 use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, Failure};
 use crate::sinks::lake::Lake;
-use crate::stages::runner::StageRunner;
+use crate::stages::runner::{StageRunner, StageWatch};
 use crate::storage::StorageOptions;
 
 /// Opens the lake a run commits to, creating the tables its stages and
@@ -51,8 +52,9 @@ pub struct Committed {
     pub commits: usize,
 }
 
-/// Runs the stages on `docs` and commits every table; `on_table` hears
-/// of each table as it commits, with its rows and new version. `documents` commits last:
+/// Runs the stages on `docs` and commits every table; `watch` hears of the
+/// stages' progress, and `on_table` of each table as it commits, with its
+/// rows and new version. `documents` commits last:
 /// until it does, a re-run finds the versions again, and every other
 /// table skips the versions it already holds.
 pub async fn commit(
@@ -60,6 +62,7 @@ pub async fn commit(
     runner: &StageRunner,
     mut docs: Vec<ExtractedDoc>,
     pending: Pending,
+    watch: Option<Arc<dyn StageWatch>>,
     on_table: &mut (dyn FnMut(&str, usize, Option<u64>) + Send),
 ) -> Result<Committed> {
     let mut committed = Committed::default();
@@ -86,7 +89,7 @@ pub async fn commit(
         docs.retain(|d| !landed.contains(&(d.doc_id.clone(), d.content_hash.clone())));
     }
     let docs: Vec<&ExtractedDoc> = docs.iter().collect();
-    let (mut outputs, stage_failures) = runner.run_docs(&docs).await?;
+    let (mut outputs, stage_failures) = runner.run_docs(&docs, watch).await?;
     let unwritten = stage_failures
         .iter()
         .filter(|f| f.stage == "documents")

@@ -9,6 +9,9 @@ pub mod extract_pool;
 pub mod ingest;
 #[cfg(feature = "kafka")]
 pub mod publish;
+pub mod upkeep;
+#[cfg(feature = "kafka")]
+pub mod upload_publisher;
 pub mod uploads;
 #[cfg(feature = "kafka")]
 pub mod watch;

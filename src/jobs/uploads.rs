@@ -4,25 +4,28 @@
 //! spool only after its version landed, so a crash at any point re-lands
 //! it on restart, and every table skips the versions it already holds.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Result;
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use url::Url;
 
 use super::commit::{commit, open_lake, Pending};
 use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
+use super::upkeep::Upkeep;
 use crate::contract::failure::Failure;
 use crate::extract::Limits;
-use crate::sinks::lake::Lake;
+use crate::indexes::config::IndexesConfig;
+use crate::models::hub::CallWatch;
+use crate::sinks::lake::{Lake, LakeConfig};
 use crate::sources::spool::{Spool, Upload};
 use crate::stages::batcher::BatchConfig;
-use crate::stages::runner::StageRunner;
+use crate::stages::runner::{StageRunner, StageWatch};
 use crate::storage::StorageOptions;
 
 /// The longest wait between retries of a batch the lake refused.
@@ -38,6 +41,15 @@ pub enum Step {
     Running,
     /// Extracted into this many documents (itself and its members).
     Extracted { documents: usize },
+    /// A stage produced this many rows for its batch (`chunks`: chunked).
+    Computed { stage: String, rows: usize },
+    /// A model stage made `done` of the `planned` requests for its batch
+    /// (`embeddings`: embedding i/n).
+    Calls {
+        stage: String,
+        done: usize,
+        planned: usize,
+    },
     /// A table of its batch committed, at this version.
     Committed {
         table: String,
@@ -47,9 +59,15 @@ pub enum Step {
     /// Its version is in the lake; `failures` lists stages that failed on it.
     Landed { failures: Vec<StageFailure> },
     /// It cannot land: it could not be read or extracted.
-    Failed { stage: String, error: String },
+    Failed {
+        stage: String,
+        error_kind: String,
+        error: String,
+    },
     /// The lake refused its batch; it waits in the spool for the retry.
     Retrying { error: String },
+    /// Sent as a document event for the `ingest` workers, which land it.
+    Published,
 }
 
 /// A failure row, as an upload's progress shows it.
@@ -77,18 +95,89 @@ pub trait Progress: Send + Sync {
     fn step(&self, upload: &Upload, step: Step);
 }
 
+/// Tells a batch's uploads how far its stages got. Request counts are
+/// passed on in tenths, so a batch of many requests sends few events.
+struct BatchWatch {
+    uploads: Vec<Upload>,
+    /// The runner's stages: the hub also serves queries and answers.
+    stages: HashSet<String>,
+    progress: Arc<dyn Progress>,
+    /// The tenth last shown per stage.
+    shown: Mutex<HashMap<String, usize>>,
+}
+
+impl CallWatch for BatchWatch {
+    fn calls(&self, stage: &str, done: usize, planned: usize) {
+        if !self.stages.contains(stage) {
+            return;
+        }
+        let tenth = (done * 10).checked_div(planned).unwrap_or(10);
+        let mut shown = self.shown.lock().unwrap_or_else(PoisonError::into_inner);
+        if shown.insert(stage.to_string(), tenth) == Some(tenth) {
+            return;
+        }
+        drop(shown);
+        for u in &self.uploads {
+            let step = Step::Calls {
+                stage: stage.to_string(),
+                done,
+                planned,
+            };
+            self.progress.step(u, step);
+        }
+    }
+}
+
+impl StageWatch for BatchWatch {
+    fn computed(&self, stage: &str, rows: usize) {
+        for u in &self.uploads {
+            let step = Step::Computed {
+                stage: stage.to_string(),
+                rows,
+            };
+            self.progress.step(u, step);
+        }
+    }
+}
+
+/// What ties a lander or a publisher to the server.
+pub struct Links {
+    /// Rings when an upload is accepted.
+    pub wake: Arc<Notify>,
+    /// Counts the uploads that left the spool (landed, published or
+    /// failed); also changes when the lake does, so readers reopen it.
+    pub landed: watch::Sender<u64>,
+    pub progress: Arc<dyn Progress>,
+    /// Erasures, taken after the uploads accepted before them.
+    pub erasures: mpsc::Receiver<Erase>,
+}
+
+impl Links {
+    /// Logs why `batch` could not move on and shows it on each upload.
+    pub fn retrying(&self, batch: &[Upload], e: &anyhow::Error, what: &str) {
+        let error = format!("{e:#}");
+        tracing::error!(%error, uploads = batch.len(), "cannot {what} uploads; retrying");
+        for u in batch {
+            let step = Step::Retrying {
+                error: error.clone(),
+            };
+            self.progress.step(u, step);
+        }
+    }
+}
+
 /// A request to erase a document (with its members) from every table.
 pub struct Erase {
     pub doc_id: String,
-    /// Rows deleted from `documents`, or why it failed.
-    pub done: oneshot::Sender<Result<usize>>,
+    /// Rows deleted from `documents` (`None`: a delete event was published
+    /// for the workers), or why it failed.
+    pub done: oneshot::Sender<Result<Option<usize>>>,
 }
 
 pub struct UploadLander {
     pub spool: Arc<Spool>,
     pub lake: Url,
     pub storage: StorageOptions,
-    pub checkpoint_interval: u64,
     pub runner: StageRunner,
     pub limits: Limits,
     pub parallelism: usize,
@@ -96,25 +185,22 @@ pub struct UploadLander {
     /// A batch closes at the pipeline's `[batch]` rows or bytes, like a
     /// backfill's micro-batch.
     pub batch: BatchConfig,
+    /// Compaction every `compact_every_commits` batches, as `ingest` does.
+    pub upkeep: LakeConfig,
+    /// The search indexes brought up to date every `update_every_batches`.
+    pub indexes: IndexesConfig,
 }
 
 impl UploadLander {
-    /// Lands waiting uploads until the process ends; `wake` rings when one
-    /// is accepted, and `landed` after each batch commits. Erasures run
-    /// between batches, after the uploads accepted before them landed, so
-    /// they never race an append of the same document.
-    pub async fn run(
-        self,
-        wake: Arc<Notify>,
-        landed: Arc<Notify>,
-        progress: Arc<dyn Progress>,
-        mut erasures: mpsc::Receiver<Erase>,
-    ) -> Result<()> {
+    /// Lands waiting uploads until the process ends. Erasures run between
+    /// batches, after the uploads accepted before them landed, so they
+    /// never race an append of the same document.
+    pub async fn run(self, mut links: Links) -> Result<()> {
         self.runner.check().await?;
         let mut lake = open_lake(
             &self.lake,
             &self.storage,
-            self.checkpoint_interval,
+            self.upkeep.checkpoint_interval,
             &self.runner,
         )
         .await?;
@@ -125,46 +211,41 @@ impl UploadLander {
             .map(|(id, _)| id)
             .collect();
         let pool = ExtractPool::new(self.parallelism.max(1), self.isolation.clone());
+        let mut upkeep = self.upkeep();
         let mut backoff = Duration::from_millis(500);
         loop {
-            let batch = self.next_batch()?;
+            let batch = self
+                .spool
+                .batch(self.batch.max_rows, self.batch.max_bytes as u64);
             if batch.is_empty() {
-                let erase = match erasures.try_recv() {
+                let erase = match links.erasures.try_recv() {
                     Ok(erase) => Some(erase),
                     Err(_) => tokio::select! {
                         _ = tokio::time::sleep(IDLE_POLL) => None,
-                        _ = wake.notified() => None,
-                        Some(erase) = erasures.recv() => Some(erase),
+                        _ = links.wake.notified() => None,
+                        Some(erase) = links.erasures.recv() => Some(erase),
                     },
                 };
                 if let Some(erase) = erase {
                     let erased = self.erase(&mut lake, &erase.doc_id).await;
                     known.remove(&erase.doc_id);
-                    landed.notify_one();
+                    links.landed.send_modify(|_| ());
                     // The caller may have hung up; the erasure stands.
-                    let _ = erase.done.send(erased);
+                    let _ = erase.done.send(erased.map(Some));
                 }
                 continue;
             }
             match self
-                .land(&mut lake, &batch, &mut known, &pool, progress.as_ref())
+                .land(&mut lake, &batch, &mut known, &pool, &links.progress)
                 .await
             {
                 Ok(()) => {
                     backoff = Duration::from_millis(500);
-                    landed.notify_one();
+                    links.landed.send_modify(|n| *n += batch.len() as u64);
+                    upkeep.committed();
                 }
                 Err(e) => {
-                    let error = format!("{e:#}");
-                    tracing::error!(%error, uploads = batch.len(), "cannot land uploads; retrying");
-                    for u in &batch {
-                        progress.step(
-                            u,
-                            Step::Retrying {
-                                error: error.clone(),
-                            },
-                        );
-                    }
+                    links.retrying(&batch, &e, "land");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -172,21 +253,17 @@ impl UploadLander {
         }
     }
 
-    /// The oldest waiting uploads, up to the batch's rows and bytes (one
-    /// at least, however large).
-    fn next_batch(&self) -> Result<Vec<Upload>> {
-        let mut bytes = 0u64;
-        let mut batch = Vec::new();
-        for u in self.spool.list()? {
-            let full = batch.len() >= self.batch.max_rows.max(1)
-                || bytes.saturating_add(u.size) > self.batch.max_bytes as u64;
-            if full && !batch.is_empty() {
-                break;
-            }
-            bytes = bytes.saturating_add(u.size);
-            batch.push(u);
-        }
-        Ok(batch)
+    /// Background compaction and index updates, every N batches.
+    fn upkeep(&self) -> Upkeep {
+        let mut tables: Vec<String> = self.runner.tables().iter().map(|t| t.to_string()).collect();
+        tables.push("failures".into());
+        Upkeep::new(
+            &self.lake,
+            &self.storage,
+            tables,
+            &self.upkeep,
+            &self.indexes,
+        )
     }
 
     /// Extracts `batch`, commits it, reports each upload's end and drops
@@ -197,7 +274,7 @@ impl UploadLander {
         batch: &[Upload],
         known: &mut HashSet<String>,
         pool: &ExtractPool,
-        progress: &dyn Progress,
+        progress: &Arc<dyn Progress>,
     ) -> Result<()> {
         let landed = lake
             .landed_among(
@@ -248,6 +325,7 @@ impl UploadLander {
                 Err(failure) => {
                     let end = Step::Failed {
                         stage: failure.stage.clone(),
+                        error_kind: failure.kind.as_str().to_string(),
                         error: failure.error.clone(),
                     };
                     pending.failures.push(*failure);
@@ -257,11 +335,23 @@ impl UploadLander {
         }
         let uploads: Vec<&Upload> = ends.iter().map(|(u, _)| *u).collect();
         let early: Vec<Failure> = pending.failures.clone();
+        let watch = BatchWatch {
+            uploads: uploads.iter().map(|u| (*u).clone()).collect(),
+            stages: self
+                .runner
+                .stages()
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            progress: progress.clone(),
+            shown: Mutex::new(HashMap::new()),
+        };
         let committed = commit(
             lake,
             &self.runner,
             docs,
             pending,
+            Some(Arc::new(watch)),
             &mut |table, rows, version| {
                 for u in &uploads {
                     let step = Step::Committed {

@@ -19,8 +19,19 @@ use super::cache::Cache;
 use super::config::ModelsConfig;
 use super::usage::UsageLog;
 
+/// Who hears how far each stage's model requests got (a server's live
+/// progress of a batch).
+pub trait CallWatch: Send + Sync {
+    /// `done` of the `planned` requests `stage` made since the watch began.
+    fn calls(&self, stage: &str, done: usize, planned: usize);
+}
+
+/// The current watch and its counts per stage: (done, planned).
+type Watching = Option<(Arc<dyn CallWatch>, HashMap<String, (usize, usize)>)>;
+
 pub struct ModelHub {
     endpoints: HashMap<String, Arc<Endpoint>>,
+    watch: Mutex<Watching>,
     cache: Cache,
     usage: UsageLog,
     /// Inputs that failed this run: a stage re-run row by row answers them
@@ -69,6 +80,7 @@ impl ModelHub {
         let cache = Cache::open(models.cache_path().as_deref())?;
         Ok(Arc::new(Self {
             endpoints,
+            watch: Mutex::new(None),
             cache,
             usage: UsageLog::default(),
             failed: Mutex::new(HashMap::new()),
@@ -93,6 +105,25 @@ impl ModelHub {
 
     pub fn drain_usage(&self) -> Vec<super::usage::UsageRecord> {
         self.usage.drain()
+    }
+
+    /// Reports requests to `watch` from now on, counted from zero; `None`
+    /// stops reporting.
+    pub fn watch(&self, watch: Option<Arc<dyn CallWatch>>) {
+        *self.watch.lock().unwrap_or_else(|p| p.into_inner()) = watch.map(|w| (w, HashMap::new()));
+    }
+
+    fn count(&self, stage: &str, done: usize, planned: usize) {
+        let mut watching = self.watch.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((watch, counts)) = watching.as_mut() else {
+            return;
+        };
+        let count = counts.entry(stage.to_string()).or_default();
+        count.0 += done;
+        count.1 += planned;
+        let (watch, (done, planned)) = (watch.clone(), *count);
+        drop(watching);
+        watch.calls(stage, done, planned);
     }
 }
 
@@ -125,6 +156,14 @@ impl ChainHooks for ModelHub {
 
     fn record_usage(&self, stage: &str, endpoint: &Endpoint, usage: Usage) {
         self.usage.record(stage, endpoint, usage);
+    }
+
+    fn planned(&self, stage: &str, requests: usize) {
+        self.count(stage, 0, requests);
+    }
+
+    fn finished(&self, stage: &str) {
+        self.count(stage, 1, 0);
     }
 
     /// llama.cpp's grammar for the task's schema, made once per prompt version.

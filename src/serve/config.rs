@@ -1,6 +1,7 @@
 //! `[serve]` in pipeline files: where `docstream serve` keeps accepted
 //! uploads, and the limits that keep it answering under load.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +14,8 @@ pub struct ServeConfig {
     pub spool: Option<String>,
     /// Larger uploads are refused with 413.
     pub max_upload_mb: u64,
+    /// A batch upload's whole body (`/v1/documents/batch`), at most.
+    pub max_batch_mb: u64,
     /// Uploads waiting to land, at most; more get 429 with Retry-After.
     pub queue_depth: usize,
     /// A request that takes longer gets 503 (uploads are durable before
@@ -24,6 +27,11 @@ pub struct ServeConfig {
     pub max_rows: usize,
     /// Queries, searches and answers running at once; more get 429.
     pub max_concurrent_queries: usize,
+    /// Prefixes of objects an upload may name by URI (`{"uri": ...}`),
+    /// read with the server's credentials. Empty: none.
+    pub allowed_objects: Vec<String>,
+    /// Per tenant, the only prefixes its uploads may name.
+    pub tenant_objects: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ServeConfig {
@@ -31,11 +39,14 @@ impl Default for ServeConfig {
         Self {
             spool: None,
             max_upload_mb: 64,
+            max_batch_mb: 256,
             queue_depth: 1000,
             request_timeout_s: 120.0,
             query_timeout_s: 30.0,
             max_rows: 10_000,
             max_concurrent_queries: 4,
+            allowed_objects: Vec::new(),
+            tenant_objects: BTreeMap::new(),
         }
     }
 }
@@ -43,6 +54,10 @@ impl Default for ServeConfig {
 impl ServeConfig {
     pub fn max_upload_bytes(&self) -> usize {
         usize::try_from(self.max_upload_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_batch_bytes(&self) -> usize {
+        usize::try_from(self.max_batch_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
     pub fn query_timeout(&self) -> Duration {

@@ -2,10 +2,12 @@
 //! what the stages found in it, and erasure.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::Json;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -17,17 +19,26 @@ use super::rows::{rows, Row};
 use super::state::{AppState, Metrics};
 use crate::analytics::query::quote;
 use crate::jobs::uploads::Erase;
+use crate::sources::object_reader::ObjectError;
 use crate::sources::spool::{Accepted, Upload};
 
 /// Names a document's file gets when the request gives none.
 const INLINE_NAME: &str = "inline.txt";
+/// How long an upload waits for room in a full spool before its 429.
+const ADMISSION_WAIT: Duration = Duration::from_secs(2);
+/// The longest Retry-After a full spool answers.
+const MAX_RETRY_AFTER: u64 = 30;
 
-/// A document sent as text, in a JSON body.
+/// A document in a JSON body: its text, or the URI of an object the
+/// server reads (under a prefix in `[serve] allowed_objects`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InlineDocument {
     /// The document's text.
-    pub text: String,
+    pub text: Option<String>,
+    /// An object to read instead, e.g. `s3://inbox/2026/contract.pdf`. Its
+    /// URI is the document's identity, as in a backfill of the bucket.
+    pub uri: Option<String>,
     /// Its file name; the extension picks the format (`.md`, `.html`, ...).
     /// The same name again makes a new version of the same document.
     pub name: Option<String>,
@@ -63,6 +74,8 @@ pub struct AcceptedUpload {
 /// What a request carried, before it is an upload.
 struct Sent {
     name: String,
+    /// The object the bytes were read from, for uploads by URI.
+    object: Option<String>,
     bytes: Vec<u8>,
     title: Option<String>,
     metadata: Map<String, Value>,
@@ -77,9 +90,20 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
+/// A form's `metadata` field: a JSON object.
+pub(super) fn metadata(text: &str) -> ApiResult<Map<String, Value>> {
+    serde_json::from_str(text).map_err(|e| {
+        ApiError::bad_request(
+            format!("metadata is not a JSON object: {e}"),
+            "send metadata as a JSON object, e.g. {\"project\": \"apollo\"}",
+        )
+    })
+}
+
 async fn read_multipart(mut form: Multipart, max: usize) -> ApiResult<Sent> {
     let mut sent = Sent {
         name: String::new(),
+        object: None,
         bytes: Vec::new(),
         title: None,
         metadata: Map::new(),
@@ -98,6 +122,12 @@ async fn read_multipart(mut form: Multipart, max: usize) -> ApiResult<Sent> {
     };
     while let Some(mut field) = form.next_field().await.map_err(bad)? {
         match field.name().unwrap_or_default() {
+            "file" if has_file => {
+                return Err(ApiError::bad_request(
+                    "the form has more than one file",
+                    "send one file per request, or POST them all to /v1/documents/batch",
+                ))
+            }
             "file" => {
                 sent.name = field.file_name().unwrap_or(INLINE_NAME).to_string();
                 has_file = true;
@@ -110,15 +140,7 @@ async fn read_multipart(mut form: Multipart, max: usize) -> ApiResult<Sent> {
             }
             "title" => sent.title = Some(field.text().await.map_err(bad)?),
             "tenant" => sent.tenant = Some(field.text().await.map_err(bad)?),
-            "metadata" => {
-                let text = field.text().await.map_err(bad)?;
-                sent.metadata = serde_json::from_str(&text).map_err(|e| {
-                    ApiError::bad_request(
-                        format!("metadata is not a JSON object: {e}"),
-                        "send metadata as a JSON object, e.g. {\"project\": \"apollo\"}",
-                    )
-                })?;
-            }
+            "metadata" => sent.metadata = metadata(&field.text().await.map_err(bad)?)?,
             other => {
                 return Err(ApiError::bad_request(
                     format!("unknown form field '{other}'"),
@@ -151,8 +173,11 @@ async fn read_multipart(mut form: Multipart, max: usize) -> ApiResult<Sent> {
         (status = 202, body = AcceptedUpload, description = "Durably accepted; follow /v1/jobs/{job_id}/events"),
         (status = 400, body = ErrorBody, description = "Bad request"),
         (status = 401, body = ErrorBody, description = "No token, or an unknown one"),
+        (status = 403, body = ErrorBody, description = "The object's URI is not allowed"),
         (status = 413, body = ErrorBody, description = "Too large"),
+        (status = 409, body = ErrorBody, description = "The object is being landed for another tenant"),
         (status = 415, body = ErrorBody, description = "Unsupported body type"),
+        (status = 422, body = ErrorBody, description = "The object cannot be read"),
         (status = 429, body = ErrorBody, description = "The queue is full; see Retry-After"),
     ),
     security(("bearer" = [])),
@@ -189,12 +214,33 @@ pub async fn upload(
                     "send {\"text\": \"...\", \"name\": \"notes.md\"}; title, metadata and tenant are optional",
                 ),
             })?;
-        if doc.text.len() > max {
+        let tenant = caller.upload_tenant(doc.tenant.as_deref(), &state.default_tenant);
+        let (name, object, bytes) = match (doc.text, doc.uri) {
+            (Some(text), None) => {
+                let name = doc.name.unwrap_or_else(|| INLINE_NAME.to_string());
+                (name, None, text.into_bytes())
+            }
+            (None, Some(uri)) => {
+                // Before the object is read: a full queue costs no read.
+                admit(&state, 1).await?;
+                let bytes = read_object(&state, &uri, &tenant, max).await?;
+                let name = uri.rsplit('/').next().unwrap_or_default().to_string();
+                (name, Some(uri), bytes.to_vec())
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give either text or uri",
+                    "send {\"text\": \"...\", \"name\": \"notes.md\"} or {\"uri\": \"s3://bucket/contract.pdf\"}",
+                ))
+            }
+        };
+        if bytes.len() > max {
             return Err(too_large(max));
         }
         Sent {
-            name: doc.name.unwrap_or_else(|| INLINE_NAME.to_string()),
-            bytes: doc.text.into_bytes(),
+            name,
+            object,
+            bytes,
             title: doc.title,
             metadata: doc.metadata.unwrap_or_default(),
             tenant: doc.tenant,
@@ -206,39 +252,119 @@ pub async fn upload(
             "send multipart/form-data with a field named file, or application/json with text",
         ));
     };
-    let waiting = state.spool.waiting();
-    if waiting >= state.config.queue_depth {
+    if sent.object.is_none() {
+        admit(&state, 1).await?;
+    }
+    let tenant = caller.upload_tenant(sent.tenant.as_deref(), &state.default_tenant);
+    let mut upload = match &sent.object {
+        Some(uri) => Upload::of_object(&tenant, uri, &sent.bytes),
+        None => Upload::new(&tenant, &sent.name, &sent.bytes),
+    };
+    if let Some(waiting) = state.spool.get(&upload.job_id) {
+        if waiting.tenant != upload.tenant {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{} is being landed for another tenant", upload.source_uri),
+                "give each tenant its own prefixes in [serve.tenant_objects]",
+            ));
+        }
+    }
+    upload.title = sent.title.filter(|t| !t.trim().is_empty());
+    upload.metadata = sent.metadata;
+    let mut accepted = accept_uploads(&state, vec![(upload, sent.bytes)]).await?;
+    let accepted = accepted
+        .pop()
+        .ok_or_else(|| ApiError::internal(&anyhow::anyhow!("the spool accepted nothing")))?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Makes uploads durable together (one sync), registers their jobs and
+/// wakes the lander; what each answers, in order.
+pub(super) async fn accept_uploads(
+    state: &AppState,
+    uploads: Vec<(Upload, Vec<u8>)>,
+) -> ApiResult<Vec<AcceptedUpload>> {
+    let spool = state.spool.clone();
+    let (uploads, accepted) = tokio::task::spawn_blocking(move || {
+        let all: Vec<(&Upload, &[u8])> = uploads.iter().map(|(u, b)| (u, b.as_slice())).collect();
+        let accepted = spool.accept_all(&all);
+        (uploads, accepted)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&anyhow::anyhow!("the spool writer stopped: {e}")))?;
+    let accepted = accepted.map_err(|e| ApiError::internal(&e))?;
+    for (upload, _) in &uploads {
+        Metrics::add(&state.metrics.uploads_accepted);
+        state.jobs.received(upload);
+    }
+    if accepted.contains(&Accepted::New) {
+        state.wake.notify_one();
+    }
+    Ok(uploads
+        .into_iter()
+        .map(|(upload, _)| {
+            let job = state.jobs.get(&upload.job_id);
+            AcceptedUpload {
+                job_id: upload.job_id,
+                doc_id: upload.doc_id,
+                state: job.map_or(JobState::Queued, |j| j.state),
+            }
+        })
+        .collect())
+}
+
+/// The bytes of the object `uri`, read for `tenant` under `[serve]`'s
+/// object policy.
+async fn read_object(state: &AppState, uri: &str, tenant: &str, max: usize) -> ApiResult<Bytes> {
+    match state.objects.read(uri, tenant, None, max as u64).await {
+        Ok(bytes) => Ok(bytes),
+        Err(ObjectError::TooLarge(_)) => Err(too_large(max)),
+        Err(ObjectError::Refused(why)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("refused to read: {why}"),
+            "upload the file itself, or ask an operator to allow its prefix",
+        )),
+        Err(ObjectError::Read(e)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e,
+            "check the URI; the server reads it with its own credentials",
+        )),
+    }
+}
+
+/// Waits up to [`ADMISSION_WAIT`] for room for `n` uploads in the spool,
+/// so a burst is paced by the lander instead of refused; past it, 429 with
+/// a Retry-After from the pace the spool drained at meanwhile.
+pub(super) async fn admit(state: &AppState, n: usize) -> ApiResult<()> {
+    let depth = state.config.queue_depth;
+    let mut landed = state.landed.subscribe();
+    let before = *landed.borrow_and_update();
+    let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
+    loop {
+        let waiting = state.spool.waiting();
+        if waiting + n <= depth {
+            return Ok(());
+        }
+        let drained = depth > 0
+            && matches!(
+                tokio::time::timeout_at(deadline, landed.changed()).await,
+                Ok(Ok(()))
+            );
+        if drained {
+            continue;
+        }
         Metrics::add(&state.metrics.uploads_refused);
+        let left = landed.borrow().saturating_sub(before);
+        let retry_after = match left {
+            0 => MAX_RETRY_AFTER,
+            left => (ADMISSION_WAIT.as_secs() * (waiting + n - depth) as u64).div_ceil(left),
+        };
         return Err(ApiError::busy(
             format!("{waiting} uploads are waiting to land, the server's limit"),
             "retry after the time in Retry-After, or raise [serve] queue_depth",
-            5,
+            retry_after.clamp(1, MAX_RETRY_AFTER),
         ));
     }
-    let tenant = caller.upload_tenant(sent.tenant.as_deref(), &state.default_tenant);
-    let mut upload = Upload::new(&tenant, &sent.name, &sent.bytes);
-    upload.title = sent.title.filter(|t| !t.trim().is_empty());
-    upload.metadata = sent.metadata;
-    let spool = state.spool.clone();
-    let record = upload.clone();
-    let accepted = tokio::task::spawn_blocking(move || spool.accept(&record, &sent.bytes))
-        .await
-        .map_err(|e| ApiError::internal(&anyhow::anyhow!("the spool writer stopped: {e}")))?
-        .map_err(|e| ApiError::internal(&e))?;
-    Metrics::add(&state.metrics.uploads_accepted);
-    state.jobs.received(&upload);
-    if accepted == Accepted::New {
-        state.wake.notify_one();
-    }
-    let job = state.jobs.get(&upload.job_id);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(AcceptedUpload {
-            job_id: upload.job_id,
-            doc_id: upload.doc_id,
-            state: job.map_or(JobState::Queued, |j| j.state),
-        }),
-    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -452,8 +578,10 @@ pub async fn get(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Erased {
     pub doc_id: String,
-    /// Versions of the document removed from `documents`.
-    pub versions: usize,
+    /// Versions of the document removed from `documents`; absent when a
+    /// delete event was published for the ingest workers (202).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<usize>,
 }
 
 /// Erases a document, every version and every file found in it, from every
@@ -464,7 +592,8 @@ pub struct Erased {
     path = "/v1/documents/{doc_id}",
     params(("doc_id" = String, Path, description = "32 hex digits")),
     responses(
-        (status = 200, body = Erased, description = "OK"),
+        (status = 200, body = Erased, description = "Erased"),
+        (status = 202, body = Erased, description = "A delete event was published for the ingest workers"),
         (status = 400, body = ErrorBody, description = "Bad request"),
         (status = 401, body = ErrorBody, description = "No token, or an unknown one"),
         (status = 404, body = ErrorBody, description = "Not found (or not the caller's)"),
@@ -476,7 +605,7 @@ pub async fn erase(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(doc_id): Path<String>,
-) -> ApiResult<Json<Erased>> {
+) -> ApiResult<(StatusCode, Json<Erased>)> {
     check_doc_id(&doc_id)?;
     let session = state.session(&caller).await?;
     let id = quote(&doc_id);
@@ -485,7 +614,6 @@ pub async fn erase(
     let waiting = state
         .spool
         .list()
-        .map_err(|e| ApiError::internal(&e))?
         .into_iter()
         .any(|u| u.doc_id == doc_id && caller.sees(&u.tenant));
     if !theirs && !waiting {
@@ -505,5 +633,9 @@ pub async fn erase(
         .await
         .map_err(|_| ApiError::internal(&anyhow::anyhow!("the upload lander stopped")))?
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(Erased { doc_id, versions }))
+    let status = match versions {
+        Some(_) => StatusCode::OK,
+        None => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(Erased { doc_id, versions })))
 }

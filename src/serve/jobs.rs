@@ -45,8 +45,14 @@ impl JobState {
 /// The progress of one stage (or of extraction) for a job.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct StageProgress {
-    /// pending or done.
+    /// pending; running (its model requests under way); computed (its rows
+    /// made, not yet committed); done.
     pub state: String,
+    /// Model requests made for the job's batch, and planned so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_done: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_planned: Option<usize>,
     /// Rows the job's batch wrote to the stage's table.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<usize>,
@@ -57,16 +63,18 @@ pub struct StageProgress {
 
 impl StageProgress {
     fn pending() -> Self {
-        Self {
-            state: "pending".into(),
-            rows: None,
-            version: None,
-        }
+        Self::at("pending", None, None)
     }
 
     fn done(rows: Option<usize>, version: Option<u64>) -> Self {
+        Self::at("done", rows, version)
+    }
+
+    fn at(state: &str, rows: Option<usize>, version: Option<u64>) -> Self {
         Self {
-            state: "done".into(),
+            state: state.into(),
+            calls_done: None,
+            calls_planned: None,
             rows,
             version,
         }
@@ -205,12 +213,39 @@ impl Progress for JobBoard {
                     .insert("extract".into(), StageProgress::done(None, None));
                 "extracted"
             }
+            Step::Computed { stage, rows } => {
+                let progress = job
+                    .stages
+                    .entry(stage.clone())
+                    .or_insert_with(StageProgress::pending);
+                progress.state = "computed".into();
+                progress.rows = Some(*rows);
+                "computed"
+            }
+            Step::Calls {
+                stage,
+                done,
+                planned,
+            } => {
+                let progress = job
+                    .stages
+                    .entry(stage.clone())
+                    .or_insert_with(StageProgress::pending);
+                progress.state = "running".into();
+                progress.calls_done = Some(*done);
+                progress.calls_planned = Some(*planned);
+                "calls"
+            }
             Step::Committed {
                 table,
                 rows,
                 version,
             } => {
-                let progress = StageProgress::done(Some(*rows), *version);
+                let mut progress = StageProgress::done(Some(*rows), *version);
+                if let Some(before) = job.stages.get(table) {
+                    progress.calls_done = before.calls_done;
+                    progress.calls_planned = before.calls_planned;
+                }
                 job.stages.insert(table.clone(), progress);
                 "stage"
             }
@@ -224,10 +259,14 @@ impl Progress for JobBoard {
                 }
                 "landed"
             }
-            Step::Failed { stage, error } => {
+            Step::Failed { stage, error, .. } => {
                 job.state = JobState::Failed;
                 job.error = Some(format!("{stage}: {error}"));
                 "failed"
+            }
+            Step::Published => {
+                job.state = JobState::Running;
+                "published"
             }
             Step::Retrying { error } => {
                 job.state = JobState::Queued;
@@ -371,8 +410,11 @@ pub async fn list_jobs(State(state): State<Arc<AppState>>, caller: Caller) -> Js
 }
 
 /// Server-Sent Events, one per step: `state` first (the job as it is),
-/// then `received`, `running`, `extracted`, `stage` (a table committed,
-/// with its rows and version), `retrying`, and `landed` or `failed`,
+/// then `received`, `running` (or `published`, for ingest workers to
+/// land), `extracted`, `computed` (a stage made its
+/// rows: `chunks` is chunked), `calls` (a model stage's requests, done of
+/// planned: embedding i/n), `stage` (a table committed, with its rows and
+/// version), `retrying`, and `landed` or `failed` (with its error kind),
 /// after which the stream ends.
 #[utoipa::path(
     get,

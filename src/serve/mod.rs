@@ -7,6 +7,7 @@
 
 pub mod api_error;
 pub mod auth;
+pub mod batch_upload;
 pub mod config;
 pub mod documents;
 pub mod jobs;
@@ -26,7 +27,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,7 +35,9 @@ use utoipa_axum::routes;
 
 use self::api_error::ApiError;
 use self::state::AppState;
-use crate::jobs::uploads::{Erase, UploadLander};
+#[cfg(feature = "kafka")]
+use crate::jobs::upload_publisher::UploadPublisher;
+use crate::jobs::uploads::{Erase, Links, UploadLander};
 
 /// Erasures waiting for the lander, at most; more wait to send.
 const ERASE_QUEUE: usize = 64;
@@ -105,8 +108,13 @@ async fn style() -> impl IntoResponse {
 /// Every route, each documented in the OpenAPI document it serves.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_upload_bytes().saturating_add(1 << 20);
+    // The innermost limit wins: batches get their own.
+    let batches = OpenApiRouter::new()
+        .routes(routes!(batch_upload::upload_batch))
+        .layer(DefaultBodyLimit::max(state.config.max_batch_bytes()));
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(documents::upload, documents::list))
+        .merge(batches)
         .routes(routes!(documents::get, documents::erase))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
@@ -168,26 +176,44 @@ async fn time_limit(State(state): State<Arc<AppState>>, request: Request, next: 
     response
 }
 
+/// What takes accepted uploads from the spool.
+pub enum Landing {
+    /// Lands them in this process.
+    InProcess(Box<UploadLander>),
+    /// Publishes them for `ingest` workers (`serve --topic`).
+    #[cfg(feature = "kafka")]
+    Publish(UploadPublisher),
+}
+
 /// Lands uploads and serves requests on `listener` until `shutdown`
 /// resolves or the lander fails.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
-    lander: UploadLander,
+    landing: Landing,
     erasures: mpsc::Receiver<Erase>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let landed = Arc::new(Notify::new());
     let fresh = state.clone();
-    let rung = landed.clone();
+    let mut landed = state.landed.subscribe();
     tokio::spawn(async move {
-        loop {
-            rung.notified().await;
+        while landed.changed().await.is_ok() {
             fresh.sessions.mark_stale();
         }
     });
-    let progress: Arc<dyn crate::jobs::uploads::Progress> = state.jobs.clone();
-    let landing = lander.run(state.wake.clone(), landed, progress, erasures);
+    let links = Links {
+        wake: state.wake.clone(),
+        landed: state.landed.clone(),
+        progress: state.jobs.clone(),
+        erasures,
+    };
+    let landing = async move {
+        match landing {
+            Landing::InProcess(l) => (*l).run(links).await,
+            #[cfg(feature = "kafka")]
+            Landing::Publish(p) => p.run(links).await,
+        }
+    };
     state.ready.store(true, Ordering::Release);
     let app = router(state);
     let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);

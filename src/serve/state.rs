@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
 use docstream_models::chain::ModelChain;
-use tokio::sync::{mpsc, Mutex, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Mutex, Notify, Semaphore};
 use url::Url;
 
 use super::api_error::{ApiError, ApiResult};
@@ -17,6 +17,7 @@ use super::tokens::{Access, Tokens};
 use crate::analytics::config::AnalyticsConfig;
 use crate::analytics::query::Analytics;
 use crate::jobs::uploads::Erase;
+use crate::sources::object_reader::ObjectReader;
 use crate::sources::spool::Spool;
 use crate::storage::StorageOptions;
 
@@ -27,9 +28,13 @@ pub struct AppState {
     /// The tenant uploads land under when an admin names none.
     pub default_tenant: String,
     pub spool: Arc<Spool>,
+    /// Reads objects that uploads name by URI.
+    pub objects: ObjectReader,
     pub jobs: Arc<JobBoard>,
     /// Rung when an upload is accepted.
     pub wake: Arc<Notify>,
+    /// Uploads that left the spool, changed by the lander after each batch.
+    pub landed: watch::Sender<u64>,
     pub sessions: Sessions,
     pub answerer: Option<Arc<ModelChain>>,
     pub min_similarity: f32,

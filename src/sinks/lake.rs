@@ -36,8 +36,8 @@ pub struct LakeConfig {
     pub uri: String,
     /// Tables docstream creates write a Delta checkpoint every N commits.
     pub checkpoint_interval: u64,
-    /// `ingest` compacts a table's small files every N of its commits, in
-    /// the background (0 = never; run `docstream optimize` instead).
+    /// `ingest` and `serve` compact a table's small files every N of its
+    /// commits, in the background (0 = never; run `docstream optimize`).
     pub compact_every_commits: u64,
 }
 
@@ -480,7 +480,8 @@ pub(super) async fn register(ctx: &SessionContext, name: &str, table: &DeltaTabl
     Ok(())
 }
 
-pub(super) fn utf8(array: &ArrayRef) -> Result<ArrayRef> {
+/// `array` cast to Utf8 strings.
+pub(crate) fn utf8(array: &ArrayRef) -> Result<ArrayRef> {
     Ok(cast(array, &DataType::Utf8)?)
 }
 

@@ -82,6 +82,13 @@ const MIMES: [(&str, &str); 3] = [
     ("text/html", "html"),
 ];
 
+/// The mime type an inline event carries for a file named `name`, when
+/// its format can travel inline.
+pub fn inline_mime(name: &str) -> Option<&'static str> {
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    MIMES.iter().find(|(_, e)| *e == ext).map(|(m, _)| *m)
+}
+
 impl DocumentEvent {
     /// The name extraction detects the format from: the source URI, or a
     /// name with the extension of the inline text's mime type.

@@ -7,4 +7,5 @@ pub mod event;
 pub mod kafka;
 pub mod kafka_config;
 pub mod object_policy;
+pub mod object_reader;
 pub mod spool;

@@ -22,13 +22,21 @@ use super::config::Stage;
 use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::failure::{ErrorKind, Failure};
 use crate::models::config::ModelsConfig;
-use crate::models::hub::ModelHub;
+use crate::models::hub::{CallWatch, ModelHub};
 use crate::models::usage;
 
 /// Rows one stage produced for its table.
 pub struct StageOutput {
     pub table: String,
     pub batches: Vec<RecordBatch>,
+}
+
+/// Who hears of a batch's way through the stages, and through the model
+/// requests of the stages that call models.
+pub trait StageWatch: CallWatch {
+    /// `stage` produced `rows` (for one tenant's part of the batch, when it
+    /// holds several).
+    fn computed(&self, stage: &str, rows: usize);
 }
 
 /// A stage that failed on one document.
@@ -128,6 +136,22 @@ impl StageRunner {
     pub async fn run_docs(
         &self,
         docs: &[&ExtractedDoc],
+        watch: Option<Arc<dyn StageWatch>>,
+    ) -> Result<(Vec<StageOutput>, Vec<Failure>)> {
+        if let (Some(hub), Some(w)) = (&self.hub, &watch) {
+            hub.watch(Some(w.clone()));
+        }
+        let ran = self.run_groups(docs, watch.as_deref()).await;
+        if let (Some(hub), Some(_)) = (&self.hub, &watch) {
+            hub.watch(None);
+        }
+        ran
+    }
+
+    async fn run_groups(
+        &self,
+        docs: &[&ExtractedDoc],
+        watch: Option<&dyn StageWatch>,
     ) -> Result<(Vec<StageOutput>, Vec<Failure>)> {
         let mut tenants: Vec<&str> = Vec::new();
         for d in docs {
@@ -144,7 +168,7 @@ impl StageRunner {
                 .filter(|d| d.tenant == tenant)
                 .collect();
             let batch = extracted::to_batch(&group)?;
-            let (out, failed) = self.run(&batch, tenant).await;
+            let (out, failed) = self.run(&batch, tenant, watch).await;
             for o in out {
                 match outputs.iter_mut().find(|x| x.table == o.table) {
                     Some(x) => x.batches.extend(o.batches),
@@ -174,6 +198,7 @@ impl StageRunner {
         &self,
         batch: &RecordBatch,
         tenant: &str,
+        watch: Option<&dyn StageWatch>,
     ) -> (Vec<StageOutput>, Vec<StageFailure>) {
         let mut outputs: Vec<StageOutput> = Vec::new();
         let mut failures = Vec::new();
@@ -203,6 +228,9 @@ impl StageRunner {
                 // A later stage that reads this one fails (and goes row by
                 // row) if registration fails, so the error is not lost.
                 let _ = register(ctx, &stage.name, self.schema(stage), batches.clone());
+            }
+            if let Some(w) = watch {
+                w.computed(&stage.name, batches.iter().map(|b| b.num_rows()).sum());
             }
             outputs.push(StageOutput {
                 table: stage.table.clone(),
@@ -306,7 +334,10 @@ impl StageRunner {
 
     /// This batch's model request batches, as rows for `usage`.
     fn usage_output(&self, tenant: &str) -> Option<StageOutput> {
-        let records = self.hub.as_ref()?.drain_usage();
+        // A server's hub also serves queries and answers: only the stages'
+        // requests are rows of this batch.
+        let mut records = self.hub.as_ref()?.drain_usage();
+        records.retain(|r| self.chains.contains_key(&r.stage));
         if records.is_empty() {
             return None;
         }

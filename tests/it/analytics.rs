@@ -132,6 +132,7 @@ fn search_hits_show_the_page_or_slide() {
 
 #[test]
 fn ask_cites_real_chunks_and_admits_what_it_does_not_know() {
+    let _turn = generating_turn();
     let tmp = tempfile::tempdir().unwrap();
     let lake = tmp.path().join("lake");
     let lake_s = lake.to_str().unwrap();

@@ -2,6 +2,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+/// Tests that run the local generating model take turns: on a 2-core
+/// machine, llama.cpp in two processes, each with a thread per core, slows
+/// both tenfold and pushes a one-document job past any sane wait.
+pub fn generating_turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    // A test that failed holding the turn still hands it on.
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -203,6 +203,7 @@ const STATUS_NOTE: &str = "Project Falcon status, 3 March 2026. The data migrati
 
 #[test]
 fn serve_models_gives_real_embeddings_and_schema_valid_summaries_and_risks() {
+    let _turn = generating_turn();
     let (_server, url) = serve_models();
     let tmp = tempfile::tempdir().unwrap();
     let docs = tmp.path().join("docs");

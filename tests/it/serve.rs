@@ -20,12 +20,17 @@ struct Serve {
 
 impl Serve {
     fn start(lake: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(lake, extra, &[])
+    }
+
+    fn start_with_env(lake: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let child = docstream()
             .args(["serve", "--addr", &addr, "--lake"])
             .arg(lake)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -91,8 +96,13 @@ fn curl(args: &[&str]) -> Answer {
 }
 
 fn get(url: &str, token: Option<&str>) -> Answer {
+    get_within(url, token, "120")
+}
+
+/// A GET given `seconds` to finish (curl takes the last --max-time).
+fn get_within(url: &str, token: Option<&str>, seconds: &str) -> Answer {
     let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let mut args = vec![url];
+    let mut args = vec![url, "--max-time", seconds];
     if let Some(a) = &auth {
         args.extend(["-H", a.as_str()]);
     }
@@ -138,7 +148,8 @@ fn rows(s: &Serve, q: &str, token: Option<&str>) -> Vec<Value> {
 
 /// Follows a job's events until the stream ends; returns the event names.
 fn follow(s: &Serve, job: &str, token: Option<&str>) -> Vec<(String, Value)> {
-    let a = get(&s.url(&format!("/v1/jobs/{job}/events")), token);
+    // The stream lasts as long as the job.
+    let a = get_within(&s.url(&format!("/v1/jobs/{job}/events")), token, "300");
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.headers.contains("text/event-stream"), "{}", a.headers);
     let mut events = Vec::new();
@@ -177,11 +188,33 @@ fn uploads_of_every_format_land_and_can_be_read_searched_and_queried() {
     let s = Serve::start(&lake, &SPINE);
     let files = sample_files();
     assert!(files.len() >= 15, "{files:?}");
-    let mut jobs = Vec::new();
-    for f in &files {
+    // Half one request each, half in one batch request.
+    let (single, batched) = files.split_at(files.len() / 2);
+    let mut accepted = Vec::new();
+    for f in single {
         let a = upload_file(&s, f, None);
         assert_eq!(a.status, 202, "{}: {}", f.display(), a.body);
-        let v = a.json();
+        accepted.push(a.json());
+    }
+    let forms: Vec<String> = batched
+        .iter()
+        .map(|f| format!("file=@{}", f.display()))
+        .collect();
+    let url = s.url("/v1/documents/batch");
+    let mut args = vec![url.as_str()];
+    for form in &forms {
+        args.extend(["-F", form.as_str()]);
+    }
+    let a = curl(&args);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let batch = a.json()["accepted"].as_array().unwrap().clone();
+    assert_eq!(batch.len(), batched.len(), "{batch:?}");
+    for (f, v) in batched.iter().zip(&batch) {
+        assert_eq!(v["name"], f.file_name().unwrap().to_str().unwrap());
+    }
+    accepted.extend(batch);
+    let mut jobs = Vec::new();
+    for (f, v) in files.iter().zip(&accepted) {
         // The lander may have picked it up before the answer was written.
         let state = v["state"].as_str().unwrap();
         assert!(["queued", "running", "landed"].contains(&state), "{state}");
@@ -360,6 +393,7 @@ fn openapi_is_valid_3_1_and_lists_every_route() {
     for (path, methods) in [
         ("/v1/documents", &["get", "post"][..]),
         ("/v1/documents/{doc_id}", &["get", "delete"]),
+        ("/v1/documents/batch", &["post"]),
         ("/v1/jobs", &["get"]),
         ("/v1/jobs/{job_id}", &["get"]),
         ("/v1/jobs/{job_id}/events", &["get"]),
@@ -597,6 +631,92 @@ fn a_tenant_never_sees_another_tenants_rows() {
 }
 
 #[test]
+fn uploads_by_uri_read_only_the_objects_the_policy_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("s3");
+    std::fs::create_dir_all(data.join("inbox/acme")).unwrap();
+    std::fs::create_dir_all(data.join("inbox/globex")).unwrap();
+    let contract = "# Harbour contract\n\nThe pelican berth lease runs to 2031.";
+    std::fs::write(data.join("inbox/acme/contract.md"), contract).unwrap();
+    std::fs::write(data.join("inbox/globex/secret.md"), "walrus merger").unwrap();
+    let s3 = S3Server::start(&data);
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, TOKENS).unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    let pipeline = dir.path().join("pipelines/serve.toml");
+    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "{default}\n[serve]\nallowed_objects = [\"s3://inbox/\"]\n\
+             [serve.tenant_objects]\nacme = [\"s3://inbox/acme/\"]\n"
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(repo().join("sql"), dir.path().join("sql")).unwrap();
+    let pipeline = pipeline.to_str().unwrap();
+    let tokens = tokens.to_str().unwrap();
+    let s = Serve::start_with_env(
+        &dir.path().join("lake"),
+        &[
+            "--pipeline",
+            pipeline,
+            "--tokens",
+            tokens,
+            SPINE[0],
+            SPINE[1],
+        ],
+        &s3.env(),
+    );
+    let acme = Some("acme-token");
+    let by_uri =
+        |uri: &str, token| post_json(&s.url("/v1/documents"), &json!({ "uri": uri }), token);
+
+    let uri = "s3://inbox/acme/contract.md";
+    let a = by_uri(uri, acme);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let job = a.json()["job_id"].as_str().unwrap().to_string();
+    let events = follow(&s, &job, acme);
+    assert_eq!(
+        events.last().unwrap().1["job"]["state"],
+        "landed",
+        "{events:?}"
+    );
+    let doc = rows(&s, "SELECT tenant, source_uri FROM documents", acme);
+    assert_eq!(doc, vec![json!({"tenant": "acme", "source_uri": uri})]);
+    let chunk = rows(&s, "SELECT text FROM chunks", acme);
+    assert!(chunk[0]["text"].as_str().unwrap().contains("pelican berth"));
+    // The same object again is the same version: the same job.
+    assert_eq!(by_uri(uri, acme).json()["job_id"], job.as_str());
+
+    // Outside the tenant's prefixes, outside every bucket, or missing.
+    for (uri, status, says) in [
+        ("s3://inbox/globex/secret.md", 403, "tenant_objects"),
+        ("file:///etc/passwd", 403, "tenant_objects"),
+        ("s3://inbox/acme/missing.md", 422, "cannot read"),
+    ] {
+        let a = by_uri(uri, acme);
+        assert_eq!(a.status, status, "{uri}: {}", a.body);
+        assert!(
+            a.json()["error"].as_str().unwrap().contains(says),
+            "{}",
+            a.body
+        );
+        assert!(a.json()["hint"].as_str().is_some());
+    }
+    // A tenant with no prefixes of its own gets [serve] allowed_objects.
+    let g = by_uri("s3://inbox/globex/secret.md", Some("globex-token"));
+    assert_eq!(g.status, 202, "{}", g.body);
+    let both = json!({"uri": uri, "text": "x"});
+    assert_eq!(post_json(&s.url("/v1/documents"), &both, acme).status, 400);
+    // Nothing acme was refused landed.
+    assert_eq!(
+        rows(&s, "SELECT count(*) AS n FROM documents", acme)[0]["n"],
+        1
+    );
+}
+
+#[test]
 fn limits_answer_413_429_and_504_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
@@ -622,9 +742,38 @@ fn limits_answer_413_429_and_504_and_the_server_goes_on() {
 
     let small = dir.path().join("small.txt");
     std::fs::write(&small, "a small note").unwrap();
+    // A batch with one file too large is refused whole, naming it.
+    let (small_form, big_form) = (
+        format!("file=@{}", small.display()),
+        format!("file=@{}", big.display()),
+    );
+    let batch_url = s.url("/v1/documents/batch");
+    let a = curl(&[&batch_url, "-F", &small_form, "-F", &big_form]);
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert!(a.json()["error"].as_str().unwrap().contains("big.txt"));
+    // One request, one file.
+    let a = curl(&[
+        &s.url("/v1/documents"),
+        "-F",
+        &small_form,
+        "-F",
+        &small_form,
+    ]);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.json()["hint"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/documents/batch"));
+
     let a = upload_file(&s, &small, None);
     assert_eq!(a.status, 429, "{}", a.body);
-    assert!(a.headers.contains("retry-after: 5"), "{}", a.headers);
+    let retry_after: u64 = a
+        .headers
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After in {}", a.headers));
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
 
     let slow = sql(
         &s,
@@ -642,6 +791,10 @@ fn limits_answer_413_429_and_504_and_the_server_goes_on() {
     let metrics = get(&s.url("/metrics"), None).body;
     assert!(
         metrics.contains("docstream_uploads_refused_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("docstream_uploads_accepted_total 0"),
         "{metrics}"
     );
 }
@@ -782,7 +935,87 @@ fn every_accepted_upload_lands_once_across_kills() {
 
 #[test]
 #[cfg(feature = "local-models")]
+fn an_upload_streams_every_step_through_the_local_models_and_is_found_by_search_and_ask() {
+    let _turn = generating_turn();
+    let dir = tempfile::tempdir().unwrap();
+    // Real local models: embeddings and one generating stage, which keeps
+    // the test within its time on a busy 2-core machine.
+    let stages = ["--stages", "documents,chunks,embeddings,summaries"];
+    let s = Serve::start(&dir.path().join("lake"), &stages);
+    // A reference new to every run, so no model answer is cached and
+    // every model stage makes requests.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let text = format!(
+        "# Ocelot enclosure inspection {run}\n\nThe ocelot enclosure at the north zoo failed its \
+         fence inspection on 2 June. Priya Nair owns the repair and must replace the \
+         mesh by 30 June. Until then the ocelots stay indoors, which delays the public opening.\n"
+    );
+    let a = post_json(
+        &s.url("/v1/documents"),
+        &json!({"text": text, "name": "ocelot-inspection.md"}),
+        None,
+    );
+    assert_eq!(a.status, 202, "{}", a.body);
+    let accepted = a.json();
+    let (job, doc_id) = (
+        accepted["job_id"].as_str().unwrap(),
+        accepted["doc_id"].as_str().unwrap(),
+    );
+    let events = follow(&s, job, None);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let last = &events.last().unwrap().1["job"];
+    assert_eq!(last["state"], "landed", "{names:?}");
+    // Generation takes seconds, so the stream sees the model stages work:
+    // their requests counted up, then each table committed.
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "calls")
+        .map(|(_, d)| &d["step"])
+        .collect();
+    assert!(calls.iter().any(|c| c["stage"] == "summaries"), "{names:?}");
+    for c in &calls {
+        assert!(c["done"].as_u64() <= c["planned"].as_u64(), "{c}");
+    }
+    assert!(events
+        .iter()
+        .any(|(n, d)| n == "computed" && d["step"]["stage"] == "summaries"));
+    let at = |n: &str| names.iter().rposition(|x| *x == n).unwrap();
+    assert!(at("calls") < at("landed"), "{names:?}");
+    // The job keeps each model stage's request count.
+    for stage in ["embeddings", "summaries"] {
+        let p = &last["stages"][stage];
+        assert_eq!(p["state"], "done", "{stage}: {p}");
+        assert!(p["calls_planned"].as_u64().unwrap() >= 1, "{stage}: {p}");
+        assert_eq!(p["calls_done"], p["calls_planned"], "{stage}: {p}");
+    }
+    assert!(last["stages"]["chunks"]["rows"].as_u64().unwrap() >= 1);
+
+    let doc = get(&s.url(&format!("/v1/documents/{doc_id}")), None).json();
+    let summary = doc["summary"]["summary"].as_str().unwrap_or_default();
+    assert!(!summary.trim().is_empty(), "{doc}");
+    let hits = get(&s.url("/v1/search?q=ocelot%20fence&k=3"), None).json();
+    assert_eq!(hits["hits"][0]["doc_id"], doc_id, "{hits}");
+    let asked = post_json(
+        &s.url("/v1/ask"),
+        &json!({"question": "Who owns the ocelot fence repair?"}),
+        None,
+    );
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let answer = asked.json();
+    // Whatever the small model answers, a citation points at this document.
+    for c in answer["citations"].as_array().unwrap() {
+        assert_eq!(c["doc_id"], doc_id, "{answer}");
+    }
+    assert!(answer["answer"].is_string(), "{answer}");
+}
+
+#[test]
+#[cfg(feature = "local-models")]
 fn the_page_uploads_shows_searches_and_asks_in_a_real_browser() {
+    let _turn = generating_turn();
     let dir = tempfile::tempdir().unwrap();
     // Real embeddings (hybrid search, ask's retrieval) and the real answer
     // model; the generating stages would only slow the suite's other

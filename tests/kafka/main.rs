@@ -11,4 +11,5 @@ mod harness;
 mod broker;
 mod ingest;
 mod moto;
+mod serve_publish;
 mod writers;

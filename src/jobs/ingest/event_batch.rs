@@ -1,14 +1,11 @@
 //! A micro-batch of Kafka records turned into work: extracted documents,
 //! deletions and failure rows, each tied to the record it came from.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
-use url::Url;
 
 use crate::contract::failure::{self, ErrorKind, Failure};
 use crate::contract::identity::{content_hash, DocKey};
@@ -18,6 +15,7 @@ use crate::jobs::extract_pool::{ExtractPool, Isolation};
 use crate::sources::event::{decode, Action, DocumentEvent, ObjectRef};
 use crate::sources::kafka::Record;
 use crate::sources::object_policy::ObjectPolicy;
+use crate::sources::object_reader::{ObjectError, ObjectReader};
 use crate::storage::StorageOptions;
 
 /// Where a record sits in its topic.
@@ -79,11 +77,8 @@ pub struct EventReader {
     pub limits: Limits,
     pub max_event_bytes: usize,
     pub parallelism: usize,
-    pub storage: StorageOptions,
-    pub objects: ObjectPolicy,
+    objects: ObjectReader,
     pool: ExtractPool,
-    /// Object stores by bucket, so each is built once.
-    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
 /// Fetches overlap (`parallelism`); extraction takes a core each.
@@ -108,10 +103,8 @@ impl EventReader {
             limits,
             max_event_bytes,
             parallelism,
-            storage,
-            objects,
+            objects: ObjectReader::new(storage, objects),
             pool: extract_pool(Isolation::Thread),
-            stores: Mutex::new(HashMap::new()),
         }
     }
 
@@ -298,37 +291,23 @@ impl EventReader {
         object: &ObjectRef,
         tenant: Option<&str>,
     ) -> Result<Bytes, (ErrorKind, String)> {
-        if let Some(size) = object.size.filter(|s| *s > self.limits.max_input_bytes) {
-            let e = crate::extract::too_large(size, &self.limits);
-            return Err((e.kind, e.message));
-        }
-        let read_error = |e: String| (ErrorKind::Read, format!("cannot read {}: {e}", object.uri));
-        let url = Url::parse(&object.uri).map_err(|e| read_error(e.to_string()))?;
-        if let Some(why) = self.objects.refusal(tenant.unwrap_or(&self.tenant), &url) {
-            return Err((ErrorKind::Forbidden, format!("refused to read: {why}")));
-        }
-        let (store, path) = self.store(&url).map_err(|e| read_error(format!("{e:#}")))?;
-        let got = store
-            .get(&path)
+        let tenant = tenant.unwrap_or(&self.tenant);
+        let max = self.limits.max_input_bytes;
+        match self
+            .objects
+            .read(&object.uri, tenant, object.size, max)
             .await
-            .map_err(|e| read_error(e.to_string()))?;
-        if got.meta.size > self.limits.max_input_bytes {
-            let e = crate::extract::too_large(got.meta.size, &self.limits);
-            return Err((e.kind, e.message));
+        {
+            Ok(bytes) => Ok(bytes),
+            Err(ObjectError::TooLarge(size)) => {
+                let e = crate::extract::too_large(size, &self.limits);
+                Err((e.kind, e.message))
+            }
+            Err(ObjectError::Refused(why)) => {
+                Err((ErrorKind::Forbidden, format!("refused to read: {why}")))
+            }
+            Err(ObjectError::Read(e)) => Err((ErrorKind::Read, e)),
         }
-        got.bytes().await.map_err(|e| read_error(e.to_string()))
-    }
-
-    fn store(&self, url: &Url) -> anyhow::Result<(Arc<dyn ObjectStore>, object_store::path::Path)> {
-        let bucket = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(store) = stores.get(&bucket) {
-            let path = object_store::path::Path::from_url_path(url.path())?;
-            return Ok((store.clone(), path));
-        }
-        let (store, path) = self.storage.object_store(url)?;
-        stores.insert(bucket, store.clone());
-        Ok((store, path))
     }
 }
 

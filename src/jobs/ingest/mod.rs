@@ -12,7 +12,6 @@
 pub mod event_batch;
 pub mod metrics;
 pub mod offsets;
-pub mod upkeep;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -30,13 +29,11 @@ use url::Url;
 use self::event_batch::{EventReader, Position, Work};
 use self::metrics::Metrics;
 use self::offsets::{Landed, Offsets};
-use self::upkeep::Periodic;
 use crate::contract::failure::{self, Failure};
 use crate::contract::identity::DocKey;
 use crate::indexes::config::IndexesConfig;
-use crate::indexes::update::update_in_background;
+use crate::jobs::upkeep::Upkeep;
 use crate::sinks::lake::{Lake, LakeConfig};
-use crate::sinks::maintenance::compact_in_background;
 use crate::sources::kafka::{Assignment, GroupConsumer, Record};
 use crate::sources::kafka_config::KafkaConfig;
 use crate::stages::batcher::{BatchConfig, Batcher};
@@ -206,48 +203,43 @@ impl Ingest {
         consumer: Arc<GroupConsumer>,
     ) -> Result<Summary> {
         let mut landed = Landed::new();
+        // Partitions this worker holds, as the committer learns of them.
+        let mut owned: HashSet<i32> = HashSet::new();
         let mut summary = Summary::default();
-        let (root, storage, tables) = (self.lake.clone(), self.storage.clone(), self.tables());
-        let mut compactor = Periodic::new(self.upkeep.compact_every_commits, move || {
-            Box::pin(compact_in_background(
-                root.clone(),
-                storage.clone(),
-                tables.clone(),
-            ))
-        });
-        let (root, storage, config) = (
-            self.lake.clone(),
-            self.storage.clone(),
-            self.indexes.clone(),
+        let mut upkeep = Upkeep::new(
+            &self.lake,
+            &self.storage,
+            self.tables(),
+            &self.upkeep,
+            &self.indexes,
         );
-        let mut indexer = Periodic::new(self.indexes.update_every_batches, move || {
-            Box::pin(update_in_background(
-                root.clone(),
-                storage.clone(),
-                config.clone(),
-            ))
-        });
         while let Some(step) = queue.recv().await {
             match step {
-                Step::Batch(records) => {
+                Step::Batch(mut records) => {
+                    // Records of a partition revoked while the batch filled
+                    // are its next owner's: it reads them from the markers.
+                    records.retain(|r| owned.contains(&r.partition));
+                    if records.is_empty() {
+                        continue;
+                    }
                     self.flush(&lake, &consumer, &mut landed, records, &mut summary)
                         .await?;
-                    compactor.committed();
-                    indexer.committed();
+                    upkeep.committed();
                 }
                 Step::Assigned(partitions, read) => {
                     landed.retain(|(_, p), _| !partitions.contains(p));
                     landed.extend(read);
+                    owned.extend(&partitions);
                 }
                 Step::Revoked(partitions, done) => {
                     landed.retain(|(_, p), _| !partitions.contains(p));
+                    owned.retain(|p| !partitions.contains(p));
                     let _ = done.send(());
                 }
                 Step::Stop => break,
             }
         }
-        compactor.finish().await;
-        indexer.finish().await;
+        upkeep.finish().await;
         Ok(summary)
     }
 
@@ -327,7 +319,7 @@ impl Ingest {
             }
         }
         let read = closed.elapsed();
-        let (outputs, stage_failures) = self.runner.run_docs(&docs).await?;
+        let (outputs, stage_failures) = self.runner.run_docs(&docs, None).await?;
         let staged = closed.elapsed();
         let position_of: HashMap<DocKey, Position> = work
             .iter()

@@ -62,7 +62,11 @@ function renderJob(job) {
     ? el("a", { href: "#doc-" + job.doc_id, onclick: (e) => { e.preventDefault(); openDoc(job.doc_id); } }, job.name || job.doc_id)
     : el("span", {}, job.name || job.doc_id);
   const failures = (job.failures || []).length;
-  const note = job.error ? job.error : failures ? failures + " stage failure(s)" : done + "/" + stages.length + " steps";
+  const calling = Object.entries(job.stages || {}).find(([, s]) => s.state === "running" && s.calls_planned);
+  const note = job.error ? job.error
+    : failures ? failures + " stage failure(s)"
+    : calling ? calling[0] + " " + calling[1].calls_done + "/" + calling[1].calls_planned
+    : done + "/" + stages.length + " steps";
   return el("li", { id: "job-" + job.job_id, "data-state": job.state },
     el("div", { class: "item" }, title, badge(job.state)),
     el("div", { class: "meta" }, note),

@@ -1,10 +1,18 @@
-//! Upkeep a long-running writer starts every N committed batches:
+//! Upkeep a long-running writer (`ingest`, `serve`) starts every N
+//! committed batches:
 //! compaction, and bringing the search indexes up to date. Each kind runs
 //! in the background, one run at a time, so the writer never waits for it
 //! and its failures never stop the writer.
 
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::indexes::config::IndexesConfig;
+use crate::indexes::update::update_in_background;
+use crate::sinks::lake::LakeConfig;
+use crate::sinks::maintenance::compact_in_background;
+use crate::storage::StorageOptions;
 
 pub struct Periodic {
     every: u64,
@@ -47,6 +55,46 @@ impl Periodic {
         if let Some(running) = self.running {
             let _ = running.await;
         }
+    }
+}
+
+/// The upkeep of a long-running writer: compaction of its tables every
+/// `[lake] compact_every_commits` batches, and the search indexes brought
+/// up to date every `[indexes] update_every_batches`.
+pub struct Upkeep {
+    compactor: Periodic,
+    indexer: Periodic,
+}
+
+impl Upkeep {
+    pub fn new(
+        root: &Url,
+        storage: &StorageOptions,
+        tables: Vec<String>,
+        lake: &LakeConfig,
+        indexes: &IndexesConfig,
+    ) -> Self {
+        let (r, s) = (root.clone(), storage.clone());
+        let compactor = Periodic::new(lake.compact_every_commits, move || {
+            Box::pin(compact_in_background(r.clone(), s.clone(), tables.clone()))
+        });
+        let (r, s, config) = (root.clone(), storage.clone(), indexes.clone());
+        let indexer = Periodic::new(indexes.update_every_batches, move || {
+            Box::pin(update_in_background(r.clone(), s.clone(), config.clone()))
+        });
+        Self { compactor, indexer }
+    }
+
+    /// Counts a committed batch, starting what is due.
+    pub fn committed(&mut self) {
+        self.compactor.committed();
+        self.indexer.committed();
+    }
+
+    /// Waits for what is running, so a clean shutdown does not cut it.
+    pub async fn finish(self) {
+        self.compactor.finish().await;
+        self.indexer.finish().await;
     }
 }
 
