@@ -38,9 +38,7 @@ impl Drop for Serve {
 
 /// `docstream serve` on `lake` with `stages` (every stage when empty).
 fn serve(lake: &Path, stages: &[&str]) -> anyhow::Result<Serve> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::free_port()?;
     let child = Command::new(env!("CARGO_BIN_EXE_docstream"))
         .arg("serve")
         .args(stages)
@@ -51,11 +49,7 @@ fn serve(lake: &Path, stages: &[&str]) -> anyhow::Result<Serve> {
         .stdout(Stdio::null())
         .spawn()?;
     let server = Serve(child, port);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_port(port)?;
     Ok(server)
 }
 

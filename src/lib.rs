@@ -2,12 +2,14 @@
 //!
 //! The modules follow the dataflow: `sources` → `extract` → `stages` →
 //! `sinks`, with `indexes` derived from the lake, `analytics` reading it,
-//! `jobs` wiring it together, and `serve` offering it over HTTP.
+//! `jobs` wiring it together, `serve` offering it over HTTP, and `doors`
+//! offering its SQL to BI tools and notebooks.
 
 pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod doors;
 pub mod extract;
 pub mod functions;
 pub mod indexes;

@@ -1,7 +1,11 @@
 //! Helpers the benches share: sizes from the environment, folder sizes,
-//! this process's peak memory, and small status reports to ingest.
+//! this process's peak memory, small status reports to ingest, and
+//! synthetic table rows (`lake`).
+
+pub mod lake;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -55,4 +59,21 @@ pub fn status_report(i: usize) -> String {
         m = i % 7,
         t = i % 13
     )
+}
+
+/// A TCP port free on loopback now.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits up to two minutes for a server to listen on `port`.
+pub fn wait_for_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }

@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
-use deltalake::datafusion::logical_expr::JoinType;
+use deltalake::datafusion::logical_expr::{JoinType, LogicalPlan};
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use deltalake::datafusion::prelude::{col, lit, DataFrame, SessionContext};
+use deltalake::datafusion::prelude::{col, lit, SessionContext};
 use docstream_models::chain::ModelChain;
 use docstream_models::provider::ProviderConfig;
 use futures::TryStreamExt;
@@ -41,7 +44,18 @@ const CURRENT_DOCUMENTS: &str = "current_documents";
 /// The tenant's doc ids, under a name no table has, for the semi-join.
 const SCOPE_KEY: &str = "__docstream_scope_doc_id";
 
+/// The one answer every door gives to statements that would change
+/// anything.
+pub const READ_ONLY: &str = "docstream is read-only here: only SELECT, WITH, EXPLAIN and SHOW run. Tables change through `docstream backfill`, `ingest` and uploads";
+
 const MEMORY_HINT: &str = "The query needs more memory than [analytics] memory_limit_mb allows: aggregate or filter more, add LIMIT, or raise the limit in the pipeline file";
+
+/// What a statement returns, and the types of its parameters `$1`,
+/// `$2`, ... (`None` where the SQL does not imply one).
+pub struct Described {
+    pub schema: SchemaRef,
+    pub parameters: Vec<Option<DataType>>,
+}
 
 pub struct Analytics {
     ctx: SessionContext,
@@ -160,6 +174,11 @@ impl Analytics {
             self.effort,
             tenant,
         );
+        // Postgres tools list tables and columns through pg_catalog; it
+        // describes this session's own tables only.
+        let catalog = self.namespace().0;
+        datafusion_pg_catalog::setup_pg_catalog(&self.ctx, &catalog, EmptyContextProvider)
+            .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
         self.tables = tables;
         Ok(())
     }
@@ -213,7 +232,25 @@ impl Analytics {
     /// Runs `sql`, yielding its rows batch by batch. Running out of
     /// `[analytics] memory_limit_mb` fails with a hint.
     pub async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
-        let stream = self.frame(sql).await?.execute_stream().await?;
+        self.stream_with(sql, Vec::new()).await
+    }
+
+    /// Runs `sql` with `parameters` bound to `$1`, `$2`, ... in order.
+    pub async fn stream_with(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<SendableRecordBatchStream> {
+        let plan = bind(self.plan(sql).await?, parameters)?;
+        if let Some(chain) = &self.embedder {
+            embed_query::resolve(&plan, chain, &self.resolved).await?;
+        }
+        let stream = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await?;
         let schema = stream.schema();
         let hinted = stream.map_err(|e| match e.find_root() {
             DataFusionError::ResourcesExhausted(msg) => {
@@ -224,9 +261,37 @@ impl Analytics {
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, hinted)))
     }
 
+    /// The columns `sql` returns and the parameters it takes, without
+    /// running it.
+    pub async fn describe(&self, sql: &str) -> Result<Described> {
+        let plan = self.plan(sql).await?;
+        let parameters = parameter_types(&plan)?;
+        Ok(Described {
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+            parameters,
+        })
+    }
+
+    /// The tables and views of this session, with their columns.
+    pub async fn table_schemas(&self) -> Result<Vec<(String, SchemaRef)>> {
+        let mut out = Vec::with_capacity(self.tables.len());
+        for name in &self.tables {
+            let frame = self.ctx.table(name.as_str()).await?;
+            out.push((name.clone(), Arc::new(frame.schema().as_arrow().clone())));
+        }
+        Ok(out)
+    }
+
+    /// The catalog and schema the tables are in (`datafusion.public`).
+    pub fn namespace(&self) -> (String, String) {
+        let state = self.ctx.state();
+        let names = &state.config_options().catalog;
+        (names.default_catalog.clone(), names.default_schema.clone())
+    }
+
     /// Plans `sql`. Statements that would change anything (DDL, DML, SET)
     /// are refused.
-    async fn frame(&self, sql: &str) -> Result<DataFrame> {
+    async fn plan(&self, sql: &str) -> Result<LogicalPlan> {
         if sql.len() > MAX_SQL_BYTES {
             bail!(
                 "the query is {} KiB; docstream plans queries up to {} KiB. Put long value lists in a table or a file instead",
@@ -244,12 +309,9 @@ impl Analytics {
             .with_allow_dml(false)
             .with_allow_statements(false);
         if let Err(e) = options.verify_plan(&plan) {
-            bail!("docstream is read-only here: only SELECT, WITH, EXPLAIN and SHOW run. Tables change through `docstream backfill` and `ingest`.\n({e})");
+            bail!("{READ_ONLY}\n({e})");
         }
-        if let Some(chain) = &self.embedder {
-            embed_query::resolve(&plan, chain, &self.resolved).await?;
-        }
-        Ok(self.ctx.execute_logical_plan(plan).await?)
+        Ok(plan)
     }
 
     /// A planning error, with what to do about the usual causes.
@@ -348,6 +410,57 @@ pub fn mentions_embed_query(sql: &str) -> bool {
     ]
     .iter()
     .any(|f| sql.contains(f))
+}
+
+/// The types of `plan`'s parameters `$1`, `$2`, ... in order.
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let mut types = plan.get_parameter_types()?;
+    let numbered: Option<Vec<_>> = (1..=types.len())
+        .map(|n| types.remove(&format!("${n}")))
+        .collect();
+    match numbered {
+        Some(numbered) => Ok(numbered),
+        None => {
+            let mut names: Vec<_> = plan.get_parameter_types()?.into_keys().collect();
+            names.sort();
+            bail!(
+                "parameters are numbered $1, $2, ... without gaps; this statement has {}",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// `plan` with `values` in place of its parameters, each cast to the type
+/// the SQL implies.
+fn bind(plan: LogicalPlan, values: Vec<ScalarValue>) -> Result<LogicalPlan> {
+    let types = parameter_types(&plan)?;
+    if types.len() != values.len() {
+        bail!(
+            "the statement takes {} parameter(s) ($1, $2, ...) and {} were given",
+            types.len(),
+            values.len()
+        );
+    }
+    if values.is_empty() {
+        return Ok(plan);
+    }
+    let values = values
+        .into_iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (v, t))| match t {
+            Some(t) if t != v.data_type() && !v.is_null() => v.cast_to(&t).with_context(|| {
+                format!(
+                    "parameter ${} is {}; the query needs {t}",
+                    i + 1,
+                    v.data_type()
+                )
+            }),
+            _ => Ok(v),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(plan.with_param_values(values)?)
 }
 
 /// `s` as a SQL string literal.

@@ -4,21 +4,27 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 
 use super::resolved::{extraction_isolation, Resolved};
 use super::signal::shutdown_signal;
 use super::stage_args::StageArgs;
+use crate::doors::flight::{self, FlightDoor};
+use crate::doors::gate::Gate;
+use crate::doors::postgres::{self, PgDoor, TlsAcceptor};
+use crate::doors::sessions::Sessions;
+use crate::doors::tokens::Tokens;
 #[cfg(feature = "kafka")]
 use crate::jobs::publish::Publisher;
 #[cfg(feature = "kafka")]
 use crate::jobs::upload_publisher::UploadPublisher;
 use crate::jobs::uploads::UploadLander;
+use crate::serve::config::ServeConfig;
 use crate::serve::jobs::JobBoard;
-use crate::serve::state::{AppState, Metrics, Sessions};
-use crate::serve::tokens::Tokens;
+use crate::serve::state::{AppState, Metrics};
 use crate::serve::{erasure_channel, serve, Landing};
 use crate::sources::object_policy::ObjectPolicy;
 use crate::sources::object_reader::ObjectReader;
@@ -42,7 +48,11 @@ use crate::sources::spool::Spool;
     curl -N http://127.0.0.1:8080/v1/jobs/$JOB/events\n  \
     docstream serve --brokers kafka:9092 --topic documents   # workers: docstream ingest --topic documents\n  \
     curl 'http://127.0.0.1:8080/v1/search?q=vendor+delay&k=5'\n  \
-    curl -H 'Authorization: Bearer s3cret-a' -d '{\"sql\": \"SELECT count(*) FROM documents\"}' \\\n       -H 'content-type: application/json' http://127.0.0.1:8080/v1/query\n\n\
+    curl -H 'Authorization: Bearer s3cret-a' -d '{\"sql\": \"SELECT count(*) FROM documents\"}' \\\n       -H 'content-type: application/json' http://127.0.0.1:8080/v1/query\n  \
+    docstream serve --flight-addr 127.0.0.1:50051      # Arrow Flight SQL for ADBC, JDBC, pandas, Polars\n  \
+    docstream serve --pg-addr 127.0.0.1:5433 --tokens tokens.toml\n  \
+    docstream serve --sql-only --flight-addr 127.0.0.1:50051 --lake s3://lake/   # SQL doors alone\n  \
+    psql \"host=127.0.0.1 port=5433 user=acme password=s3cret-a\" -c 'SELECT count(*) FROM documents'\n\n\
     tokens.toml:\n  \
     [[token]]\n  \
     token = \"s3cret-a\"        # or sha256 = \"<hex of the token's SHA-256>\"\n  \
@@ -51,6 +61,15 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
+
+    #[command(flatten)]
+    pub doors: DoorArgs,
+
+    /// Serve only the SQL doors (--flight-addr, --pg-addr) over the lake:
+    /// no HTTP API, no uploads; the session follows the lake as other
+    /// processes write it.
+    #[arg(long)]
+    pub sql_only: bool,
 
     /// Tokens file (TOML): each token's tenant. Without one, every caller
     /// sees everything, so the server listens on loopback only.
@@ -86,13 +105,17 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, r: Resolved) -> Result<()> {
-        let tokens = self.tokens.as_deref().map(Tokens::load).transpose()?;
-        let addr = resolve(&self.addr).await?;
-        if tokens.is_none() && !addr.ip().is_loopback() {
-            bail!(
-                "without --tokens, every caller would see every document, so serve listens on loopback only; give --tokens FILE to listen on {addr}"
-            );
+        let tokens = self
+            .tokens
+            .as_deref()
+            .map(Tokens::load)
+            .transpose()?
+            .map(Arc::new);
+        let doors = Doors::resolve(&self.doors, tokens.is_some(), &r.pipeline.serve).await?;
+        if self.sql_only {
+            return sql_only(&r, doors, tokens).await;
         }
+        let addr = resolve(&self.addr, "--addr", tokens.is_some()).await?;
         let (runner, models) = r.runner_with_models(&self.stages.stages)?;
         let p = &r.pipeline;
         let spool_dir = self
@@ -116,15 +139,15 @@ impl Args {
             jobs: Arc::new(JobBoard::new(tables)),
             wake: Arc::new(Notify::new()),
             landed: watch::Sender::new(0),
-            sessions: Sessions::new(
+            sessions: Arc::new(Sessions::new(
                 r.lake.clone(),
                 r.storage.clone(),
                 models.embedder,
                 p.analytics.clone(),
-            ),
+            )),
             answerer: models.answerer,
             min_similarity: p.analytics.min_similarity,
-            queries: Semaphore::new(p.serve.max_concurrent_queries.max(1)),
+            gate: Arc::new(gate(&p.serve)),
             metrics: Metrics::default(),
             ready: AtomicBool::new(false),
             erasures: erase_tx,
@@ -145,9 +168,7 @@ impl Args {
             upkeep: p.lake.clone(),
             indexes: p.indexes.clone(),
         };
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr}; is the port in use? Pick another with --addr")
-        })?;
+        let listener = bind(addr, "--addr").await?;
         let addr = listener.local_addr()?;
         println!(
             "docstream serving http://{addr}/ — lake {}, spool {} ({} waiting){}",
@@ -160,6 +181,9 @@ impl Args {
                 ""
             }
         );
+        doors
+            .open(&state.sessions, &state.tokens, &state.gate)
+            .await?;
         #[cfg(feature = "kafka")]
         if let Some(topic) = self.topic {
             let mut kafka = p.kafka.clone();
@@ -186,14 +210,163 @@ impl Args {
     }
 }
 
-/// The socket address `addr` names (a host name is looked up).
-async fn resolve(addr: &str) -> Result<SocketAddr> {
-    if let Ok(a) = addr.parse() {
-        return Ok(a);
+#[derive(Debug, clap::Args)]
+pub struct DoorArgs {
+    /// Also serve Arrow Flight SQL on this address (ADBC and JDBC
+    /// drivers; bearer token, or basic auth with the token as password).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub flight_addr: Option<String>,
+
+    /// Also serve the Postgres wire protocol on this address (psql, BI
+    /// tools, drivers; the tenant as user, its token as password). Off
+    /// loopback it needs TLS: [serve] pg_tls_cert and pg_tls_key.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub pg_addr: Option<String>,
+}
+
+/// How often a `--sql-only` server looks for new table versions.
+const SQL_ONLY_REFRESH: Duration = Duration::from_secs(5);
+
+/// The SQL doors' addresses, resolved, and the Postgres door's TLS.
+struct Doors {
+    flight: Option<SocketAddr>,
+    pg: Option<SocketAddr>,
+    pg_tls: Option<TlsAcceptor>,
+}
+
+impl Doors {
+    /// Checked before anything starts: a door that may not open stops
+    /// the command.
+    async fn resolve(args: &DoorArgs, tokens: bool, config: &ServeConfig) -> Result<Self> {
+        let mut resolved = Self {
+            flight: None,
+            pg: None,
+            pg_tls: None,
+        };
+        if let Some(a) = &args.flight_addr {
+            resolved.flight = Some(resolve(a, "--flight-addr", tokens).await?);
+        }
+        if let Some(a) = &args.pg_addr {
+            let addr = resolve(a, "--pg-addr", tokens).await?;
+            resolved.pg_tls = match (&config.pg_tls_cert, &config.pg_tls_key) {
+                (Some(cert), Some(key)) => Some(postgres::tls(cert.as_ref(), key.as_ref())?),
+                (None, None) => None,
+                _ => bail!("[serve] pg_tls_cert and pg_tls_key go together: give both, or neither"),
+            };
+            if resolved.pg_tls.is_none() && !addr.ip().is_loopback() {
+                bail!(
+                    "Postgres clients send the token as a clear-text password, so --pg-addr {addr} needs TLS: set [serve] pg_tls_cert and pg_tls_key, or listen on loopback"
+                );
+            }
+            resolved.pg = Some(addr);
+        }
+        Ok(resolved)
     }
-    tokio::net::lookup_host(addr)
-        .await
-        .with_context(|| format!("--addr {addr}: give HOST:PORT, e.g. 127.0.0.1:8080"))?
-        .next()
-        .with_context(|| format!("--addr {addr} resolves to no address"))
+
+    /// Binds each door and serves it in the background until shutdown.
+    async fn open(
+        &self,
+        sessions: &Arc<Sessions>,
+        tokens: &Option<Arc<Tokens>>,
+        gate: &Arc<Gate>,
+    ) -> Result<()> {
+        if let Some(addr) = self.flight {
+            let listener = bind(addr, "--flight-addr").await?;
+            println!("Arrow Flight SQL on grpc://{}", listener.local_addr()?);
+            let door = FlightDoor {
+                sessions: sessions.clone(),
+                tokens: tokens.clone(),
+                gate: gate.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = flight::serve(listener, door, shutdown_signal()).await {
+                    tracing::error!(error = %format!("{e:#}"), "the Flight SQL door stopped");
+                }
+            });
+        }
+        if let Some(addr) = self.pg {
+            let tls = self.pg_tls.clone();
+            let listener = bind(addr, "--pg-addr").await?;
+            println!(
+                "Postgres wire on {}{}",
+                listener.local_addr()?,
+                if tls.is_some() { " (TLS)" } else { "" }
+            );
+            let door = PgDoor {
+                sessions: sessions.clone(),
+                tokens: tokens.clone(),
+                gate: gate.clone(),
+                tls,
+            };
+            tokio::spawn(async move {
+                if let Err(e) = postgres::serve(listener, door, shutdown_signal()).await {
+                    tracing::error!(error = %format!("{e:#}"), "the Postgres door stopped");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `serve --sql-only`: the doors over the lake, following its versions.
+async fn sql_only(r: &Resolved, doors: Doors, tokens: Option<Arc<Tokens>>) -> Result<()> {
+    if doors.flight.is_none() && doors.pg.is_none() {
+        bail!("--sql-only serves the SQL doors: give --flight-addr, --pg-addr or both");
+    }
+    let p = &r.pipeline;
+    let models = r.models(true, true, false)?;
+    let sessions = Arc::new(Sessions::new(
+        r.lake.clone(),
+        r.storage.clone(),
+        models.embedder,
+        p.analytics.clone(),
+    ));
+    let gate = Arc::new(gate(&p.serve));
+    doors.open(&sessions, &tokens, &gate).await?;
+    println!("docstream serving SQL over lake {}", r.lake);
+    let refresh = async {
+        let mut tick = tokio::time::interval(SQL_ONLY_REFRESH);
+        loop {
+            tick.tick().await;
+            sessions.mark_stale();
+        }
+    };
+    tokio::select! {
+        _ = refresh => Ok(()),
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
+/// The query limits of `config`, shared by every door.
+fn gate(config: &ServeConfig) -> Gate {
+    Gate::new(
+        config.max_concurrent_queries,
+        config.query_timeout(),
+        config.max_result_bytes(),
+    )
+}
+
+/// The socket address `addr` (given as `flag`) names; a host name is
+/// looked up. Without tokens only loopback addresses are allowed.
+async fn resolve(addr: &str, flag: &str, tokens: bool) -> Result<SocketAddr> {
+    let resolved = match addr.parse() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(addr)
+            .await
+            .with_context(|| format!("{flag} {addr}: give HOST:PORT, e.g. 127.0.0.1:8080"))?
+            .next()
+            .with_context(|| format!("{flag} {addr} resolves to no address"))?,
+    };
+    if !tokens && !resolved.ip().is_loopback() {
+        bail!(
+            "without --tokens, every caller would see every document, so serve listens on loopback only; give --tokens FILE to listen on {resolved} ({flag})"
+        );
+    }
+    Ok(resolved)
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}; is the port in use? Pick another with {flag}")
+    })
 }

@@ -1,5 +1,6 @@
-//! Who is calling: the bearer token's tenant, or everything for a server
-//! started without a tokens file (which listens on loopback only).
+//! Who is calling: the token's tenant (bearer, or basic with the token as
+//! the password), or everything for a server started without a tokens
+//! file (which listens on loopback only).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::http::{header, StatusCode};
 
 use super::api_error::ApiError;
 use super::state::AppState;
-use super::tokens::Access;
+use crate::doors::tokens::{authorization_token, Access};
 
 /// The caller of a request, resolved from `Authorization: Bearer`.
 pub struct Caller(pub Access);
@@ -55,11 +56,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| unauthorized("no bearer token"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+        let token = authorization_token(value)
             .ok_or_else(|| unauthorized("the Authorization header is not a bearer token"))?;
-        match tokens.access(token.trim()) {
+        match tokens.access(&token) {
             Some(access) => Ok(Caller(access.clone())),
             None => Err(unauthorized("unknown token")),
         }

@@ -25,8 +25,16 @@ pub struct ServeConfig {
     pub query_timeout_s: f64,
     /// Rows a query returns in JSON, at most; the answer says it is cut.
     pub max_rows: usize,
+    /// A result streamed through Flight SQL or Postgres, at most (MiB of
+    /// Arrow data); a larger one is stopped with an error.
+    pub max_result_mb: u64,
     /// Queries, searches and answers running at once; more get 429.
     pub max_concurrent_queries: usize,
+    /// TLS for the Postgres door (`serve --pg-addr`): a PEM certificate
+    /// chain and its private key. Without them, passwords are taken over
+    /// loopback only.
+    pub pg_tls_cert: Option<String>,
+    pub pg_tls_key: Option<String>,
     /// Prefixes of objects an upload may name by URI (`{"uri": ...}`),
     /// read with the server's credentials. Empty: none.
     pub allowed_objects: Vec<String>,
@@ -44,7 +52,10 @@ impl Default for ServeConfig {
             request_timeout_s: 120.0,
             query_timeout_s: 30.0,
             max_rows: 10_000,
+            max_result_mb: 8192,
             max_concurrent_queries: 4,
+            pg_tls_cert: None,
+            pg_tls_key: None,
             allowed_objects: Vec::new(),
             tenant_objects: BTreeMap::new(),
         }
@@ -62,6 +73,10 @@ impl ServeConfig {
 
     pub fn query_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.query_timeout_s.max(0.001))
+    }
+
+    pub fn max_result_bytes(&self) -> usize {
+        usize::try_from(self.max_result_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
     pub fn request_timeout(&self) -> Duration {

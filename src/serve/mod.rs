@@ -16,7 +16,6 @@ pub mod page;
 pub mod reads;
 pub mod rows;
 pub mod state;
-pub mod tokens;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -41,10 +41,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let m = &state.metrics;
     let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let running = state
-        .config
-        .max_concurrent_queries
-        .saturating_sub(state.queries.available_permits());
+    let running = state.gate.running();
     let series = [
         (
             "uploads_accepted_total",

@@ -21,6 +21,7 @@ use super::rows::{json_rows, Row};
 use super::state::{AppState, Metrics};
 use crate::analytics::ask::{ask as answer, AskOptions, Citation, Claim};
 use crate::analytics::search::{search as find, Depth, Hit, Retrievers};
+use crate::doors::gate::Refusal;
 use crate::indexes::fresh::{parse_time, Scope};
 
 /// The media type of Arrow IPC streams.
@@ -28,27 +29,17 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 /// Runs `work` if a query slot is free, within the query time limit.
 async fn limited<T>(state: &AppState, work: impl Future<Output = ApiResult<T>>) -> ApiResult<T> {
-    let Ok(_slot) = state.queries.try_acquire() else {
-        return Err(ApiError::busy(
-            format!(
-                "{} queries are running, the server's limit",
-                state.config.max_concurrent_queries
-            ),
-            "retry after the time in Retry-After, or raise [serve] max_concurrent_queries",
-            1,
-        ));
+    let pass = state.gate.admit().map_err(refused)?;
+    state.gate.within(&pass, work).await.map_err(refused)?
+}
+
+fn refused(r: Refusal) -> ApiError {
+    let status = match r {
+        Refusal::Busy(_) => return ApiError::busy(r.to_string(), r.hint(), 1),
+        Refusal::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+        Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
     };
-    match tokio::time::timeout(state.config.query_timeout(), work).await {
-        Ok(result) => result,
-        Err(_) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "the query ran past the server's limit of {} s and was stopped",
-                state.config.query_timeout_s
-            ),
-            "filter or aggregate more, add LIMIT, or raise [serve] query_timeout_s",
-        )),
-    }
+    ApiError::new(status, r.to_string(), r.hint())
 }
 
 /// The caller's scope, with the dates asked for. A tenant token is held

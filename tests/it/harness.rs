@@ -38,6 +38,25 @@ pub fn ok(out: Output) -> String {
 /// The default pipeline's stages that call no model: spine tests use them.
 pub const SPINE: [&str; 2] = ["--stages", "documents,chunks"];
 
+/// SQL that tries every way around tenant scoping, from a token of tenant
+/// acme against a lake where globex has a walrus merger; every door runs
+/// it.
+pub const HOSTILE_SQL: [&str; 13] = [
+    "SELECT doc_id FROM documents",
+    "SELECT doc_id FROM chunks",
+    "SELECT c.doc_id FROM chunks c JOIN documents d ON c.doc_id = d.doc_id",
+    "SELECT doc_id FROM chunks WHERE doc_id IN (SELECT doc_id FROM documents WHERE tenant <> 'acme') OR text LIKE '%walrus%'",
+    "WITH x AS (SELECT * FROM chunks) SELECT doc_id FROM x WHERE text LIKE '%merger%' OR true",
+    "SELECT doc_id FROM documents UNION ALL SELECT doc_id FROM chunks UNION SELECT doc_id FROM current_documents",
+    "SELECT doc_id FROM documents -- WHERE tenant = 'acme'\n",
+    "SELECT doc_id FROM /* tenant globex */ documents WHERE tenant = 'globex' OR 1 = 1",
+    "SELECT doc_id FROM text_search('walrus merger', 10)",
+    "SELECT doc_id FROM text_search('walrus merger', 10, 'globex')",
+    "SELECT doc_id FROM hybrid_search('walrus merger', 10, 'globex')",
+    "SELECT doc_id FROM datafusion.public.documents",
+    "SELECT doc_id FROM (SELECT * FROM documents) AS d, (SELECT count(*) FROM chunks) AS c",
+    ];
+
 /// A backfill with the default pipeline's spine stages.
 pub fn backfill(source: &Path, lake: &Path, extra: &[&str]) -> String {
     ok(docstream()

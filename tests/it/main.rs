@@ -20,5 +20,6 @@ mod pdf_file;
 mod s3;
 mod search_index;
 mod serve;
+mod sql_doors;
 #[cfg(feature = "local-models")]
 mod vector_index;

@@ -571,22 +571,7 @@ fn a_tenant_never_sees_another_tenants_rows() {
     assert_eq!(hits["hits"][0]["doc_id"], globex_doc);
 
     // SQL, however it is written, sees acme's rows only.
-    let attempts = [
-        "SELECT doc_id FROM documents",
-        "SELECT doc_id FROM chunks",
-        "SELECT c.doc_id FROM chunks c JOIN documents d ON c.doc_id = d.doc_id",
-        "SELECT doc_id FROM chunks WHERE doc_id IN (SELECT doc_id FROM documents WHERE tenant <> 'acme') OR text LIKE '%walrus%'",
-        "WITH x AS (SELECT * FROM chunks) SELECT doc_id FROM x WHERE text LIKE '%merger%' OR true",
-        "SELECT doc_id FROM documents UNION ALL SELECT doc_id FROM chunks UNION SELECT doc_id FROM current_documents",
-        "SELECT doc_id FROM documents -- WHERE tenant = 'acme'\n",
-        "SELECT doc_id FROM /* tenant globex */ documents WHERE tenant = 'globex' OR 1 = 1",
-        "SELECT doc_id FROM text_search('walrus merger', 10)",
-        "SELECT doc_id FROM text_search('walrus merger', 10, 'globex')",
-        "SELECT doc_id FROM hybrid_search('walrus merger', 10, 'globex')",
-        "SELECT doc_id FROM datafusion.public.documents",
-        "SELECT doc_id FROM (SELECT * FROM documents) AS d, (SELECT count(*) FROM chunks) AS c",
-    ];
-    for q in attempts {
+    for q in HOSTILE_SQL {
         let a = sql(&s, q, acme);
         if a.status != 200 {
             assert!(

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -101,6 +102,24 @@ impl Tokens {
     }
 }
 
+/// The token in an `Authorization` value: `Bearer <token>`, or `Basic`
+/// with the token as the password (the user name is not checked).
+pub fn authorization_token(value: &str) -> Option<String> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let pair = String::from_utf8(decoded).ok()?;
+    pair.split_once(':')
+        .map(|(_, password)| password.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +135,26 @@ mod tests {
         assert_eq!(t.access("root-token"), Some(&Access::All));
         assert_eq!(t.access("s3cret-b"), None);
         assert_eq!(t.access(""), None);
+    }
+
+    #[test]
+    fn bearer_and_basic_carry_the_token() {
+        assert_eq!(
+            authorization_token("Bearer s3cret").as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(
+            authorization_token("bearer  s3cret ").as_deref(),
+            Some("s3cret")
+        );
+        // base64("acme:s3:cret")
+        assert_eq!(
+            authorization_token("Basic YWNtZTpzMzpjcmV0").as_deref(),
+            Some("s3:cret")
+        );
+        assert_eq!(authorization_token("Basic !!"), None);
+        assert_eq!(authorization_token("Digest x"), None);
+        assert_eq!(authorization_token("s3cret"), None);
     }
 
     #[test]
