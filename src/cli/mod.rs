@@ -23,6 +23,7 @@ mod serve;
 #[cfg(feature = "local-models")]
 mod serve_models;
 mod signal;
+mod sql_doors;
 mod stage_args;
 mod terminal;
 #[cfg(feature = "kafka")]
