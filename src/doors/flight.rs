@@ -129,26 +129,21 @@ impl Prepared {
 }
 
 /// What the server says about itself in `GetSqlInfo`.
-fn sql_info() -> &'static SqlInfoData {
-    static INFO: std::sync::OnceLock<SqlInfoData> = std::sync::OnceLock::new();
-    INFO.get_or_init(|| {
-        let mut b = SqlInfoDataBuilder::new();
-        b.append(SqlInfo::FlightSqlServerName, "docstream");
-        b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-        b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
-        b.append(SqlInfo::FlightSqlServerReadOnly, true);
-        b.append(SqlInfo::FlightSqlServerSql, true);
-        b.append(SqlInfo::FlightSqlServerSubstrait, false);
-        b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
-        b.append(SqlInfo::FlightSqlServerCancel, false);
-        b.append(SqlInfo::SqlDdlCatalog, false);
-        b.append(SqlInfo::SqlDdlSchema, false);
-        b.append(SqlInfo::SqlDdlTable, false);
-        b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-        // Infallible for these names and values.
-        b.build()
-            .unwrap_or_else(|_| SqlInfoDataBuilder::new().build().expect("empty"))
-    })
+fn sql_info() -> Result<SqlInfoData, Status> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "docstream");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, false);
+    b.append(SqlInfo::SqlDdlTable, false);
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.build().map_err(|e| Status::internal(e.to_string()))
 }
 
 fn refused(r: &Refusal) -> Status {
@@ -550,7 +545,8 @@ impl FlightSqlService for Flight {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.access(&request)?;
-        let schema = query.clone().into_builder(sql_info()).schema();
+        let info = sql_info()?;
+        let schema = query.clone().into_builder(&info).schema();
         Self::info(schema.as_ref(), query, request.into_inner())
     }
 
@@ -560,7 +556,7 @@ impl FlightSqlService for Flight {
         request: Request<Ticket>,
     ) -> Result<Response<FlightStream>, Status> {
         self.access(&request)?;
-        one_batch(query.into_builder(sql_info()).build())
+        one_batch(query.into_builder(&sql_info()?).build())
     }
 
     async fn do_put_statement_update(
