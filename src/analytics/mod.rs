@@ -6,5 +6,6 @@ pub mod config;
 pub mod eval;
 pub mod query;
 pub mod reports;
+pub mod scoped_table;
 pub mod search;
 pub mod search_sql;

@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use url::Url;
 
 use crate::analytics::config::AnalyticsConfig;
+use crate::analytics::scoped_table::ScopedTable;
 use crate::analytics::search::Searching;
 use crate::analytics::search_sql;
 use crate::contract::tables;
@@ -134,7 +135,7 @@ impl Analytics {
             } else {
                 continue;
             };
-            ctx.register_table(name.as_str(), scoped.into_view())?;
+            ctx.register_table(name.as_str(), Arc::new(ScopedTable(scoped.into_view())))?;
             tables.push(name.clone());
         }
         let mut scoped = Self {

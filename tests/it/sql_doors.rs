@@ -322,9 +322,12 @@ fn both_doors_answer_like_query_scoped_by_token_and_read_only() {
 /// The Postgres door, on the server `both_doors_answer_...` started.
 fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
     // psql: \dt, \d and a query, as a person types them.
-    let listed = d.psql("root", "root-token", "\\dt").unwrap();
-    for t in ["chunks", "documents", "embeddings"] {
-        assert!(listed.contains(&format!("|{t}|")), "{t}: {listed}");
+    // A tenant's tables are listed as tables too (they are its views).
+    for (user, token) in [("root", "root-token"), ("acme", "acme-token")] {
+        let listed = d.psql(user, token, "\\dt").unwrap();
+        for t in ["chunks", "documents", "embeddings"] {
+            assert!(listed.contains(&format!("|{t}|table|")), "{user} {t}: {listed}");
+        }
     }
     let described = d.psql("root", "root-token", "\\d chunks").unwrap();
     for c in ["doc_id", "chunk_idx", "text", "n_tokens"] {
