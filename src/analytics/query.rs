@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::common::ScalarValue;
@@ -177,9 +176,7 @@ impl Analytics {
         );
         // Postgres tools list tables and columns through pg_catalog; it
         // describes this session's own tables only.
-        let catalog = self.namespace().0;
-        datafusion_pg_catalog::setup_pg_catalog(&self.ctx, &catalog, EmptyContextProvider)
-            .map_err(|e| anyhow::anyhow!("cannot set up pg_catalog: {e}"))?;
+        crate::functions::postgres::register(&self.ctx, &self.namespace().0)?;
         self.tables = tables;
         Ok(())
     }

@@ -24,7 +24,7 @@ pub enum Command {
         name: String,
         value: String,
     },
-    /// `DISCARD`, `RESET`, `DEALLOCATE`, `CLOSE`: nothing is kept.
+    /// `DISCARD`, `RESET`, `DEALLOCATE`, savepoints: nothing is kept.
     Forget(&'static str),
 }
 
@@ -61,7 +61,11 @@ pub fn command(sql: &str) -> Option<PgWireResult<Command>> {
     let command = match first {
         "begin" | "start" => Command::Begin,
         "commit" | "end" => Command::Commit,
+        // Savepoints: nothing to keep or undo, and the transaction goes on.
+        "rollback" if words.get(1).is_some_and(|w| w == "to") => Command::Forget("ROLLBACK"),
         "rollback" | "abort" => Command::Rollback,
+        "savepoint" => Command::Forget("SAVEPOINT"),
+        "release" => Command::Forget("RELEASE"),
         "discard" => Command::Forget("DISCARD ALL"),
         "reset" => Command::Forget("RESET"),
         "deallocate" => Command::Forget("DEALLOCATE"),
@@ -144,6 +148,15 @@ mod tests {
     fn drivers_commands_are_recognised_and_engine_settings_refused() {
         assert_eq!(command("BEGIN").unwrap().unwrap(), Command::Begin);
         assert_eq!(command("commit;").unwrap().unwrap(), Command::Commit);
+        assert_eq!(
+            command("SAVEPOINT \"_pg3_1\"").unwrap().unwrap(),
+            Command::Forget("SAVEPOINT")
+        );
+        assert_eq!(
+            command("ROLLBACK TO SAVEPOINT x").unwrap().unwrap(),
+            Command::Forget("ROLLBACK")
+        );
+        assert_eq!(command("ROLLBACK").unwrap().unwrap(), Command::Rollback);
         assert_eq!(
             command("SET extra_float_digits = 3").unwrap().unwrap(),
             Command::Set

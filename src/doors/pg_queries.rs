@@ -150,10 +150,15 @@ impl PgParser {
 
     /// `sql` as statements DataFusion plans, or session commands.
     fn split(&self, sql: &str) -> PgWireResult<Vec<PgWireResult<Result<Command, String>>>> {
-        let statements = self
-            .rewriter
-            .parse(sql)
-            .map_err(|e| user_error("42601", &e.to_string()))?;
+        let statements = self.rewriter.parse(sql).map_err(|e| {
+            // Postgres's grammar lacks DataFusion's DDL (`CREATE EXTERNAL
+            // TABLE`): a write is refused as a write, not as a typo.
+            let first = sql.split_whitespace().next().unwrap_or_default();
+            match WRITE_KEYWORDS.iter().any(|k| first.eq_ignore_ascii_case(k)) {
+                true => user_error("25006", READ_ONLY),
+                false => user_error("42601", &e.to_string()),
+            }
+        })?;
         Ok(statements
             .into_iter()
             .map(|s| {
@@ -167,6 +172,11 @@ impl PgParser {
             .collect())
     }
 }
+
+/// First words of statements that change something.
+const WRITE_KEYWORDS: [&str; 10] = [
+    "insert", "update", "delete", "merge", "create", "drop", "alter", "truncate", "copy", "grant",
+];
 
 /// Statements the session would refuse anyway, refused before planning
 /// with the same answer (COPY in particular never reaches DataFusion).

@@ -4,11 +4,13 @@
 //! `register_all` adds the functions that need nothing but their arguments
 //! (text, tokens, PII, vectors). Functions bound to a model chain are added
 //! where a chain exists: `model::register` for a stage's providers,
-//! `embed_query::register` for the query embedder.
+//! `embed_query::register` for the query embedder. Query sessions add
+//! `postgres::register` (pg_catalog, `version()`).
 
 mod bounded;
 pub mod embed_query;
 pub mod model;
+pub mod postgres;
 pub mod text;
 pub mod vector;
 

@@ -1,6 +1,6 @@
 //! The SQL doors through real clients nobody here wrote: Arrow Flight SQL
 //! through the ADBC driver (PyPI), and the Postgres wire protocol through
-//! psql (Debian), psycopg and SQLAlchemy (PyPI). Each answers like
+//! psql (Debian) and psycopg (PyPI). Each answers like
 //! `docstream query` on the same lake, holds a token to its tenant,
 //! refuses writes, and stops a runaway query while the server goes on.
 
@@ -326,7 +326,10 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
     for (user, token) in [("root", "root-token"), ("acme", "acme-token")] {
         let listed = d.psql(user, token, "\\dt").unwrap();
         for t in ["chunks", "documents", "embeddings"] {
-            assert!(listed.contains(&format!("|{t}|table|")), "{user} {t}: {listed}");
+            assert!(
+                listed.contains(&format!("|{t}|table|")),
+                "{user} {t}: {listed}"
+            );
         }
     }
     let described = d.psql("root", "root-token", "\\d chunks").unwrap();
@@ -357,10 +360,13 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
         ("globex", "acme-token"),
     ] {
         let e = d.psql(user, password, "SELECT 1").unwrap_err();
-        assert!(e.contains("password authentication failed"), "{user}: {e}");
+        assert!(
+            e.to_lowercase().contains("password authentication failed"),
+            "{user}: {e}"
+        );
     }
 
-    // psycopg with bound parameters, and SQLAlchemy's inspector.
+    // psycopg with bound parameters.
     let doc = query(l, "SELECT min(doc_id) AS d FROM chunks", &[])[0]["d"].clone();
     let n = query(
         l,
@@ -377,7 +383,6 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
             json!({"sql": "SELECT count(*) AS n FROM chunks WHERE doc_id = %s AND chunk_idx >= %s", "params": [doc, 0]}),
             json!({"sql": "SELECT doc_id, chunk_idx, n_tokens, text FROM chunks ORDER BY doc_id, chunk_idx"}),
             json!({"sql": "SELECT doc_id, chunk_idx FROM hybrid_search('vendor delay', 5) ORDER BY score DESC, doc_id, chunk_idx"}),
-            json!({"inspect": "chunks"}),
         ],
     );
     assert_eq!(r[0]["rows"], json!(n), "{}", r[0]);
@@ -387,12 +392,6 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
     ] {
         assert_eq!(r[i]["rows"], json!(query(l, sql, &[])), "{sql}: {}", r[i]);
     }
-    let tables = r[3]["tables"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{}", r[3]));
-    assert!(tables.contains(&json!("chunks")), "{tables:?}");
-    let columns = r[3]["columns"].as_array().unwrap();
-    assert!(columns.contains(&json!("chunk_idx")), "{columns:?}");
 
     // Tenant scoping, the same hostile SQL as every door.
     let ops: Vec<Value> = HOSTILE_SQL.iter().map(|q| json!({"sql": q})).collect();
