@@ -45,7 +45,7 @@ use futures::StreamExt;
 // Each bench uses some of the shared helpers.
 #[allow(dead_code)]
 mod common;
-use common::lake::{chunks_batch, documents_batch};
+use common::lake::{chunks_batch, documents_and_chunks, documents_batch};
 use common::{dir_bytes, peak_rss_mib, reset_peak_rss, size};
 
 const DIMS: usize = 384;
@@ -352,17 +352,8 @@ async fn report_latency(chunks: usize) -> Result<()> {
     let docs = chunks / per_doc;
     let day0 = chrono::Utc::now().timestamp_micros() - 30 * 86_400_000_000;
     let written = Instant::now();
+    documents_and_chunks(&mut lake, docs, per_doc, day0).await?;
     let step = 100_000;
-    for start in (0..docs).step_by(step) {
-        let end = (start + step).min(docs);
-        lake.append(
-            "documents",
-            vec![documents_batch(start, end - start, day0)?],
-        )
-        .await?;
-        lake.append("chunks", vec![chunks_batch(start..end, per_doc)?])
-            .await?;
-    }
     // Two risks and one action item per document; a usage row per 10 and a
     // failure per 100 documents.
     for (table, per_doc) in [

@@ -21,7 +21,7 @@ use docstream::storage::{parse_location, StorageOptions};
 // Each bench uses some of the shared helpers.
 #[allow(dead_code)]
 mod common;
-use common::lake::{chunks_batch, documents_batch};
+use common::lake::documents_and_chunks;
 use common::{free_port, size, wait_for_port};
 
 /// Chunks per document.
@@ -88,22 +88,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `rows` chunks (and their documents) appended in steps of 100k documents.
+/// `rows` chunks and their documents.
 async fn build(lake: &Path, rows: usize) -> Result<()> {
     let root = parse_location(lake.to_str().context("lake path")?)?;
     let mut lake = Lake::open(&root, &StorageOptions::default()).await?;
-    let docs = rows / PER_DOC;
     let day0 = chrono::Utc::now().timestamp_micros() - 30 * 86_400_000_000;
-    let step = 100_000;
-    for start in (0..docs).step_by(step) {
-        let end = (start + step).min(docs);
-        lake.append(
-            "documents",
-            vec![documents_batch(start, end - start, day0)?],
-        )
-        .await?;
-        lake.append("chunks", vec![chunks_batch(start..end, PER_DOC)?])
-            .await?;
-    }
-    Ok(())
+    documents_and_chunks(&mut lake, rows / PER_DOC, PER_DOC, day0).await
 }

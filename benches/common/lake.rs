@@ -7,6 +7,29 @@ use deltalake::arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use docstream::contract::tables as contract;
+use docstream::sinks::lake::Lake;
+
+/// Appends `docs` documents with `per_doc` chunks each to `lake`, in
+/// commits of 100k documents.
+pub async fn documents_and_chunks(
+    lake: &mut Lake,
+    docs: usize,
+    per_doc: usize,
+    day0: i64,
+) -> Result<()> {
+    let step = 100_000;
+    for start in (0..docs).step_by(step) {
+        let end = (start + step).min(docs);
+        lake.append(
+            "documents",
+            vec![documents_batch(start, end - start, day0)?],
+        )
+        .await?;
+        lake.append("chunks", vec![chunks_batch(start..end, per_doc)?])
+            .await?;
+    }
+    Ok(())
+}
 
 /// `n` documents from number `start` on, in 7 tenants (`t0`..`t6`),
 /// dated over the 30 days from `day0` (µs).

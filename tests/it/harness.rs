@@ -38,6 +38,19 @@ pub fn ok(out: Output) -> String {
 /// The default pipeline's stages that call no model: spine tests use them.
 pub const SPINE: [&str; 2] = ["--stages", "documents,chunks"];
 
+/// A tokens file: tenants acme and globex, and an admin.
+pub const TOKENS: &str = r#"
+[[token]]
+token = "acme-token"
+tenant = "acme"
+[[token]]
+token = "globex-token"
+tenant = "globex"
+[[token]]
+token = "root-token"
+tenant = "*"
+"#;
+
 /// SQL that tries every way around tenant scoping, from a token of tenant
 /// acme against a lake where globex has a walrus merger; every door runs
 /// it.
@@ -56,6 +69,19 @@ pub const HOSTILE_SQL: [&str; 13] = [
     "SELECT doc_id FROM datafusion.public.documents",
     "SELECT doc_id FROM (SELECT * FROM documents) AS d, (SELECT count(*) FROM chunks) AS c",
     ];
+
+/// The default pipeline with `extra` TOML appended, as
+/// `dir/pipelines/custom.toml` (beside a link to the stages' SQL).
+pub fn pipeline_appending(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    let pipeline = dir.join("pipelines/custom.toml");
+    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
+    std::fs::write(&pipeline, format!("{default}\n{extra}")).unwrap();
+    if !dir.join("sql").exists() {
+        std::os::unix::fs::symlink(repo().join("sql"), dir.join("sql")).unwrap();
+    }
+    pipeline
+}
 
 /// A backfill with the default pipeline's spine stages.
 pub fn backfill(source: &Path, lake: &Path, extra: &[&str]) -> String {

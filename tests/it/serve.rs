@@ -433,18 +433,6 @@ fn openapi_is_valid_3_1_and_lists_every_route() {
         .unwrap());
 }
 
-const TOKENS: &str = r#"
-[[token]]
-token = "acme-token"
-tenant = "acme"
-[[token]]
-token = "globex-token"
-tenant = "globex"
-[[token]]
-token = "root-token"
-tenant = "*"
-"#;
-
 #[test]
 fn a_tenant_never_sees_another_tenants_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -627,18 +615,10 @@ fn uploads_by_uri_read_only_the_objects_the_policy_allows() {
     let s3 = S3Server::start(&data);
     let tokens = dir.path().join("tokens.toml");
     std::fs::write(&tokens, TOKENS).unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    let pipeline = dir.path().join("pipelines/serve.toml");
-    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
-    std::fs::write(
-        &pipeline,
-        format!(
-            "{default}\n[serve]\nallowed_objects = [\"s3://inbox/\"]\n\
-             [serve.tenant_objects]\nacme = [\"s3://inbox/acme/\"]\n"
-        ),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(repo().join("sql"), dir.path().join("sql")).unwrap();
+    let pipeline = pipeline_appending(
+        dir.path(),
+        "[serve]\nallowed_objects = [\"s3://inbox/\"]\n[serve.tenant_objects]\nacme = [\"s3://inbox/acme/\"]\n",
+    );
     let pipeline = pipeline.to_str().unwrap();
     let tokens = tokens.to_str().unwrap();
     let s = Serve::start_with_env(
@@ -704,15 +684,10 @@ fn uploads_by_uri_read_only_the_objects_the_policy_allows() {
 #[test]
 fn limits_answer_413_429_and_504_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    let pipeline = dir.path().join("pipelines/serve.toml");
-    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
-    std::fs::write(
-        &pipeline,
-        format!("{default}\n[serve]\nmax_upload_mb = 1\nquery_timeout_s = 0.5\nqueue_depth = 0\n"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(repo().join("sql"), dir.path().join("sql")).unwrap();
+    let pipeline = pipeline_appending(
+        dir.path(),
+        "[serve]\nmax_upload_mb = 1\nquery_timeout_s = 0.5\nqueue_depth = 0\n",
+    );
     let lake = dir.path().join("lake");
     let s = Serve::start(
         &lake,

@@ -148,18 +148,6 @@ const WRITES: [&str; 7] = [
     "SET datafusion.execution.batch_size = 1",
 ];
 
-const TOKENS: &str = r#"
-[[token]]
-token = "acme-token"
-tenant = "acme"
-[[token]]
-token = "globex-token"
-tenant = "globex"
-[[token]]
-token = "root-token"
-tenant = "*"
-"#;
-
 /// The samples under tenant acme, and one globex document about a walrus
 /// merger that acme must never see.
 fn two_tenants(dir: &Path) -> PathBuf {
@@ -316,11 +304,12 @@ fn both_doors_answer_like_query_scoped_by_token_and_read_only() {
         vec![json!({"tenant": "acme"}), json!({"tenant": "globex"})]
     );
 
-    postgres_door(&d, l, &globex_doc);
+    postgres_door(&d, l, &globex_doc, (&doc, &n));
 }
 
 /// The Postgres door, on the server `both_doors_answer_...` started.
-fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
+/// `doc` has the chunk count `n`, as `docstream query` counts it.
+fn postgres_door(d: &Doors, l: &str, globex_doc: &str, (doc, n): (&Value, &[Value])) {
     // psql: \dt, \d and a query, as a person types them.
     // A tenant's tables are listed as tables too (they are its views).
     for (user, token) in [("root", "root-token"), ("acme", "acme-token")] {
@@ -367,15 +356,6 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
     }
 
     // psycopg with bound parameters.
-    let doc = query(l, "SELECT min(doc_id) AS d FROM chunks", &[])[0]["d"].clone();
-    let n = query(
-        l,
-        &format!(
-            "SELECT count(*) AS n FROM chunks WHERE doc_id = '{}'",
-            doc.as_str().unwrap()
-        ),
-        &[],
-    );
     let r = d.postgres(
         "root",
         "root-token",
@@ -417,47 +397,26 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str) {
 #[test]
 fn both_doors_stop_a_runaway_query_and_serve_the_next() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    let pipeline = dir.path().join("pipelines/doors.toml");
-    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
-    std::fs::write(
-        &pipeline,
-        format!("{default}\n[serve]\nquery_timeout_s = 1.0\nmax_result_mb = 1\n"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(repo().join("sql"), dir.path().join("sql")).unwrap();
+    let pipeline = pipeline_appending(
+        dir.path(),
+        "[serve]\nquery_timeout_s = 1.0\nmax_result_mb = 1\n",
+    );
     let d = Doors::start(
         &dir.path().join("lake"),
         &["--pipeline", pipeline.to_str().unwrap()],
     );
-    let r = d.flight(
-        json!(null),
-        &[
-            json!({"sql": "SELECT sum(value) AS s FROM range(1, 100000000000)"}),
-            json!({"sql": "SELECT value FROM range(1, 100000000)"}),
-            json!({"sql": "SELECT 1 AS one"}),
-        ],
-    );
-    let error = r[0]["error"].as_str().unwrap_or_else(|| panic!("{}", r[0]));
-    assert!(error.contains("query_timeout_s"), "{error}");
-    let error = r[1]["error"].as_str().unwrap_or_else(|| panic!("{}", r[1]));
-    assert!(error.contains("max_result_mb"), "{error}");
-    assert_eq!(r[2]["rows"], json!([{"one": 1}]));
-
-    let r = d.postgres(
-        "anyone",
-        "",
-        &[
-            json!({"sql": "SELECT sum(value) AS s FROM range(1, 100000000000)"}),
-            json!({"sql": "SELECT value FROM range(1, 100000000)"}),
-            json!({"sql": "SELECT 1 AS one"}),
-        ],
-    );
-    let error = r[0]["error"].as_str().unwrap_or_else(|| panic!("{}", r[0]));
-    assert!(error.contains("query_timeout_s"), "{error}");
-    let error = r[1]["error"].as_str().unwrap_or_else(|| panic!("{}", r[1]));
-    assert!(error.contains("max_result_mb"), "{error}");
-    assert_eq!(r[2]["rows"], json!([{"one": 1}]));
+    let ops = [
+        json!({"sql": "SELECT sum(value) AS s FROM range(1, 100000000000)"}),
+        json!({"sql": "SELECT value FROM range(1, 100000000)"}),
+        json!({"sql": "SELECT 1 AS one"}),
+    ];
+    for r in [d.flight(json!(null), &ops), d.postgres("anyone", "", &ops)] {
+        let error = r[0]["error"].as_str().unwrap_or_else(|| panic!("{}", r[0]));
+        assert!(error.contains("query_timeout_s"), "{error}");
+        let error = r[1]["error"].as_str().unwrap_or_else(|| panic!("{}", r[1]));
+        assert!(error.contains("max_result_mb"), "{error}");
+        assert_eq!(r[2]["rows"], json!([{"one": 1}]));
+    }
 }
 
 #[test]
@@ -481,19 +440,14 @@ fn postgres_takes_passwords_over_tls_and_refuses_clear_text_off_loopback() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-    let pipeline = dir.path().join("pipelines/tls.toml");
-    let default = std::fs::read_to_string(repo().join("pipelines/default.toml")).unwrap();
-    std::fs::write(
-        &pipeline,
-        format!(
-            "{default}\n[serve]\npg_tls_cert = \"{}\"\npg_tls_key = \"{}\"\n",
+    let pipeline = pipeline_appending(
+        dir.path(),
+        &format!(
+            "[serve]\npg_tls_cert = \"{}\"\npg_tls_key = \"{}\"\n",
             cert.display(),
             key.display()
         ),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(repo().join("sql"), dir.path().join("sql")).unwrap();
+    );
     let lake = dir.path().join("lake");
     let tokens_arg = tokens.to_str().unwrap();
     let d = Doors::start(
