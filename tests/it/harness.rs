@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 /// Tests that run the local generating model take turns: on a 2-core
 /// machine, llama.cpp in two processes, each with a thread per core, slows
 /// both tenfold and pushes a one-document job past any sane wait.
+#[cfg_attr(not(feature = "local-models"), allow(dead_code))]
 pub fn generating_turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     // A test that failed holding the turn still hands it on.

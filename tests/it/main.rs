@@ -20,6 +20,7 @@ mod pdf_file;
 mod s3;
 mod search_index;
 mod serve;
+#[cfg(feature = "local-models")]
 mod sql_doors;
 #[cfg(feature = "local-models")]
 mod vector_index;
