@@ -126,6 +126,13 @@ fn run_error(tenant: bool, e: DataFusionError) -> PgWireError {
     user_error("22000", &format!("the query failed: {e}"))
 }
 
+/// One statement of what a client sent.
+enum Piece {
+    Command(Command),
+    /// SQL for the session, as DataFusion plans it.
+    Sql(String),
+}
+
 /// Turns SQL into statements, each planned in the connection's session so
 /// a prepared statement can describe its columns and parameters.
 pub struct PgParser {
@@ -149,7 +156,7 @@ impl PgParser {
     }
 
     /// `sql` as statements DataFusion plans, or session commands.
-    fn split(&self, sql: &str) -> PgWireResult<Vec<PgWireResult<Result<Command, String>>>> {
+    fn split(&self, sql: &str) -> PgWireResult<Vec<PgWireResult<Piece>>> {
         let statements = self.rewriter.parse(sql).map_err(|e| {
             // Postgres's grammar lacks DataFusion's DDL (`CREATE EXTERNAL
             // TABLE`): a write is refused as a write, not as a typo.
@@ -164,9 +171,9 @@ impl PgParser {
             .map(|s| {
                 let text = s.to_string();
                 match pg_commands::command(&text) {
-                    Some(command) => command.map(Ok),
+                    Some(command) => command.map(Piece::Command),
                     None if is_write(&s) => Err(user_error("25006", READ_ONLY)),
-                    None => Ok(Err(text)),
+                    None => Ok(Piece::Sql(text)),
                 }
             })
             .collect())
@@ -212,8 +219,8 @@ impl QueryParser for PgParser {
             return Ok(None);
         };
         match statement? {
-            Ok(command) => Ok(Some(PgStatement::Command(command))),
-            Err(sql) => {
+            Piece::Command(command) => Ok(Some(PgStatement::Command(command))),
+            Piece::Sql(sql) => {
                 let (_, session) = self.session(client).await?;
                 let described = session
                     .describe(&sql)
@@ -266,8 +273,8 @@ impl SimpleQueryHandler for PgQueries {
         let mut responses = Vec::new();
         for statement in self.parser.split(query)? {
             let response = match statement? {
-                Ok(command) => pg_commands::respond(&command)?,
-                Err(sql) => {
+                Piece::Command(command) => pg_commands::respond(&command)?,
+                Piece::Sql(sql) => {
                     self.run(client, &sql, Vec::new(), &Format::UnifiedText)
                         .await?
                 }
