@@ -410,23 +410,23 @@ pub fn mentions_embed_query(sql: &str) -> bool {
     .any(|f| sql.contains(f))
 }
 
-/// The types of `plan`'s parameters `$1`, `$2`, ... in order.
+/// The types of `plan`'s parameters `$1`, `$2`, ... in order, up to the
+/// highest it names. One it skips has no type: a client's statement can
+/// lose parameters to the rewrites of the Postgres door, and its client
+/// still sends a value for each.
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
-    let mut types = plan.get_parameter_types()?;
-    let numbered: Option<Vec<_>> = (1..=types.len())
-        .map(|n| types.remove(&format!("${n}")))
-        .collect();
-    match numbered {
-        Some(numbered) => Ok(numbered),
-        None => {
-            let mut names: Vec<_> = plan.get_parameter_types()?.into_keys().collect();
-            names.sort();
-            bail!(
-                "parameters are numbered $1, $2, ... without gaps; this statement has {}",
-                names.join(", ")
-            )
-        }
+    let types = plan.get_parameter_types()?;
+    let mut numbered = BTreeMap::new();
+    for (name, t) in types {
+        match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if n >= 1 => numbered.insert(n, t),
+            _ => bail!("parameters are numbered $1, $2, ...; this statement has {name}"),
+        };
     }
+    let highest = numbered.keys().next_back().copied().unwrap_or(0);
+    Ok((1..=highest)
+        .map(|n| numbered.remove(&n).flatten())
+        .collect())
 }
 
 /// `plan` with `values` in place of its parameters, each cast to the type

@@ -7,6 +7,7 @@ pub mod flight;
 pub mod gate;
 pub mod pg_commands;
 pub mod pg_queries;
+pub mod pg_rewrites;
 pub mod postgres;
 pub mod sessions;
 pub mod tokens;

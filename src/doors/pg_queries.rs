@@ -27,6 +27,7 @@ use pgwire::types::format::FormatOptions;
 
 use super::gate::{Gate, Refusal};
 use super::pg_commands::{self, Command};
+use super::pg_rewrites::PgRewrites;
 use super::sessions::Sessions;
 use super::tokens::Access;
 use crate::analytics::query::{Analytics, READ_ONLY};
@@ -53,6 +54,7 @@ impl PgQueries {
             parser: Arc::new(PgParser {
                 sessions,
                 rewriter: PostgresCompatibilityParser::new(),
+                rewrites: PgRewrites::default(),
             }),
             gate,
         }
@@ -138,6 +140,7 @@ enum Piece {
 pub struct PgParser {
     sessions: Arc<Sessions>,
     rewriter: PostgresCompatibilityParser,
+    rewrites: PgRewrites,
 }
 
 impl PgParser {
@@ -169,6 +172,7 @@ impl PgParser {
         Ok(statements
             .into_iter()
             .map(|s| {
+                let s = self.rewrites.rewrite(s);
                 let text = s.to_string();
                 match pg_commands::command(&text) {
                     Some(command) => command.map(Piece::Command),

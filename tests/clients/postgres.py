@@ -1,6 +1,6 @@
 """Postgres clients against docstream's Postgres door, as applications use
 them: psycopg for queries with parameters, and SQLAlchemy's inspector, which
-Superset runs to list tables and columns (not yet answered: see the README).
+Superset runs to list tables and columns.
 
 Reads a JSON request on stdin:
   {"host": ..., "port": ..., "user": ..., "password": ...,

@@ -373,6 +373,33 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str, (doc, n): (&Value, &[Valu
         assert_eq!(r[i]["rows"], json!(query(l, sql, &[])), "{sql}: {}", r[i]);
     }
 
+    // SQLAlchemy's inspector, as Superset runs it, lists the tables and
+    // the columns `docstream query` sees; a tenant's too.
+    let ours: Vec<Value> = query(
+        l,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'chunks'",
+        &[],
+    )
+    .iter()
+    .map(|r| r["column_name"].clone())
+    .collect();
+    assert!(ours.contains(&json!("chunk_idx")), "{ours:?}");
+    for (user, token) in [("root", "root-token"), ("acme", "acme-token")] {
+        let r = &d.postgres(user, token, &[json!({"inspect": "chunks"})])[0];
+        let tables: Vec<&str> = r["tables"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{user}: {r}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for t in ["chunks", "documents", "embeddings"] {
+            assert!(tables.contains(&t), "{user} {t}: {r}");
+        }
+        let columns = r["columns"].as_array().unwrap();
+        assert_eq!(columns.len(), ours.len(), "{user}: {r}");
+        assert!(ours.iter().all(|c| columns.contains(c)), "{user}: {r}");
+    }
+
     // Tenant scoping, the same hostile SQL as every door.
     let ops: Vec<Value> = HOSTILE_SQL.iter().map(|q| json!({"sql": q})).collect();
     for (q, r) in HOSTILE_SQL
