@@ -1,7 +1,9 @@
 //! The SQL doors at scale, side by side in one run:
 //! 1. a ROWS-row result (`chunks` without `text`) moved to a Python client
-//!    over Flight SQL into pyarrow (ADBC), over Postgres into psycopg, and
-//!    read straight from the Delta table with delta-rs Python, the anchor;
+//!    over Flight SQL into pyarrow (by ADBC's driver and by pyarrow's own
+//!    Flight client), over Postgres into psycopg, and read straight from the
+//!    Delta table with delta-rs Python, the anchor, with the CPU each side
+//!    spent;
 //! 2. the latency of a small query, `SELECT count(*) FROM documents WHERE
 //!    tenant = $1`, over Flight SQL, Postgres and HTTP `/v1/query`.
 //!
@@ -63,7 +65,7 @@ fn main() -> Result<()> {
     )?;
     std::os::unix::fs::symlink(repo.join("sql"), home.join("sql"))?;
     let (http, flight, pg) = (free_port()?, free_port()?, free_port()?);
-    let _server = Server(
+    let server = Server(
         Command::new(env!("CARGO_BIN_EXE_docstream"))
             .args(["serve", "--stages", "documents,chunks", "--pipeline"])
             .arg(&pipeline)
@@ -82,6 +84,7 @@ fn main() -> Result<()> {
         .arg(repo.join("benches/sql_doors.py"))
         .arg(&lake)
         .args([http, flight, pg].map(|p| p.to_string()))
+        .arg(server.0.id().to_string())
         .status()
         .context("cannot run python3")?;
     anyhow::ensure!(status.success(), "benches/sql_doors.py failed: {status}");

@@ -64,7 +64,11 @@ pub async fn serve(
         .max_encoding_message_size(64 << 20);
     tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Without it, a small answer waits on the client's delayed ACK.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
