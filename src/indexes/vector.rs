@@ -486,14 +486,17 @@ impl VectorIndex {
             let mut found: Vec<(f32, usize)> = Vec::new();
             if admitted >= effort.exact_below.max(k) {
                 // The graph ranks by f16 copies, which cannot tell near
-                // neighbours apart: it is asked for more than k, and the f32
-                // vectors pick the k.
-                let wanted = k.saturating_mul(2).max(k.saturating_add(10));
+                // neighbours apart: the walk returns its whole beam, which
+                // it holds anyway, and the f32 vectors pick the k.
+                let beam = effort
+                    .beam
+                    .max(k.saturating_mul(2))
+                    .max(k.saturating_add(10));
                 let walking = shard.walking.lock().unwrap_or_else(|e| e.into_inner());
-                shard.graph.change_expansion_search(effort.beam.max(wanted));
+                shard.graph.change_expansion_search(beam);
                 let m = shard
                     .graph
-                    .filtered_search(&query, wanted, |key| rows.admits(key as usize, admit))?;
+                    .filtered_search(&query, beam, |key| rows.admits(key as usize, admit))?;
                 drop(walking);
                 found = m
                     .keys
