@@ -410,6 +410,10 @@ pub fn mentions_embed_query(sql: &str) -> bool {
     .any(|f| sql.contains(f))
 }
 
+/// The most parameters a statement takes, as in Postgres (whose protocol
+/// counts them in 16 bits).
+const MAX_PARAMETERS: usize = 65535;
+
 /// The types of `plan`'s parameters `$1`, `$2`, ... in order, up to the
 /// highest it names. One it skips has no type: a client's statement can
 /// lose parameters to the rewrites of the Postgres door, and its client
@@ -419,8 +423,10 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     let mut numbered = BTreeMap::new();
     for (name, t) in types {
         match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
-            Some(n) if n >= 1 => numbered.insert(n, t),
-            _ => bail!("parameters are numbered $1, $2, ...; this statement has {name}"),
+            Some(n @ 1..=MAX_PARAMETERS) => numbered.insert(n, t),
+            _ => bail!(
+                "parameters are numbered $1, $2, ... up to ${MAX_PARAMETERS}; this statement has {name}"
+            ),
         };
     }
     let highest = numbered.keys().next_back().copied().unwrap_or(0);
@@ -498,4 +504,30 @@ fn check_depth(sql: &str) -> Result<()> {
         bail!("the query nests expressions more than {MAX_EXPR_DEPTH} deep; split it, or put generated values in a table");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    async fn types(sql: &str) -> Result<Vec<Option<DataType>>> {
+        let plan = SessionContext::new()
+            .state()
+            .create_logical_plan(sql)
+            .await?;
+        parameter_types(&plan)
+    }
+
+    #[tokio::test]
+    async fn parameters_may_skip_numbers_up_to_postgres_limit() {
+        let found = types("SELECT 1 WHERE 2 = $1 AND 'a' = $3").await.unwrap();
+        assert_eq!(
+            found,
+            vec![Some(DataType::Int64), None, Some(DataType::Utf8)]
+        );
+        let e = types("SELECT 1 WHERE 2 = $70000").await.unwrap_err();
+        assert!(e.to_string().contains("up to $65535"), "{e}");
+    }
 }
