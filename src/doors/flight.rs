@@ -41,6 +41,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::gate::{Gate, Pass, Refusal};
+use super::plain_arrow::{plain_schema, plain_stream};
 use super::sessions::Sessions;
 use super::tokens::{authorization_token, Access, Tokens};
 use crate::analytics::query::{Analytics, READ_ONLY};
@@ -222,7 +223,7 @@ impl Flight {
             .await
             .map_err(|r| refused(&r))?
             .map_err(planning)?;
-        Ok(described.schema.as_ref().clone())
+        Ok(plain_schema(&described.schema))
     }
 
     /// Runs `sql` and streams its rows as Flight data.
@@ -241,6 +242,8 @@ impl Flight {
             .await
             .map_err(|r| refused(&r))?
             .map_err(planning)?;
+        // Plain before the gate, so the result size it bounds is what is sent.
+        let stream = plain_stream(stream);
         let schema = stream.schema();
         let tenant = access.tenant().is_some();
         let rows = self
@@ -378,7 +381,7 @@ impl FlightSqlService for Flight {
         };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.handle()?,
-            dataset_schema: encode(&described.schema)?,
+            dataset_schema: encode(&plain_schema(&described.schema))?,
             parameter_schema: encode(&parameters)?,
         })
     }

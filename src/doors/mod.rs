@@ -8,6 +8,7 @@ pub mod gate;
 pub mod pg_commands;
 pub mod pg_queries;
 pub mod pg_rewrites;
+pub mod plain_arrow;
 pub mod postgres;
 pub mod sessions;
 pub mod tokens;

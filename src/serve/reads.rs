@@ -22,6 +22,7 @@ use super::state::{AppState, Metrics};
 use crate::analytics::ask::{ask as answer, AskOptions, Citation, Claim};
 use crate::analytics::search::{search as find, Depth, Hit, Retrievers};
 use crate::doors::gate::Refusal;
+use crate::doors::plain_arrow::{plain_batch, plain_schema};
 use crate::indexes::fresh::{parse_time, Scope};
 
 /// The media type of Arrow IPC streams.
@@ -365,12 +366,15 @@ fn run_error(caller: &Caller, e: anyhow::Error) -> ApiError {
 }
 
 fn arrow_stream(batches: &[RecordBatch], truncated: bool) -> ApiResult<Response> {
-    let schema = batches[0].schema();
+    let schema = Arc::new(plain_schema(&batches[0].schema()));
     let mut out = Vec::new();
     let mut writer = deltalake::arrow::ipc::writer::StreamWriter::try_new(&mut out, &schema)
         .map_err(|e| ApiError::internal(&e.into()))?;
     for b in batches {
-        writer.write(b).map_err(|e| ApiError::internal(&e.into()))?;
+        let b = plain_batch(b.clone(), &schema).map_err(|e| ApiError::internal(&e.into()))?;
+        writer
+            .write(&b)
+            .map_err(|e| ApiError::internal(&e.into()))?;
     }
     writer.finish().map_err(|e| ApiError::internal(&e.into()))?;
     drop(writer);
