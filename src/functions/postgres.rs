@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use deltalake::arrow::array::{Array, ArrayRef, StringBuilder};
+use deltalake::arrow::array::{ArrayRef, StringBuilder};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::common::cast::as_string_array;
 use deltalake::datafusion::common::{exec_err, ScalarValue};
+use deltalake::datafusion::functions::utils::make_scalar_function;
 use deltalake::datafusion::logical_expr::{
     create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -64,7 +65,7 @@ pub fn register(ctx: &SessionContext, catalog: &str) -> Result<()> {
         vec![DataType::Utf8, DataType::Utf8],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(like_pattern),
+        Arc::new(make_scalar_function(like_patterns, vec![])),
     ));
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
@@ -72,47 +73,34 @@ pub fn register(ctx: &SessionContext, catalog: &str) -> Result<()> {
     Ok(())
 }
 
-fn like_pattern(args: &[ColumnarValue]) -> deltalake::datafusion::common::Result<ColumnarValue> {
-    let rows = args
-        .iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1);
-    let arrays = ColumnarValue::values_to_arrays(args)?;
-    let (patterns, escapes) = (as_string_array(&arrays[0])?, as_string_array(&arrays[1])?);
+/// Each pattern of `args[0]` with `args[1]`'s escape turned into backslashes.
+fn like_patterns(args: &[ArrayRef]) -> deltalake::datafusion::common::Result<ArrayRef> {
+    let (patterns, escapes) = (as_string_array(&args[0])?, as_string_array(&args[1])?);
     let mut out = StringBuilder::new();
-    for row in 0..rows {
-        if patterns.is_null(row) || escapes.is_null(row) {
+    for (pattern, escape) in patterns.iter().zip(escapes) {
+        let (Some(pattern), Some(escape)) = (pattern, escape) else {
             out.append_null();
             continue;
-        }
-        let mut escape = escapes.value(row).chars();
+        };
+        let mut escape = escape.chars();
         let (Some(escape), None) = (escape.next(), escape.next()) else {
             return exec_err!("the LIKE escape must be one character");
         };
-        let mut pattern = String::new();
-        let mut chars = patterns.value(row).chars();
+        let mut plain = String::with_capacity(pattern.len());
+        let mut chars = pattern.chars();
         while let Some(c) = chars.next() {
             match c {
                 c if c == escape => {
-                    pattern.push('\\');
-                    pattern.extend(chars.next());
+                    plain.push('\\');
+                    plain.extend(chars.next());
                 }
-                '\\' => pattern.push_str("\\\\"),
-                c => pattern.push(c),
+                '\\' => plain.push_str("\\\\"),
+                c => plain.push(c),
             }
         }
-        out.append_value(pattern);
+        out.append_value(plain);
     }
-    let patterns: ArrayRef = Arc::new(out.finish());
-    match rows == 1 && args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        true => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-            &patterns, 0,
-        )?)),
-        false => Ok(ColumnarValue::Array(patterns)),
-    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// `json_build_object(key, value, ...)`: one JSON object per row, as text.

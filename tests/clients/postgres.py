@@ -5,8 +5,8 @@ Superset runs to list tables and columns.
 Reads a JSON request on stdin:
   {"host": ..., "port": ..., "user": ..., "password": ...,
    "ops": [{"sql": "...", "params": [...]} | {"inspect": TABLE}]}
-and prints one JSON result per op: {"columns", "rows"}, {"tables",
-"columns"} or {"error"}.
+and prints one JSON result per op: {"columns", "rows"}, {"schemas",
+"tables", "columns"} or {"error"}.
 """
 
 import json
@@ -39,7 +39,7 @@ def run(r, op):
             inspector = sqlalchemy.inspect(engine)
             tables = inspector.get_table_names()
             columns = [c["name"] for c in inspector.get_columns(op["inspect"])]
-            return {"tables": sorted(tables), "columns": columns}
+            return {"schemas": inspector.get_schema_names(), "tables": sorted(tables), "columns": columns}
         finally:
             engine.dispose()
     raise ValueError(f"unknown op {op}")

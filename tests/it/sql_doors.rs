@@ -386,6 +386,7 @@ fn postgres_door(d: &Doors, l: &str, globex_doc: &str, (doc, n): (&Value, &[Valu
     assert!(ours.contains(&json!("chunk_idx")), "{ours:?}");
     for (user, token) in [("root", "root-token"), ("acme", "acme-token")] {
         let r = &d.postgres(user, token, &[json!({"inspect": "chunks"})])[0];
+        assert_eq!(r["schemas"], json!(["public"]), "{user}: {r}");
         let tables: Vec<&str> = r["tables"]
             .as_array()
             .unwrap_or_else(|| panic!("{user}: {r}"))
