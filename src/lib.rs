@@ -14,6 +14,7 @@ pub mod extract;
 pub mod functions;
 pub mod indexes;
 pub mod jobs;
+pub mod lineage;
 pub mod models;
 pub mod serve;
 pub mod sinks;

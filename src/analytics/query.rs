@@ -27,6 +27,7 @@ use crate::contract::tables;
 use crate::functions::embed_query::{self, Resolved};
 use crate::indexes::fresh::LakeView;
 use crate::indexes::vector::Effort;
+use crate::lineage::current::{self, HISTORY};
 use crate::models::config::ModelsConfig;
 use crate::models::hub::ModelHub;
 use crate::sinks::lake::Lake;
@@ -82,15 +83,18 @@ impl Analytics {
         let memory_limit =
             (config.memory_limit_mb > 0).then_some(config.memory_limit_mb.saturating_mul(1 << 20));
         let ctx = session(memory_limit)?;
-        let tables = lake.register_all(&ctx).await?;
+        let mut tables = lake.register_all(&ctx).await?;
         let versions = tables
             .iter()
             .filter_map(|t| lake.version(t).map(|v| (t.clone(), v)))
             .collect();
+        let superseded = current::register_views(&ctx, &tables).await?;
+        tables.extend(superseded.iter().map(|t| format!("{HISTORY}.{t}")));
         let view = LakeView {
             root: lake.root().clone(),
             storage: storage.clone(),
             versions,
+            superseded: superseded.into_iter().collect(),
         };
         let effort = Effort {
             exact_below: config.vector_exact_below,
@@ -118,6 +122,13 @@ impl Analytics {
     pub async fn scoped(&self, tenant: &str) -> Result<Self> {
         let ctx = session(self.memory_limit)?;
         let mut tables = Vec::new();
+        if self
+            .tables
+            .iter()
+            .any(|t| t.starts_with(&format!("{HISTORY}.")))
+        {
+            current::ensure_history(&ctx)?;
+        }
         let own = col("tenant").eq(lit(tenant));
         let documents = match self.has_table("documents") {
             true => Some(self.ctx.table("documents").await?.filter(own.clone())?),

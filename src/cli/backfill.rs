@@ -4,14 +4,18 @@ use anyhow::Result;
 
 use super::progress::BackfillBar;
 use super::resolved::{extraction_isolation, Resolved};
-use super::stage_args::StageArgs;
+use super::stage_args::{RetryArgs, StageArgs};
 use crate::jobs::backfill::Backfill;
 use crate::storage::parse_location;
 
 /// Process every document under a folder or bucket prefix into the lake.
 ///
 /// Re-running is safe: document versions (same source URI, same content hash)
-/// that already landed are skipped, so an interrupted backfill resumes.
+/// that already landed are skipped, so an interrupted backfill resumes. A
+/// stage that is new, changed (its SQL, parameters, model or prompt), or
+/// failed with a retryable error runs again on the documents already in
+/// the lake, from the text the lake holds; `docstream plan` shows that work
+/// and its cost first.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     docstream backfill samples\n  \
@@ -19,6 +23,7 @@ use crate::storage::parse_location;
     docstream backfill s3://archive/2019/ --lake s3://lake/ --s3-endpoint http://127.0.0.1:9000\n  \
     docstream backfill ./docs --set chunks.max_tokens=256 --set chunks.overlap=32\n  \
     docstream backfill ./docs --stages documents,chunks      # no model calls\n  \
+    docstream backfill ./docs --no-retry-failed             # leave failed stages alone\n  \
     OPENAI_API_KEY=... docstream --pipeline pipelines/openai.toml backfill ./docs")]
 pub struct Args {
     /// Folder, file:// or s3:// / gs:// / az:// prefix. Default: the pipeline's source.uri.
@@ -43,6 +48,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub stages: StageArgs,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 impl Args {
@@ -55,6 +63,7 @@ impl Args {
         let mut job = Backfill::new(&p, parse_location(&source)?, r.lake.clone(), runner);
         job.storage = r.storage.clone();
         job.isolation = extraction_isolation();
+        job.retry = self.retry.retry();
         if let Some(tenant) = self.tenant {
             job.tenant = tenant;
         }
@@ -67,9 +76,10 @@ impl Args {
         let started = std::time::Instant::now();
         let s = job.run(&BackfillBar::new()?).await?;
         println!(
-            "backfill done: {} landed ({} with warnings), {} skipped, {} failed, {} stage failures — {} files, {:.1} MiB in {:.1}s, {} commits to {}",
+            "backfill done: {} landed ({} with warnings), {} recomputed, {} skipped, {} failed, {} stage failures — {} files, {:.1} MiB in {:.1}s, {} commits to {}",
             s.landed,
             s.warnings,
+            s.recomputed,
             s.skipped,
             s.failed,
             s.stage_failures,
@@ -79,6 +89,12 @@ impl Args {
             s.commits,
             r.lake
         );
+        if s.without_text > 0 {
+            println!(
+                "{} documents need stages but the lake has no text for them and their source objects changed or are gone",
+                s.without_text
+            );
+        }
         if s.failed + s.warnings + s.stage_failures > 0 {
             println!("see why: docstream query \"SELECT source_uri, stage, error_kind, error FROM failures\"");
         }

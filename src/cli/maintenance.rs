@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use super::progress::tables_bar;
 use super::resolved::Resolved;
+use crate::lineage::superseded;
 use crate::sinks::lake::Lake;
 use crate::sinks::maintenance::CompactOptions;
 
@@ -125,7 +126,8 @@ impl OptimizeArgs {
     docstream vacuum --dry-run\n  \
     docstream vacuum --retain-hours 168 --lake s3://lake/\n  \
     docstream vacuum --retain-hours 0 --force    # nobody reads old versions\n  \
-    docstream vacuum --orphans                   # also files of killed writers")]
+    docstream vacuum --orphans                   # also files of killed writers\n  \
+    docstream vacuum --superseded --dry-run      # rows of changed stages, kept for comparison")]
 pub struct VacuumArgs {
     #[command(flatten)]
     pub target: Target,
@@ -148,11 +150,42 @@ pub struct VacuumArgs {
     /// --retain-hours says: younger ones may be a running writer's.
     #[arg(long)]
     pub orphans: bool,
+
+    /// First delete the rows of superseded stage fingerprints: the rows a
+    /// stage wrote before it changed and ran again on the same document
+    /// version. Compare them with the new ones in history.<table> first.
+    #[arg(long)]
+    pub superseded: bool,
 }
 
 impl VacuumArgs {
     pub async fn run(self, r: Resolved) -> Result<()> {
         let (mut lake, tables) = self.target.open(&r).await?;
+        if self.superseded {
+            for s in superseded::find(&mut lake).await? {
+                if !tables.contains(&s.table) {
+                    continue;
+                }
+                let fp = match s.fingerprint.as_str() {
+                    "" => "written before fingerprints",
+                    fp => fp,
+                };
+                match self.dry_run {
+                    true => println!(
+                        "{}: would delete the rows of {} document versions by fingerprint {fp}",
+                        s.table,
+                        s.versions.len()
+                    ),
+                    false => {
+                        let rows = superseded::delete(&mut lake, &s).await?;
+                        println!(
+                            "{}: deleted {rows} superseded rows by fingerprint {fp}",
+                            s.table
+                        );
+                    }
+                }
+            }
+        }
         let retain = chrono::Duration::hours(self.retain_hours as i64);
         let bar = tables_bar(tables.len(), "vacuuming")?;
         let mut lines = Vec::new();

@@ -12,11 +12,13 @@ mod kafka_args;
 mod maintenance;
 mod models;
 mod output;
+mod plan;
 mod progress;
 #[cfg(feature = "kafka")]
 mod publish;
 mod query;
 mod report;
+mod reprocess;
 mod resolved;
 mod search;
 mod serve;
@@ -50,6 +52,7 @@ use crate::storage::StorageOptions;
     after_help = "Examples:\n  \
         docstream models fetch\n  \
         docstream backfill samples --lake ./lake\n  \
+        docstream plan && docstream reprocess --stages summaries\n  \
         docstream ingest --brokers localhost:9092 --topic documents --lake ./lake\n  \
         docstream watch s3://inbox/ --brokers localhost:9092 --topic documents\n  \
         docstream query \"SELECT severity, count(*) FROM risks GROUP BY severity\"\n  \
@@ -107,6 +110,8 @@ pub enum Command {
     Watch(watch::Args),
     #[cfg(feature = "kafka")]
     Publish(publish::Args),
+    Plan(plan::Args),
+    Reprocess(reprocess::Args),
     Query(query::Args),
     Index(index::Args),
     Eval(eval::Args),
@@ -152,6 +157,8 @@ impl Cli {
             Command::Watch(args) => args.run(resolved).await,
             #[cfg(feature = "kafka")]
             Command::Publish(args) => args.run(resolved).await,
+            Command::Plan(args) => args.run(resolved).await,
+            Command::Reprocess(args) => args.run(resolved).await,
             Command::Query(args) => args.run(resolved).await,
             Command::Arroyo(args) => args.run(resolved).await,
             Command::Index(args) => args.run(resolved).await,

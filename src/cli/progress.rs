@@ -37,6 +37,19 @@ impl Progress for BackfillBar {
     fn finished(&self) {
         self.0.finish_and_clear();
     }
+
+    fn recomputing(&self, done: usize, total: usize) {
+        if total > 0 {
+            eprintln!("recomputing stages of documents already in the lake: {done}/{total}");
+        }
+    }
+}
+
+/// A bar over document versions whose stages run again, for `reprocess`.
+pub fn versions_bar() -> anyhow::Result<ProgressBar> {
+    Ok(ProgressBar::new(0).with_style(ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} documents ETA {eta}",
+    )?))
 }
 
 /// A bar over `tables` tables, for `optimize` and `vacuum`.

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use deltalake::arrow::error::ArrowError;
 
 use super::tables::timestamp_type;
 
@@ -108,4 +110,96 @@ pub fn doc_id_at(batch: &RecordBatch, row: usize) -> String {
         .filter(|c| row < c.len() && c.is_valid(row))
         .map(|c| c.value(row).to_string())
         .unwrap_or_default()
+}
+
+/// Documents from rows of the `extracted` table as the lake holds them
+/// (strings may come back as views; missing nullable columns are null).
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<ExtractedDoc>, ArrowError> {
+    let text = |name: &str| -> Result<Option<StringArray>, ArrowError> {
+        batch
+            .column_by_name(name)
+            .map(|c| cast(c, &DataType::Utf8).map(|c| c.as_string::<i32>().clone()))
+            .transpose()
+    };
+    let time = |name: &str| -> Result<Option<TimestampMicrosecondArray>, ArrowError> {
+        batch
+            .column_by_name(name)
+            .map(|c| {
+                cast(c, &timestamp_type())
+                    .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone())
+            })
+            .transpose()
+    };
+    let required = |c: Option<StringArray>, name: &str| {
+        c.ok_or_else(|| ArrowError::SchemaError(format!("extracted rows lack column {name}")))
+    };
+    let (ids, tenants, uris, hashes, mimes, texts) = (
+        required(text("doc_id")?, "doc_id")?,
+        required(text("tenant")?, "tenant")?,
+        required(text("source_uri")?, "source_uri")?,
+        required(text("content_hash")?, "content_hash")?,
+        required(text("mime")?, "mime")?,
+        required(text("text")?, "text")?,
+    );
+    let (titles, metadata, parents) = (text("title")?, text("metadata")?, text("parent_doc_id")?);
+    let (event_times, ingested) = (time("event_time")?, time("ingested_at")?);
+    let opt = |c: &Option<StringArray>, i: usize| {
+        c.as_ref()
+            .filter(|c| c.is_valid(i))
+            .map(|c| c.value(i).to_string())
+    };
+    let at = |c: &Option<TimestampMicrosecondArray>, i: usize| {
+        c.as_ref()
+            .filter(|c| c.is_valid(i))
+            .and_then(|c| DateTime::<Utc>::from_timestamp_micros(c.value(i)))
+    };
+    Ok((0..batch.num_rows())
+        .map(|i| ExtractedDoc {
+            doc_id: ids.value(i).to_string(),
+            tenant: tenants.value(i).to_string(),
+            source_uri: uris.value(i).to_string(),
+            content_hash: hashes.value(i).to_string(),
+            mime: mimes.value(i).to_string(),
+            title: opt(&titles, i),
+            text: texts.value(i).to_string(),
+            event_time: at(&event_times, i),
+            ingested_at: at(&ingested, i).unwrap_or_else(Utc::now),
+            metadata: opt(&metadata, i).unwrap_or_else(|| "{}".into()),
+            parent_doc_id: opt(&parents, i),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_come_back_from_their_rows_and_the_contract_agrees() {
+        let doc = ExtractedDoc {
+            doc_id: "d".into(),
+            tenant: "t".into(),
+            source_uri: "file:///a.txt".into(),
+            content_hash: "h".into(),
+            mime: "text/plain".into(),
+            title: None,
+            text: "hello".into(),
+            event_time: None,
+            ingested_at: DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap(),
+            metadata: "{}".into(),
+            parent_doc_id: Some("p".into()),
+        };
+        let batch = to_batch(&[&doc]).unwrap();
+        let back = from_batch(&batch).unwrap();
+        assert_eq!(format!("{:?}", back[0]), format!("{doc:?}"));
+
+        // The lake's `extracted` table holds exactly these columns.
+        let contract = super::super::tables::schema("extracted").unwrap();
+        for field in schema().fields() {
+            let c = contract.field_with_name(field.name()).unwrap();
+            assert_eq!(c.data_type(), field.data_type(), "{}", field.name());
+            assert_eq!(c.is_nullable(), field.is_nullable(), "{}", field.name());
+        }
+        assert_eq!(contract.fields().len(), schema().fields().len());
+    }
 }

@@ -91,6 +91,28 @@ impl ErrorKind {
 
     /// Kinds recorded next to a document that still landed.
     pub const WARNINGS: [ErrorKind; 1] = [ErrorKind::InvalidUtf8];
+
+    /// Kinds a later run retries by default: the endpoint may answer then.
+    pub const RETRYABLE: [ErrorKind; 3] = [
+        ErrorKind::ModelRateLimited,
+        ErrorKind::ModelTimeout,
+        ErrorKind::ModelUnavailable,
+    ];
+
+    /// The kinds a SQL stage fails with.
+    pub const STAGE_KINDS: [ErrorKind; 7] = [
+        ErrorKind::Stage,
+        ErrorKind::ModelRateLimited,
+        ErrorKind::ModelTimeout,
+        ErrorKind::ModelUnavailable,
+        ErrorKind::ModelRejected,
+        ErrorKind::ModelMalformed,
+        ErrorKind::ModelInvalidOutput,
+    ];
+
+    pub fn is_retryable(kind: &str) -> bool {
+        Self::RETRYABLE.iter().any(|k| k.as_str() == kind)
+    }
 }
 
 /// The `failures` kind of a model call that failed for good.
@@ -132,6 +154,8 @@ pub struct Failure {
     pub kind: ErrorKind,
     pub error: String,
     pub attempts: i32,
+    /// The failed SQL stage's fingerprint; `None` before the stages.
+    pub stage_fingerprint: Option<String>,
 }
 
 /// The failures as a batch for the `failures` table.
@@ -144,6 +168,8 @@ pub fn to_batch(
     use deltalake::arrow::array::{
         ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
     };
+
+    use crate::contract::tables::FINGERPRINT;
 
     let schema = crate::contract::tables::schema("failures").expect("failures is a contract table");
     let strings = |f: fn(&Failure) -> &str| -> ArrayRef {
@@ -160,6 +186,15 @@ pub fn to_batch(
             Arc::new(failures.iter().map(|f| f.attempts).collect::<Int32Array>()),
         ),
         ("source_uri", strings(|f| &f.source_uri)),
+        (
+            FINGERPRINT,
+            Arc::new(
+                failures
+                    .iter()
+                    .map(|f| f.stage_fingerprint.as_deref())
+                    .collect::<StringArray>(),
+            ),
+        ),
         (
             "failed_at",
             Arc::new(

@@ -41,6 +41,14 @@ const TABLES: &[(&str, &str)] = &[
         include_str!("../../schemas/tables/action_items.schema.json"),
     ),
     (
+        "extracted",
+        include_str!("../../schemas/tables/extracted.schema.json"),
+    ),
+    (
+        "lineage",
+        include_str!("../../schemas/tables/lineage.schema.json"),
+    ),
+    (
         "usage",
         include_str!("../../schemas/tables/usage.schema.json"),
     ),
@@ -53,13 +61,43 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
     Some(parse(json).unwrap_or_else(|e| panic!("schemas/tables/{table}.schema.json: {e:#}")))
 }
 
-/// The columns that identify one document version's rows in `table`: each
-/// version lands in a table once. `failures` holds one row per version and
-/// stage that failed. Tables without these columns are plain logs.
+/// The column every stage's rows carry: the fingerprint of the stage that
+/// wrote them.
+pub const FINGERPRINT: &str = "stage_fingerprint";
+
+/// The columns that identify one landing of a document version in
+/// `table`: each version lands once per stage fingerprint, so a changed
+/// stage's new rows land beside the old ones. `failures` holds one row per
+/// version, stage and fingerprint that failed; `lineage` one per version,
+/// stage, fingerprint and outcome; `extracted` one per version. Tables
+/// without these columns are plain logs. A missing or null column counts
+/// as the empty string.
 pub fn version_key(table: &str) -> &'static [&'static str] {
     match table {
-        "failures" => &["doc_id", "content_hash", "stage"],
-        _ => &["doc_id", "content_hash"],
+        "failures" => &["doc_id", "content_hash", "stage", FINGERPRINT],
+        "lineage" => &[
+            "doc_id",
+            "content_hash",
+            "stage",
+            FINGERPRINT,
+            "status",
+            "error_kind",
+        ],
+        "extracted" => &["doc_id", "content_hash"],
+        _ => &["doc_id", "content_hash", FINGERPRINT],
+    }
+}
+
+/// Where `table` goes in a micro-batch's commits: the stage input
+/// `extracted` first, so every later commit can be recomputed from it;
+/// `documents` after the other outputs, so a reader that sees a document
+/// sees its chunks; `lineage` last, as the record that everything landed.
+pub fn commit_rank(table: &str) -> u8 {
+    match table {
+        "extracted" => 0,
+        "documents" => 2,
+        "lineage" => 3,
+        _ => 1,
     }
 }
 

@@ -2,7 +2,7 @@
 //! covers (new versions and erasures) and the rows committed since (the
 //! tail). Searches use the index for the rest, and these to stay exact.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,6 +27,10 @@ pub struct LakeView {
     pub root: Url,
     pub storage: StorageOptions,
     pub versions: BTreeMap<String, u64>,
+    /// Tables that hold rows of superseded stage fingerprints: the session
+    /// reads them through views of their current rows, and searches scan
+    /// those instead of the indexes until `vacuum --superseded`.
+    pub superseded: BTreeSet<String>,
 }
 
 impl LakeView {
@@ -309,6 +313,13 @@ pub async fn published(
     name: &str,
     table: &str,
 ) -> Result<Option<Published>> {
+    if lake.superseded.contains(table) {
+        tracing::info!(
+            index = name,
+            "{table} holds rows of superseded stage fingerprints: scanning its current rows; `docstream vacuum --superseded` lets searches use the index again"
+        );
+        return Ok(None);
+    }
     let home = IndexHome::new(&lake.root, &lake.storage, name)?;
     let Some(manifest) = home.manifest().await? else {
         return Ok(None);

@@ -6,7 +6,7 @@
 //! `MAX_LAYERS`, and everything is rebuilt once they hold more rows than
 //! the full build, so an update costs what changed, amortized.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -23,6 +23,7 @@ use super::semantic;
 use super::text::TextWriter;
 use super::vector::VectorWriter;
 use crate::contract::tables;
+use crate::lineage::current;
 use crate::sinks::lake::Lake;
 use crate::storage::StorageOptions;
 
@@ -173,13 +174,23 @@ async fn open(
     if !versions.contains_key("documents") {
         return Ok(None);
     }
+    let mut registered: Vec<String> = versions.keys().cloned().collect();
+    if lake.register_table(&ctx, "lineage").await?.is_some() {
+        registered.push("lineage".into());
+    }
+    let superseded: BTreeSet<String> = current::register_views(&ctx, &registered)
+        .await?
+        .into_iter()
+        .collect();
     let view = ctx.sql(&tables::current_documents_sql()).await?.into_view();
     ctx.register_table("current_documents", view)?;
+    // A table with superseded rows is searched by scanning its current rows
+    // (see `fresh::published`), so an index of it would go unused.
     let mut kinds = Vec::new();
-    if versions.contains_key("chunks") {
+    if versions.contains_key("chunks") && !superseded.contains("chunks") {
         kinds.push(Kind::Text);
     }
-    if versions.contains_key("embeddings") {
+    if versions.contains_key("embeddings") && !superseded.contains("embeddings") {
         for model in semantic::models(&ctx).await? {
             kinds.push(Kind::Vectors { model });
         }
@@ -188,6 +199,7 @@ async fn open(
         root: lake.root().clone(),
         storage: storage.clone(),
         versions,
+        superseded,
     };
     Ok(Some((ctx, view, kinds)))
 }

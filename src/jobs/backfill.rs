@@ -19,12 +19,15 @@ use url::Url;
 use super::commit::{commit, open_lake, Pending};
 use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
+use super::recompute::recompute;
 use crate::config::Pipeline;
 use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
 use crate::contract::identity::DocKey;
 use crate::contract::identity::{content_hash, doc_id};
 use crate::extract::Limits;
+use crate::lineage::ledger::{Ledger, Retry};
+use crate::lineage::scope::Scope;
 use crate::sinks::lake::Lake;
 use crate::sources::bucket::{Bucket, SourceObject};
 use crate::stages::batcher::BatchConfig;
@@ -45,6 +48,8 @@ pub struct Backfill {
     /// Where extractions run; the CLI uses worker processes.
     pub isolation: Isolation,
     pub runner: StageRunner,
+    /// Which failed stages run again.
+    pub retry: Retry,
 }
 
 impl Backfill {
@@ -62,6 +67,7 @@ impl Backfill {
             limits: pipeline.extract.clone(),
             isolation: Isolation::Thread,
             runner,
+            retry: Retry::default(),
         }
     }
 }
@@ -78,6 +84,12 @@ pub struct Summary {
     /// Documents a SQL stage failed on (they landed in the other tables).
     pub stage_failures: usize,
     pub commits: usize,
+    /// Versions already in the lake whose changed, new or retried stages
+    /// ran on the text the lake holds.
+    pub recomputed: usize,
+    /// Versions that need stages but whose text the lake lacks and whose
+    /// source object is gone.
+    pub without_text: usize,
 }
 
 /// What happened to one object.
@@ -95,6 +107,8 @@ pub trait Progress {
     /// One more object done: its size, the totals so far, and the rate.
     fn advanced(&self, _bytes: u64, _seen: usize, _so_far: &Summary, _docs_per_sec: f64) {}
     fn finished(&self) {}
+    /// Versions already in the lake that needed stages: `done` of `total`.
+    fn recomputing(&self, _done: usize, _total: usize) {}
 }
 
 /// No progress reports.
@@ -112,7 +126,7 @@ impl Backfill {
             &self.runner,
         )
         .await?;
-        let done = landed_versions(&mut lake).await?;
+        let done = self.landed_versions(&mut lake).await?;
         let known: HashSet<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
         progress.listing(&self.source);
         let objects = bucket.list().await?;
@@ -185,6 +199,23 @@ impl Backfill {
         self.flush(&mut lake, &mut batcher, &mut pending, &mut summary)
             .await?;
         progress.finished();
+        let scope = Scope {
+            under: Some(bucket.uri_prefix()),
+            filter: None,
+        };
+        let again = recompute(
+            &mut lake,
+            &self.runner,
+            self.retry,
+            &scope,
+            self.batch.max_rows,
+            &mut |done, total| progress.recomputing(done, total),
+        )
+        .await?;
+        summary.recomputed = again.versions;
+        summary.stage_failures += again.failed;
+        summary.commits += again.commits;
+        summary.without_text = again.without_text;
         Ok(summary)
     }
 
@@ -252,6 +283,7 @@ impl Backfill {
         let done = commit(
             lake,
             &self.runner,
+            self.retry,
             docs,
             std::mem::take(pending),
             None,
@@ -266,24 +298,35 @@ impl Backfill {
     }
 }
 
-/// Versions a re-run must not process again: documents that landed, and
-/// objects that could not be read or extracted. Warnings and stage failures
-/// do not count: they commit before `documents`, whose rows may not have
-/// landed yet.
-async fn landed_versions(lake: &mut Lake) -> Result<HashSet<DocKey>> {
-    let mut done = lake.keys("documents", None).await?;
-    let warnings: Vec<String> = ErrorKind::WARNINGS
-        .iter()
-        .map(|k| format!("'{}'", k.as_str()))
-        .collect();
-    let filter = format!(
-        "stage IN ('{}', '{}') AND error_kind NOT IN ({})",
-        failure::READ_STAGE,
-        failure::EXTRACT_STAGE,
-        warnings.join(", ")
-    );
-    done.extend(lake.keys("failures", Some(&filter)).await?);
-    Ok(done)
+impl Backfill {
+    /// Versions the source pass does not extract again: those whose every
+    /// stage is settled, those whose text the lake holds (the lake pass
+    /// runs what they still need), and objects that could not be read or
+    /// extracted (unless every failure is retried). Warnings do not count.
+    async fn landed_versions(&self, lake: &mut Lake) -> Result<HashSet<DocKey>> {
+        let ledger = Ledger::new(self.runner.stages(), self.retry);
+        let settled = ledger.done_by_version(lake.landed_keys("lineage").await?);
+        let mut done: HashSet<DocKey> = settled
+            .into_iter()
+            .filter(|(_, bits)| ledger.missing(*bits).is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        done.extend(lake.keys("extracted", None).await?);
+        if self.retry != Retry::All {
+            let warnings: Vec<String> = ErrorKind::WARNINGS
+                .iter()
+                .map(|k| format!("'{}'", k.as_str()))
+                .collect();
+            let filter = format!(
+                "stage IN ('{}', '{}') AND error_kind NOT IN ({})",
+                failure::READ_STAGE,
+                failure::EXTRACT_STAGE,
+                warnings.join(", ")
+            );
+            done.extend(lake.keys("failures", Some(&filter)).await?);
+        }
+        Ok(done)
+    }
 }
 
 /// Identity of an object that was never read (too large or unreadable).

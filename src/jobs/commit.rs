@@ -1,22 +1,31 @@
 //! One micro-batch into the lake: the children that new versions no longer
-//! hold are erased, the stages run, and every table is appended with
-//! `documents` last. Backfill and uploads commit through it.
+//! hold are erased, the stages each version still needs run, and every
+//! table is appended, `lineage` last. Backfill, reprocess and uploads
+//! commit through it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
+use deltalake::arrow::array::RecordBatch;
 use url::Url;
 
-use crate::contract::extracted::ExtractedDoc;
+use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::failure::{self, Failure};
+use crate::contract::identity::DocKey;
+use crate::contract::tables::commit_rank;
+use crate::lineage::adopt::adopt;
+use crate::lineage::ledger::{Ledger, Retry, OK};
+use crate::lineage::{inputs, record};
 use crate::sinks::lake::Lake;
-use crate::stages::runner::{StageRunner, StageWatch};
+use crate::stages::config::{Input, Stage};
+use crate::stages::runner::{Selection, StageOutput, StageRunner, StageWatch};
 use crate::storage::StorageOptions;
 
 /// Opens the lake a run commits to, creating the tables its stages and
-/// `failures` write, so every table can be queried from the first run.
+/// `failures` write, so every table can be queried from the first run,
+/// and adopting rows written before stage fingerprints.
 pub async fn open_lake(
     root: &Url,
     storage: &StorageOptions,
@@ -29,6 +38,7 @@ pub async fn open_lake(
     let mut tables = runner.tables();
     tables.push("failures");
     lake.create_contract_tables(&tables).await?;
+    adopt(&mut lake, runner.stages()).await?;
     Ok(lake)
 }
 
@@ -44,23 +54,30 @@ pub struct Pending {
 /// What one commit did.
 #[derive(Debug, Default)]
 pub struct Committed {
-    /// Versions of the batch that another writer landed first: skipped.
+    /// Versions of the batch that needed no stage by the time it
+    /// committed (another writer landed them first): skipped.
     pub theirs: usize,
     /// Rows a SQL stage failed on (they are in `failures` now).
     pub stage_failures: Vec<Failure>,
+    /// Stage runs on a document version that succeeded.
+    pub stage_runs: usize,
     /// Table commits made.
     pub commits: usize,
 }
 
-/// Runs the stages on `docs` and commits every table; `watch` hears of the
-/// stages' progress, and `on_table` of each table as it commits, with its
-/// rows and new version. `documents` commits last:
-/// until it does, a re-run finds the versions again, and every other
-/// table skips the versions it already holds.
+/// Runs the stages each of `docs` still needs and commits every table;
+/// `watch` hears of the stages' progress, and `on_table` of each table as
+/// it commits, with its rows and new version. Which stages a version needs
+/// is read from `lineage` as of now, so a version another writer landed
+/// meanwhile is skipped. Tables commit in `commit_rank` order: the text
+/// first, `documents` after the other outputs, `lineage` last. Until
+/// `lineage` commits, a re-run finds the stages again, and every table
+/// skips the rows it already holds.
 pub async fn commit(
     lake: &mut Lake,
     runner: &StageRunner,
-    mut docs: Vec<ExtractedDoc>,
+    retry: Retry,
+    docs: Vec<ExtractedDoc>,
     pending: Pending,
     watch: Option<Arc<dyn StageWatch>>,
     on_table: &mut (dyn FnMut(&str, usize, Option<u64>) + Send),
@@ -70,54 +87,101 @@ pub async fn commit(
     if !stale.is_empty() {
         let mut tables = runner.tables();
         tables.push("failures");
-        tables.sort_by_key(|t| *t == "documents");
+        tables.sort_by_key(|t| std::cmp::Reverse(commit_rank(t)));
         for table in tables {
             lake.delete_documents(table, &stale).await?;
         }
     }
-    let writes_documents = runner.tables().contains(&"documents");
-    let batch_docs = docs.len();
-    if writes_documents {
-        // Landed by another writer since these versions were read.
-        let landed = lake
-            .landed_among(
-                "documents",
-                docs.iter()
-                    .map(|d| (d.doc_id.as_str(), d.content_hash.as_str())),
-            )
-            .await?;
-        docs.retain(|d| !landed.contains(&(d.doc_id.clone(), d.content_hash.clone())));
+    let ledger = Ledger::new(runner.stages(), retry);
+    let lineage = lake.landed_keys("lineage").await?;
+    let mut groups: BTreeMap<BTreeSet<String>, Vec<&ExtractedDoc>> = BTreeMap::new();
+    for doc in &docs {
+        let todo = ledger.todo(lineage, &doc.doc_id, &doc.content_hash);
+        match todo.is_empty() {
+            true => committed.theirs += 1,
+            false => groups.entry(todo).or_default().push(doc),
+        }
     }
-    let docs: Vec<&ExtractedDoc> = docs.iter().collect();
-    let (mut outputs, stage_failures) = runner.run_docs(&docs, watch).await?;
-    let unwritten = stage_failures
-        .iter()
-        .filter(|f| f.stage == "documents")
-        .count();
-    outputs.sort_by_key(|o| o.table == "documents");
+    let mut outputs: Vec<StageOutput> = Vec::new();
+    let mut stage_failures = Vec::new();
+    let mut entries = Vec::new();
+    for (todo, group) in &groups {
+        let selection = selection(lake, runner, todo, group).await?;
+        let (out, failed) = runner
+            .run_docs(group, selection.as_ref(), watch.clone())
+            .await?;
+        let ran: Vec<&Stage> = runner
+            .stages()
+            .iter()
+            .filter(|s| todo.contains(&s.name))
+            .collect();
+        entries.extend(record::entries(group, &ran, &out, &failed)?);
+        outputs.extend(out);
+        stage_failures.extend(failed);
+    }
+    let text: Vec<&ExtractedDoc> = groups.values().flatten().copied().collect();
+    let mut tables: Vec<(String, Vec<RecordBatch>)> = Vec::new();
+    if !text.is_empty() {
+        tables.push(("extracted".into(), vec![extracted::to_batch(&text)?]));
+    }
     let mut failed = pending.failures;
     failed.extend(stage_failures.iter().cloned());
     if !failed.is_empty() {
-        let batch = failure::to_batch(&failed, Utc::now())?;
-        let rows = lake.append("failures", vec![batch]).await?;
-        committed.commits += usize::from(rows > 0);
-        on_table("failures", rows, lake.version("failures"));
+        tables.push((
+            "failures".into(),
+            vec![failure::to_batch(&failed, Utc::now())?],
+        ));
     }
-    let mut documents = 0;
-    for output in outputs {
+    tables.extend(outputs.into_iter().map(|o| (o.table, o.batches)));
+    committed.stage_runs = entries.iter().filter(|e| e.status == OK).count();
+    if !entries.is_empty() {
+        let batch = record::to_batch(&entries, runner.run_id(), Utc::now())?;
+        tables.push(("lineage".into(), vec![batch]));
+    }
+    tables.sort_by_key(|(t, _)| commit_rank(t));
+    for (table, batches) in tables {
         let rows = lake
-            .append(&output.table, output.batches)
+            .append(&table, batches)
             .await
-            .with_context(|| format!("writing table {}", output.table))?;
+            .with_context(|| format!("writing table {table}"))?;
         committed.commits += usize::from(rows > 0);
-        if output.table == "documents" {
-            documents = rows;
-        }
-        on_table(&output.table, rows, lake.version(&output.table));
-    }
-    if writes_documents {
-        committed.theirs = batch_docs.saturating_sub(documents + unwritten);
+        on_table(&table, rows, lake.version(&table));
     }
     committed.stage_failures = stage_failures;
     Ok(committed)
+}
+
+/// What a run of `todo` needs, when not every stage runs or a stage
+/// reads one that does not: the lake's rows of the stages read that do
+/// not run. `None` when the run is a whole pipeline's.
+async fn selection(
+    lake: &mut Lake,
+    runner: &StageRunner,
+    todo: &BTreeSet<String>,
+    group: &[&ExtractedDoc],
+) -> Result<Option<Selection>> {
+    let stages = runner.stages();
+    let mut read: BTreeMap<&str, &Input> = BTreeMap::new();
+    for s in stages.iter().filter(|s| todo.contains(&s.name)) {
+        for input in s.reads.iter().filter(|r| !todo.contains(&r.name)) {
+            read.insert(&input.name, input);
+        }
+    }
+    if read.is_empty() && todo.len() == stages.len() {
+        return Ok(None);
+    }
+    let versions: HashSet<DocKey> = group
+        .iter()
+        .map(|d| (d.doc_id.clone(), d.content_hash.clone()))
+        .collect();
+    let mut given = HashMap::new();
+    for (name, input) in read {
+        let rows =
+            inputs::read_versions(lake, &input.table, &versions, Some(&input.fingerprint)).await?;
+        given.insert(name.to_string(), rows);
+    }
+    Ok(Some(Selection {
+        run: todo.clone(),
+        given,
+    }))
 }

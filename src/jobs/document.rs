@@ -59,6 +59,7 @@ impl Origin {
             kind,
             error: error.into(),
             attempts: 1,
+            stage_fingerprint: None,
         }
     }
 

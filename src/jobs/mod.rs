@@ -9,6 +9,7 @@ pub mod extract_pool;
 pub mod ingest;
 #[cfg(feature = "kafka")]
 pub mod publish;
+pub mod recompute;
 pub mod upkeep;
 #[cfg(feature = "kafka")]
 pub mod upload_publisher;

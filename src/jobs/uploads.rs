@@ -21,6 +21,7 @@ use super::upkeep::Upkeep;
 use crate::contract::failure::Failure;
 use crate::extract::Limits;
 use crate::indexes::config::IndexesConfig;
+use crate::lineage::ledger::Retry;
 use crate::models::hub::CallWatch;
 use crate::sinks::lake::{Lake, LakeConfig};
 use crate::sources::spool::{Spool, Upload};
@@ -349,6 +350,7 @@ impl UploadLander {
         let committed = commit(
             lake,
             &self.runner,
+            Retry::default(),
             docs,
             pending,
             Some(Arc::new(watch)),

@@ -24,7 +24,7 @@ use object_store::ObjectStore;
 use serde::Deserialize;
 use url::Url;
 
-use super::landed::{append_actions, Landed, RowKey};
+use super::landed::{append_actions, is_keyed, Landed, RowKey};
 use crate::contract::identity::DocKey;
 use crate::contract::tables::{self as contract, version_key};
 use crate::storage::{as_directory, StorageOptions};
@@ -425,6 +425,20 @@ impl Lake {
             .map(|id| format!("'{}'", id.replace('\'', "''")))
             .collect();
         let predicate = format!("doc_id IN ({})", list.join(", "));
+        self.delete_where(table, predicate, |k| doc_ids.contains(&k[0]))
+            .await
+            .with_context(|| format!("cannot delete documents from table {table}"))
+    }
+
+    /// Deletes the rows of `table` matching `predicate` (SQL), whose keys
+    /// are those `forget` picks. Tables without a `doc_id` column are left
+    /// alone. Returns rows deleted.
+    pub async fn delete_where(
+        &mut self,
+        table: &str,
+        predicate: String,
+        forget: impl Fn(&RowKey) -> bool,
+    ) -> Result<usize> {
         // A compaction that rewrote the files this delete read conflicts
         // with it; deleting again from the new version is the same delete.
         let mut attempt = 0;
@@ -455,8 +469,7 @@ impl Lake {
                 }
                 Err(e) => {
                     self.tables.insert(table.to_string(), current);
-                    return Err(e)
-                        .with_context(|| format!("cannot delete documents from table {table}"));
+                    return Err(e.into());
                 }
             }
         };
@@ -465,7 +478,7 @@ impl Lake {
         if let Some(l) = self.landed.get_mut(table) {
             if deleted.version() == Some(l.version + 1) {
                 l.version += 1;
-                l.keys.retain(|k| !doc_ids.contains(&k[0]));
+                l.keys.retain(|k| !forget(k));
             }
         }
         self.tables.insert(table.to_string(), deleted);
@@ -530,23 +543,23 @@ fn drop_landed(
     batch: &RecordBatch,
     landed: Option<&HashSet<RowKey>>,
 ) -> Result<(RecordBatch, Option<HashSet<RowKey>>)> {
-    let Some(columns) = version_key(table)
-        .iter()
-        .map(|c| batch.column_by_name(c).map(utf8))
-        .collect::<Option<Result<Vec<_>>>>()
-    else {
+    let schema = batch.schema();
+    if !is_keyed(|c| schema.column_with_name(c).is_some()) {
         return Ok((batch.clone(), None));
-    };
-    let columns = columns?;
+    }
+    let columns = version_key(table)
+        .iter()
+        .map(|c| batch.column_by_name(c).map(utf8).transpose())
+        .collect::<Result<Vec<_>>>()?;
     let mut keys = HashSet::new();
     let mask: BooleanArray = (0..batch.num_rows())
         .map(|i| {
-            if columns.iter().any(|c| c.is_null(i)) {
-                return Some(true);
-            }
             let key: RowKey = columns
                 .iter()
-                .map(|c| c.as_string::<i32>().value(i).to_string())
+                .map(|c| match c {
+                    Some(c) if c.is_valid(i) => c.as_string::<i32>().value(i).to_string(),
+                    _ => String::new(),
+                })
                 .collect();
             let keep = !landed.is_some_and(|l| l.contains(&key));
             if keep {

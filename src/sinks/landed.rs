@@ -30,6 +30,13 @@ pub const KEYS_FIELD: &str = "docstreamKeys";
 /// The values of a table's [`version_key`] columns for one row.
 pub type RowKey = Vec<String>;
 
+/// Whether a table with these columns is keyed: it has the version's
+/// `doc_id` and `content_hash` (the other key columns may be missing, and
+/// then count as empty).
+pub(super) fn is_keyed(has: impl Fn(&str) -> bool) -> bool {
+    version_key("documents")[..2].iter().all(|c| has(c))
+}
+
 /// The keys a table held at `version`.
 #[derive(Debug, Default)]
 pub(super) struct Landed {
@@ -120,26 +127,31 @@ impl Lake {
         Ok(next.is_none())
     }
 
-    /// Which of `keys` (doc_id, content_hash) already landed in `table`, as
-    /// of its latest version.
+    /// Which of `keys` (doc_id, content_hash) already landed in `table`,
+    /// under any stage fingerprint, as of its latest version.
     pub async fn landed_among<'k>(
         &mut self,
         table: &str,
         keys: impl IntoIterator<Item = (&'k str, &'k str)>,
     ) -> Result<HashSet<(String, String)>> {
-        self.catch_up(table).await?;
-        let Some(landed) = self.landed.get(table) else {
-            return Ok(HashSet::new());
-        };
-        Ok(keys
-            .into_iter()
-            .filter(|(id, hash)| {
-                landed
-                    .keys
-                    .contains(&vec![id.to_string(), hash.to_string()])
-            })
-            .map(|(id, hash)| (id.to_string(), hash.to_string()))
+        let landed = self.landed_keys(table).await?;
+        let wanted: HashSet<(&str, &str)> = keys.into_iter().collect();
+        Ok(landed
+            .iter()
+            .filter(|k| k.len() >= 2 && wanted.contains(&(k[0].as_str(), k[1].as_str())))
+            .map(|k| (k[0].clone(), k[1].clone()))
             .collect())
+    }
+
+    /// Every key `table` holds as of its latest version (see
+    /// [`version_key`]).
+    pub async fn landed_keys(&mut self, table: &str) -> Result<&HashSet<RowKey>> {
+        static NONE: std::sync::OnceLock<HashSet<RowKey>> = std::sync::OnceLock::new();
+        self.catch_up(table).await?;
+        Ok(match self.landed.get(table) {
+            Some(l) => &l.keys,
+            None => NONE.get_or_init(HashSet::new),
+        })
     }
 
     /// Every distinct key in `table` (empty when it is not keyed).
@@ -151,13 +163,17 @@ impl Lake {
         let ctx = SessionContext::new();
         register(&ctx, table, t).await?;
         let schema = ctx.table(table).await?.schema().clone();
-        let columns = version_key(table);
-        if !columns
-            .iter()
-            .all(|c| schema.has_column_with_unqualified_name(c))
-        {
+        let has = |c: &str| schema.has_column_with_unqualified_name(c);
+        if !is_keyed(has) {
             return Ok(keys);
         }
+        let columns: Vec<String> = version_key(table)
+            .iter()
+            .map(|c| match has(c) {
+                true => format!("coalesce(CAST({c} AS VARCHAR), '') AS {c}"),
+                false => format!("'' AS {c}"),
+            })
+            .collect();
         let sql = format!("SELECT DISTINCT {} FROM {table}", columns.join(", "));
         for batch in ctx.sql(&sql).await?.collect().await? {
             let columns = batch

@@ -80,6 +80,15 @@ impl Bucket {
         Ok(objects)
     }
 
+    /// What the URI of every object under the prefix starts with.
+    pub fn uri_prefix(&self) -> String {
+        let uri = self.uri_of(&self.prefix);
+        match uri.ends_with('/') {
+            true => uri,
+            false => format!("{uri}/"),
+        }
+    }
+
     pub async fn read(&self, object: &SourceObject) -> object_store::Result<Bytes> {
         self.store.get(&object.meta.location).await?.bytes().await
     }

@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use docstream_models::provider::ProviderConfig;
 use serde::Deserialize;
 
+use super::fingerprint;
+
 /// SQL files the default pipeline names, by the path it names them with.
 const BUILTIN_SQL: &[(&str, &str)] = &[
     (
@@ -66,6 +68,20 @@ pub struct Stage {
     pub table: String,
     pub sql: String,
     pub providers: Vec<String>,
+    /// What its output depends on, hashed (see `fingerprint`).
+    pub fingerprint: String,
+    /// The fingerprint's parts, for `plan` to show.
+    pub described: serde_json::Value,
+    /// The earlier stages whose output it reads.
+    pub reads: Vec<Input>,
+}
+
+/// An earlier stage a stage reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub name: String,
+    pub table: String,
+    pub fingerprint: String,
 }
 
 /// Applies one `STAGE.PARAM=VALUE` override to the stages it names.
@@ -104,35 +120,66 @@ pub fn resolve(
     if stages.is_empty() {
         bail!("the pipeline has no [[stages]]");
     }
-    stages
-        .iter()
-        .map(|s| {
-            let template = match (&s.sql, &s.query) {
-                (Some(_), Some(_)) => bail!("stage '{}' sets both sql and query", s.name),
-                (None, None) => bail!(
-                    "stage '{}' needs sql = \"file.sql\" or query = \"SELECT ...\"",
-                    s.name
-                ),
-                (None, Some(q)) => q.clone(),
-                (Some(file), None) => {
-                    load_sql(file, base).with_context(|| format!("stage '{}'", s.name))?
-                }
-            };
-            let mut params = s.params.clone();
-            if let Some(p) = s.providers.first().and_then(|p| providers.get(p)) {
-                params
-                    .entry("model".into())
-                    .or_insert_with(|| toml::Value::String(p.model.clone()));
+    let mut resolved: Vec<Stage> = Vec::with_capacity(stages.len());
+    for s in stages {
+        let template = match (&s.sql, &s.query) {
+            (Some(_), Some(_)) => bail!("stage '{}' sets both sql and query", s.name),
+            (None, None) => bail!(
+                "stage '{}' needs sql = \"file.sql\" or query = \"SELECT ...\"",
+                s.name
+            ),
+            (None, Some(q)) => q.clone(),
+            (Some(file), None) => {
+                load_sql(file, base).with_context(|| format!("stage '{}'", s.name))?
             }
-            Ok(Stage {
-                name: s.name.clone(),
-                table: s.table.clone(),
-                sql: substitute(&template, &params)
-                    .with_context(|| format!("stage '{}'", s.name))?,
-                providers: s.providers.clone(),
-            })
-        })
-        .collect()
+        };
+        let mut params = s.params.clone();
+        if let Some(p) = s.providers.first().and_then(|p| providers.get(p)) {
+            params
+                .entry("model".into())
+                .or_insert_with(|| toml::Value::String(p.model.clone()));
+        }
+        let sql = substitute(&template, &params).with_context(|| format!("stage '{}'", s.name))?;
+        let references =
+            fingerprint::references(&sql).with_context(|| format!("stage '{}'", s.name))?;
+        let inputs: BTreeMap<&str, &str> = resolved
+            .iter()
+            .filter(|earlier| references.tables.contains(&earlier.name.to_lowercase()))
+            .map(|earlier| (earlier.name.as_str(), earlier.fingerprint.as_str()))
+            .collect();
+        let parts = fingerprint::Parts {
+            name: &s.name,
+            table: &s.table,
+            sql: &sql,
+            params: &s.params,
+            providers: s
+                .providers
+                .iter()
+                .filter_map(|p| providers.get(p))
+                .collect(),
+            references: &references,
+            inputs,
+        };
+        let stage = Stage {
+            name: s.name.clone(),
+            table: s.table.clone(),
+            fingerprint: parts.hash(),
+            described: parts.describe(),
+            reads: resolved
+                .iter()
+                .filter(|earlier| parts.inputs.contains_key(earlier.name.as_str()))
+                .map(|earlier| Input {
+                    name: earlier.name.clone(),
+                    table: earlier.table.clone(),
+                    fingerprint: earlier.fingerprint.clone(),
+                })
+                .collect(),
+            sql,
+            providers: s.providers.clone(),
+        };
+        resolved.push(stage);
+    }
+    Ok(resolved)
 }
 
 /// Keeps only the stages named in `only` (all when empty), in pipeline order.

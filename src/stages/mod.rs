@@ -3,4 +3,5 @@
 
 pub mod batcher;
 pub mod config;
+pub mod fingerprint;
 pub mod runner;

@@ -4,7 +4,7 @@
 //! name (so `embeddings` can read `chunks`). Stages that name providers get
 //! the model UDFs bound to those providers.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -21,14 +21,41 @@ use docstream_models::provider::ProviderConfig;
 use super::config::Stage;
 use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::failure::{ErrorKind, Failure};
+use crate::contract::tables::{self, FINGERPRINT};
 use crate::models::config::ModelsConfig;
 use crate::models::hub::{CallWatch, ModelHub};
 use crate::models::usage;
 
-/// Rows one stage produced for its table.
+/// Rows one stage produced for its table, each with the stage's
+/// fingerprint in `stage_fingerprint`.
 pub struct StageOutput {
+    /// `None` for the `usage` rows of the batch's model requests.
+    pub stage: Option<String>,
     pub table: String,
     pub batches: Vec<RecordBatch>,
+}
+
+/// Which stages a run computes, when not all of them: the others are
+/// already in the lake, and the rows of stages a computed stage reads but
+/// that do not run (or are not in this runner) come from there.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    pub run: BTreeSet<String>,
+    /// Lake rows of stages that do not run, by stage name.
+    pub given: HashMap<String, Vec<RecordBatch>>,
+}
+
+impl Selection {
+    fn runs(selection: Option<&Self>, stage: &str) -> bool {
+        selection.is_none_or(|s| s.run.contains(stage))
+    }
+}
+
+/// A table a stage's SQL can read: an earlier stage's rows in this run.
+struct Available {
+    stage: String,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
 }
 
 /// Who hears of a batch's way through the stages, and through the model
@@ -42,6 +69,7 @@ pub trait StageWatch: CallWatch {
 /// A stage that failed on one document.
 struct StageFailure {
     stage: String,
+    fingerprint: String,
     row: usize,
     kind: ErrorKind,
     attempts: u32,
@@ -102,12 +130,23 @@ impl StageRunner {
         &self.stages
     }
 
-    /// Tables this runner writes: every stage's, plus `usage` with models.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Tables a run of this runner writes: `extracted` (the stages' input),
+    /// every stage's, `usage` with models, and `lineage`.
     pub fn tables(&self) -> Vec<&str> {
-        let mut tables: Vec<&str> = self.stages.iter().map(|s| s.table.as_str()).collect();
+        let mut tables = vec!["extracted"];
+        for s in &self.stages {
+            if !tables.contains(&s.table.as_str()) {
+                tables.push(&s.table);
+            }
+        }
         if !self.chains.is_empty() {
             tables.push("usage");
         }
+        tables.push("lineage");
         tables
     }
 
@@ -116,6 +155,15 @@ impl StageRunner {
     pub async fn check(&self) -> Result<()> {
         let empty = RecordBatch::new_empty(extracted::schema());
         let ctx = self.context(&empty)?;
+        let own: HashSet<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
+        for input in self.stages.iter().flat_map(|s| &s.reads) {
+            if let (false, Some(schema)) = (
+                own.contains(input.name.as_str()),
+                tables::schema(&input.table),
+            ) {
+                register(&ctx, &input.name, schema, Vec::new())?;
+            }
+        }
         for stage in &self.stages {
             let (schema, out) = self
                 .run_stage(&ctx, stage)
@@ -133,15 +181,17 @@ impl StageRunner {
     /// Runs every stage on `docs`; a stage's failure on a document comes back
     /// as a `failures` row. Documents run in one group per tenant, so each
     /// model request, and its `usage` row, belongs to one tenant.
+    /// With a `selection`, only its stages run.
     pub async fn run_docs(
         &self,
         docs: &[&ExtractedDoc],
+        selection: Option<&Selection>,
         watch: Option<Arc<dyn StageWatch>>,
     ) -> Result<(Vec<StageOutput>, Vec<Failure>)> {
         if let (Some(hub), Some(w)) = (&self.hub, &watch) {
             hub.watch(Some(w.clone()));
         }
-        let ran = self.run_groups(docs, watch.as_deref()).await;
+        let ran = self.run_groups(docs, selection, watch.as_deref()).await;
         if let (Some(hub), Some(_)) = (&self.hub, &watch) {
             hub.watch(None);
         }
@@ -151,6 +201,7 @@ impl StageRunner {
     async fn run_groups(
         &self,
         docs: &[&ExtractedDoc],
+        selection: Option<&Selection>,
         watch: Option<&dyn StageWatch>,
     ) -> Result<(Vec<StageOutput>, Vec<Failure>)> {
         let mut tenants: Vec<&str> = Vec::new();
@@ -168,9 +219,12 @@ impl StageRunner {
                 .filter(|d| d.tenant == tenant)
                 .collect();
             let batch = extracted::to_batch(&group)?;
-            let (out, failed) = self.run(&batch, tenant, watch).await;
+            let (out, failed) = self.run(&batch, tenant, selection, watch).await;
             for o in out {
-                match outputs.iter_mut().find(|x| x.table == o.table) {
+                match outputs
+                    .iter_mut()
+                    .find(|x| x.table == o.table && x.stage == o.stage)
+                {
                     Some(x) => x.batches.extend(o.batches),
                     None => outputs.push(o),
                 }
@@ -185,6 +239,7 @@ impl StageRunner {
                     kind: f.kind,
                     error: f.error,
                     attempts: f.attempts as i32,
+                    stage_fingerprint: Some(f.fingerprint),
                 }
             }));
         }
@@ -198,12 +253,31 @@ impl StageRunner {
         &self,
         batch: &RecordBatch,
         tenant: &str,
+        selection: Option<&Selection>,
         watch: Option<&dyn StageWatch>,
     ) -> (Vec<StageOutput>, Vec<StageFailure>) {
         let mut outputs: Vec<StageOutput> = Vec::new();
+        let mut available: Vec<Available> = Vec::new();
         let mut failures = Vec::new();
         let whole = self.context(batch).ok();
+        for (name, given) in selection.iter().flat_map(|s| &s.given) {
+            let schema = given.first().map_or_else(
+                || Arc::new(deltalake::arrow::datatypes::Schema::empty()),
+                |b| b.schema(),
+            );
+            if let Some(ctx) = &whole {
+                let _ = register(ctx, name, schema.clone(), given.clone());
+            }
+            available.push(Available {
+                stage: name.clone(),
+                schema,
+                batches: given.clone(),
+            });
+        }
         for stage in &self.stages {
+            if !Selection::runs(selection, &stage.name) {
+                continue;
+            }
             let attempt = match &whole {
                 Some(ctx) => self.run_stage(ctx, stage).await.ok().map(|(_, b)| b),
                 None => None,
@@ -215,7 +289,7 @@ impl StageRunner {
                     self.isolate(
                         stage,
                         batch,
-                        &outputs,
+                        &available,
                         0..batch.num_rows(),
                         &mut batches,
                         &mut failures,
@@ -232,8 +306,24 @@ impl StageRunner {
             if let Some(w) = watch {
                 w.computed(&stage.name, batches.iter().map(|b| b.num_rows()).sum());
             }
-            outputs.push(StageOutput {
-                table: stage.table.clone(),
+            let marked = batches
+                .iter()
+                .map(|b| with_fingerprint(b, &stage.fingerprint))
+                .collect::<Result<Vec<_>, _>>();
+            match marked {
+                Ok(marked) => outputs.push(StageOutput {
+                    stage: Some(stage.name.clone()),
+                    table: stage.table.clone(),
+                    batches: marked,
+                }),
+                Err(e) => {
+                    let e = StageError::Engine(e.into());
+                    failures.extend((0..batch.num_rows()).map(|row| stage_failure(stage, row, &e)));
+                }
+            }
+            available.push(Available {
+                stage: stage.name.clone(),
+                schema: self.schema(stage),
                 batches,
             });
         }
@@ -250,7 +340,7 @@ impl StageRunner {
         &'a self,
         stage: &'a Stage,
         batch: &'a RecordBatch,
-        earlier: &'a [StageOutput],
+        earlier: &'a [Available],
         rows: std::ops::Range<usize>,
         out: &'a mut Vec<RecordBatch>,
         failures: &'a mut Vec<StageFailure>,
@@ -265,9 +355,7 @@ impl StageRunner {
             };
             match result {
                 Ok((_, b)) => out.extend(b),
-                Err(e) if rows.len() == 1 => {
-                    failures.push(stage_failure(&stage.name, rows.start, &e))
-                }
+                Err(e) if rows.len() == 1 => failures.push(stage_failure(stage, rows.start, &e)),
                 Err(_) => {
                     let mid = rows.start + rows.len() / 2;
                     self.isolate(stage, batch, earlier, rows.start..mid, out, failures)
@@ -306,20 +394,20 @@ impl StageRunner {
         &self,
         batch: &RecordBatch,
         rows: std::ops::Range<usize>,
-        earlier: &[StageOutput],
+        earlier: &[Available],
     ) -> Result<SessionContext> {
         let some = batch.slice(rows.start, rows.len());
         let ctx = self.context(&some)?;
         let ids: HashSet<String> = (0..some.num_rows())
             .map(|i| extracted::doc_id_at(&some, i))
             .collect();
-        for (stage, output) in self.stages.iter().zip(earlier) {
-            let kept = output
+        for table in earlier {
+            let kept = table
                 .batches
                 .iter()
                 .map(|b| of_documents(b, &ids))
                 .collect::<Result<Vec<_>>>()?;
-            register(&ctx, &stage.name, self.schema(stage), kept)?;
+            register(&ctx, &table.stage, table.schema.clone(), kept)?;
         }
         Ok(ctx)
     }
@@ -343,6 +431,7 @@ impl StageRunner {
         }
         match usage::to_batch(&self.run_id, tenant, &records) {
             Ok(b) => Some(StageOutput {
+                stage: None,
                 table: "usage".into(),
                 batches: vec![b],
             }),
@@ -407,23 +496,51 @@ impl From<DataFusionError> for StageError {
 }
 
 /// A failure row's kind and attempts: the model's when a model call failed.
-fn stage_failure(stage: &str, row: usize, e: &StageError) -> StageFailure {
+fn stage_failure(stage: &Stage, row: usize, e: &StageError) -> StageFailure {
+    let (name, fingerprint) = (stage.name.clone(), stage.fingerprint.clone());
     match e {
         StageError::Model(f) => StageFailure {
-            stage: stage.to_string(),
+            stage: name,
+            fingerprint,
             row,
             kind: ErrorKind::from(&f.error),
             attempts: f.attempts,
             error: f.to_string(),
         },
         StageError::Engine(e) => StageFailure {
-            stage: stage.to_string(),
+            stage: name,
+            fingerprint,
             row,
             kind: ErrorKind::Stage,
             attempts: 1,
             error: format!("{e:#}"),
         },
     }
+}
+
+/// `batch` with `stage_fingerprint` set to `fingerprint` on every row
+/// (replacing a column of that name a `SELECT *` carried over).
+fn with_fingerprint(
+    batch: &RecordBatch,
+    fingerprint: &str,
+) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+    use deltalake::arrow::array::StringArray;
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if field.name() != FINGERPRINT {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    fields.push(Field::new(FINGERPRINT, DataType::Utf8, true));
+    columns.push(Arc::new(StringArray::from(vec![
+        fingerprint;
+        batch.num_rows()
+    ])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// Splits a batch into one slice per partition so stages use every core.

@@ -262,3 +262,27 @@ impl S3Server {
         ]
     }
 }
+
+/// tests/servers/fault_openai.py with `args`.
+pub fn fault_server(args: &[&str]) -> (Server, String, u16) {
+    let port = free_port();
+    let child = Command::new("python3")
+        .arg(repo().join("tests/servers/fault_openai.py"))
+        .args(["--port", &port.to_string()])
+        .args(args)
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    wait_for_port(port);
+    (server, format!("http://127.0.0.1:{port}/v1"), port)
+}
+
+/// The fault server's counters: requests, embed_inputs, chat, ok, faults.
+pub fn stats(port: u16) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /stats HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}

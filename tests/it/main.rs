@@ -13,6 +13,7 @@ mod formats;
 mod harness;
 mod interop;
 mod kill_rerun;
+mod lineage;
 #[cfg(feature = "local-models")]
 mod models;
 mod ocr;

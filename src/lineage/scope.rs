@@ -1,0 +1,60 @@
+//! Which document versions a recompute or a plan looks at: the current
+//! version of each document, optionally under a source prefix or matching
+//! a SQL condition over `documents`.
+
+use anyhow::Result;
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::sinks::lake::Lake;
+
+#[derive(Debug, Default, Clone)]
+pub struct Scope {
+    /// Only documents whose source URI starts with this.
+    pub under: Option<String>,
+    /// Only documents matching this SQL condition over `documents`.
+    pub filter: Option<String>,
+}
+
+impl Scope {
+    /// Registers what it needs on `ctx` and returns SQL for the current
+    /// versions in scope: `doc_id`, `content_hash`, `n_tokens` (NULL where
+    /// unknown). `None` when the lake holds no documents.
+    pub async fn current_versions(
+        &self,
+        lake: &mut Lake,
+        ctx: &SessionContext,
+    ) -> Result<Option<String>> {
+        let has_documents = lake.register_table(ctx, "documents").await?.is_some();
+        let has_text = lake.register_table(ctx, "extracted").await?.is_some();
+        let (source, tokens) = match (has_documents, has_text) {
+            (true, _) => ("documents", "n_tokens"),
+            (false, true) => ("extracted", "CAST(NULL AS BIGINT)"),
+            (false, false) => return Ok(None),
+        };
+        let mut conditions = vec!["rank_ = 1".to_string()];
+        if let Some(prefix) = &self.under {
+            conditions.push(format!(
+                "starts_with(source_uri, '{}')",
+                prefix.replace('\'', "''")
+            ));
+        }
+        if let Some(filter) = &self.filter {
+            anyhow::ensure!(
+                has_documents,
+                "--where reads the documents table, which this lake does not have"
+            );
+            conditions.push(format!(
+                "doc_id IN (SELECT doc_id FROM documents WHERE {filter})"
+            ));
+        }
+        // One row per version, even when a changed documents stage wrote
+        // it twice.
+        Ok(Some(format!(
+            "SELECT doc_id, content_hash, max(n_tokens_) AS n_tokens FROM (
+                SELECT doc_id, content_hash, source_uri, {tokens} AS n_tokens_,
+                       dense_rank() OVER (PARTITION BY doc_id ORDER BY ingested_at DESC, content_hash) AS rank_
+                FROM {source}) WHERE {} GROUP BY doc_id, content_hash",
+            conditions.join(" AND ")
+        )))
+    }
+}
