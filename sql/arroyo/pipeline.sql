@@ -53,7 +53,8 @@ CREATE TABLE documents (
     event_time TIMESTAMP,
     ingested_at TIMESTAMP NOT NULL,
     metadata TEXT,
-    parent_doc_id TEXT
+    parent_doc_id TEXT,
+    stage_fingerprint TEXT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -72,7 +73,8 @@ CREATE TABLE chunks (
     char_start BIGINT NOT NULL,
     char_end BIGINT NOT NULL,
     page_start INT,
-    page_end INT
+    page_end INT,
+    stage_fingerprint TEXT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -88,7 +90,8 @@ CREATE TABLE embeddings (
     chunk_idx INT NOT NULL,
     model TEXT NOT NULL,
     dims INT NOT NULL,
-    embedding FLOAT[] NOT NULL
+    embedding FLOAT[] NOT NULL,
+    stage_fingerprint TEXT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -104,7 +107,8 @@ CREATE TABLE summaries (
     model TEXT NOT NULL,
     prompt_version TEXT NOT NULL,
     summary TEXT NOT NULL,
-    key_points TEXT[] NOT NULL
+    key_points TEXT[] NOT NULL,
+    stage_fingerprint TEXT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -125,7 +129,8 @@ CREATE TABLE risks (
     likelihood TEXT NOT NULL,
     mitigation TEXT,
     owner TEXT,
-    evidence TEXT
+    evidence TEXT,
+    stage_fingerprint TEXT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -143,7 +148,8 @@ CREATE TABLE action_items (
     owner TEXT,
     due_date DATE,
     priority TEXT NOT NULL,
-    evidence TEXT
+    evidence TEXT,
+    stage_fingerprint TEXT
 ) WITH (
     connector = 'delta',
     type = 'sink',
@@ -161,7 +167,8 @@ SELECT doc_id, tenant, source_uri, content_hash, mime, title,
        ingested_at,
        CAST(NULL AS TEXT) AS metadata,
        -- Events carry text, not containers: no children here.
-       CAST(NULL AS TEXT) AS parent_doc_id
+       CAST(NULL AS TEXT) AS parent_doc_id,
+       CAST(NULL AS TEXT) AS stage_fingerprint
 FROM docs;
 
 -- chunk_text returns the chunks as one JSON array; one row per element.
@@ -184,12 +191,13 @@ SELECT doc_id, content_hash,
        CAST(get_first_json_object(c, '$.page_end') AS INT) AS page_end
 FROM chunk_rows;
 
-INSERT INTO chunks SELECT * FROM chunk_values;
+INSERT INTO chunks SELECT *, CAST(NULL AS TEXT) AS stage_fingerprint FROM chunk_values;
 
 -- embed returns a JSON array of floats, NULL when the model failed on the row.
 INSERT INTO embeddings
 SELECT doc_id, content_hash, chunk_idx, '${embed_model}' AS model,
-       CAST(array_length(v) AS INT) AS dims, v AS embedding
+       CAST(array_length(v) AS INT) AS dims, v AS embedding,
+       CAST(NULL AS TEXT) AS stage_fingerprint
 FROM (
     SELECT doc_id, content_hash, chunk_idx,
            CAST(extract_json(e, '$[*]') AS FLOAT[]) AS v
@@ -200,7 +208,8 @@ FROM (
 INSERT INTO summaries
 SELECT doc_id, content_hash, '${chat_model}' AS model, 'summary-v1' AS prompt_version,
        extract_json_string(s, '$.summary') AS summary,
-       extract_json(s, '$.key_points[*]') AS key_points
+       extract_json(s, '$.key_points[*]') AS key_points,
+       CAST(NULL AS TEXT) AS stage_fingerprint
 FROM (SELECT doc_id, content_hash, summarize(redact_pii(text)) AS s FROM docs)
 WHERE s IS NOT NULL;
 
@@ -213,7 +222,8 @@ SELECT doc_id, content_hash, '${chat_model}' AS model,
        extract_json_string(r, '$.likelihood') AS likelihood,
        extract_json_string(r, '$.mitigation') AS mitigation,
        extract_json_string(r, '$.owner') AS owner,
-       extract_json_string(r, '$.evidence') AS evidence
+       extract_json_string(r, '$.evidence') AS evidence,
+       CAST(NULL AS TEXT) AS stage_fingerprint
 FROM (
     SELECT doc_id, content_hash,
            unnest(extract_json(extract_risks(redact_pii(text)), '$.risks[*]')) AS r
@@ -226,7 +236,8 @@ SELECT doc_id, content_hash, '${chat_model}' AS model,
        extract_json_string(a, '$.owner') AS owner,
        CAST(extract_json_string(a, '$.due_date') AS DATE) AS due_date,
        extract_json_string(a, '$.priority') AS priority,
-       extract_json_string(a, '$.evidence') AS evidence
+       extract_json_string(a, '$.evidence') AS evidence,
+       CAST(NULL AS TEXT) AS stage_fingerprint
 FROM (
     SELECT doc_id, content_hash,
            unnest(extract_json(extract_action_items(redact_pii(text)), '$.action_items[*]')) AS a

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::progress::BackfillBar;
 use super::resolved::{extraction_isolation, Resolved};
-use super::stage_args::{RetryArgs, StageArgs};
+use super::stage_args::{PolicyArgs, StageArgs};
 use crate::jobs::backfill::Backfill;
 use crate::storage::parse_location;
 
@@ -24,6 +24,7 @@ use crate::storage::parse_location;
     docstream backfill ./docs --set chunks.max_tokens=256 --set chunks.overlap=32\n  \
     docstream backfill ./docs --stages documents,chunks      # no model calls\n  \
     docstream backfill ./docs --no-retry-failed             # leave failed stages alone\n  \
+    docstream backfill ./docs --max-cost-usd 5              # stop before spending more\n  \
     OPENAI_API_KEY=... docstream --pipeline pipelines/openai.toml backfill ./docs")]
 pub struct Args {
     /// Folder, file:// or s3:// / gs:// / az:// prefix. Default: the pipeline's source.uri.
@@ -50,7 +51,7 @@ pub struct Args {
     pub stages: StageArgs,
 
     #[command(flatten)]
-    pub retry: RetryArgs,
+    pub policy: PolicyArgs,
 }
 
 impl Args {
@@ -63,7 +64,7 @@ impl Args {
         let mut job = Backfill::new(&p, parse_location(&source)?, r.lake.clone(), runner);
         job.storage = r.storage.clone();
         job.isolation = extraction_isolation();
-        job.retry = self.retry.retry();
+        job.policy = self.policy.policy(&job.runner, &p.providers);
         if let Some(tenant) = self.tenant {
             job.tenant = tenant;
         }

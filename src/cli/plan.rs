@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::output::OutputArgs;
 use super::resolved::Resolved;
 use super::stage_args::{RetryArgs, StageArgs, WhereArgs};
-use crate::lineage::plan::{plan, to_batch};
+use crate::lineage::plan::{plan, to_batch, StagePlan};
 use crate::lineage::scope::Scope;
 use crate::sinks::lake::Lake;
 use crate::stages::config::select_stages;
@@ -57,4 +57,35 @@ impl Args {
         .await?;
         self.output.emit(&[to_batch(&plans)?])
     }
+}
+
+/// The plan's totals in one line: the stage runs on documents already in
+/// the lake, their tokens and their cost; `None` when there are none.
+pub fn estimate_line(plans: &[StagePlan]) -> Option<String> {
+    let runs: i64 = plans.iter().map(|p| p.to_compute).sum();
+    if runs == 0 {
+        return None;
+    }
+    let stages: Vec<String> = plans
+        .iter()
+        .filter(|p| p.to_compute > 0)
+        .map(|p| format!("{} {}", p.stage, p.to_compute))
+        .collect();
+    let mut line = format!(
+        "plan: {runs} stage runs on documents already in the lake ({})",
+        stages.join(", ")
+    );
+    let priced: Vec<&StagePlan> = plans
+        .iter()
+        .filter(|p| p.to_compute > 0 && p.input_tokens.is_some())
+        .collect();
+    if !priced.is_empty() {
+        let tokens: i64 = priced.iter().filter_map(|p| p.input_tokens).sum();
+        let usd: f64 = priced
+            .iter()
+            .filter_map(|p| p.cost_usd)
+            .fold(0.0, |a, b| a + b);
+        line.push_str(&format!(", about {tokens} model input tokens, ${usd:.4}"));
+    }
+    Some(line)
 }

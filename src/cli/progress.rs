@@ -4,6 +4,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use url::Url;
 
 use crate::jobs::backfill::{Progress, Summary};
+use crate::lineage::plan::StagePlan;
 
 /// A bytes bar with ETA and a line of counts, for `backfill`.
 pub struct BackfillBar(ProgressBar);
@@ -36,6 +37,12 @@ impl Progress for BackfillBar {
 
     fn finished(&self) {
         self.0.finish_and_clear();
+    }
+
+    fn planned(&self, plans: &[StagePlan]) {
+        if let Some(line) = super::plan::estimate_line(plans) {
+            self.0.suspend(|| eprintln!("{line}"));
+        }
     }
 
     fn recomputing(&self, done: usize, total: usize) {

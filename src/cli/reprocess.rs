@@ -2,11 +2,13 @@
 
 use anyhow::Result;
 
+use super::plan::estimate_line;
 use super::progress::versions_bar;
 use super::resolved::Resolved;
-use super::stage_args::{RetryArgs, StageArgs, WhereArgs};
+use super::stage_args::{PolicyArgs, StageArgs, WhereArgs};
 use crate::jobs::commit::open_lake;
 use crate::jobs::recompute::recompute;
+use crate::lineage::plan::plan;
 use crate::lineage::scope::Scope;
 
 /// Run stages again from what the lake holds, with no access to the source.
@@ -22,7 +24,7 @@ use crate::lineage::scope::Scope;
     docstream plan && docstream reprocess\n  \
     docstream reprocess --stages summaries --where \"tenant = 'acme'\"\n  \
     docstream reprocess --set chunks.max_tokens=256          # chunks and embeddings only\n  \
-    docstream reprocess --stages risks --retry-failed all")]
+    docstream reprocess --stages risks --retry-failed all --max-cost-usd 2")]
 pub struct Args {
     #[command(flatten)]
     pub stages: StageArgs,
@@ -31,7 +33,7 @@ pub struct Args {
     pub scope: WhereArgs,
 
     #[command(flatten)]
-    pub retry: RetryArgs,
+    pub policy: PolicyArgs,
 
     /// Documents per commit (default: the pipeline's batch.max_rows).
     #[arg(long, value_name = "N")]
@@ -52,12 +54,24 @@ impl Args {
             under: None,
             filter: self.scope.condition,
         };
+        let policy = self.policy.policy(&runner, &p.providers);
+        let plans = plan(
+            &mut lake,
+            runner.stages(),
+            &p.providers,
+            policy.retry,
+            &scope,
+        )
+        .await?;
+        if let Some(line) = estimate_line(&plans) {
+            eprintln!("{line}");
+        }
         let bar = versions_bar()?;
         let started = std::time::Instant::now();
         let s = recompute(
             &mut lake,
             &runner,
-            self.retry.retry(),
+            &policy,
             &scope,
             self.batch_rows.unwrap_or(p.batch.max_rows),
             &mut |done, total| {

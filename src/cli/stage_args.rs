@@ -1,6 +1,14 @@
 //! Stage selection and retries, shared by the commands that run stages.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use docstream_models::provider::ProviderConfig;
+
+use crate::jobs::stage_runs::Policy;
+use crate::lineage::budget::Budget;
 use crate::lineage::ledger::Retry;
+use crate::stages::runner::StageRunner;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StageArgs {
@@ -29,6 +37,34 @@ impl RetryArgs {
         match self.no_retry_failed {
             true => Retry::None,
             false => self.retry_failed.parse().unwrap_or_default(),
+        }
+    }
+}
+
+/// Retries and a cost cap, for the commands that run model stages.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    #[command(flatten)]
+    pub retry: RetryArgs,
+
+    /// Stop before a batch whose model calls would bring the run's
+    /// estimated input cost (tokens × the providers' price_input_per_1m)
+    /// past this many US dollars; what landed before it stays.
+    #[arg(long, value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
+}
+
+impl PolicyArgs {
+    pub fn policy(
+        &self,
+        runner: &StageRunner,
+        providers: &BTreeMap<String, ProviderConfig>,
+    ) -> Policy {
+        Policy {
+            retry: self.retry.retry(),
+            budget: self
+                .max_cost_usd
+                .map(|usd| Arc::new(Budget::new(usd, runner.stages(), providers))),
         }
     }
 }

@@ -7,11 +7,12 @@
 //! other writers landed since the run started, and the lake drops any that
 //! race it to the commit, so overlapping runs land each version once.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use docstream_models::provider::ProviderConfig;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -20,6 +21,7 @@ use super::commit::{commit, open_lake, Pending};
 use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
 use super::recompute::recompute;
+use super::stage_runs::Policy;
 use crate::config::Pipeline;
 use crate::contract::extracted::ExtractedDoc;
 use crate::contract::failure::{self, ErrorKind, Failure};
@@ -27,6 +29,7 @@ use crate::contract::identity::DocKey;
 use crate::contract::identity::{content_hash, doc_id};
 use crate::extract::Limits;
 use crate::lineage::ledger::{Ledger, Retry};
+use crate::lineage::plan::{plan, StagePlan};
 use crate::lineage::scope::Scope;
 use crate::sinks::lake::Lake;
 use crate::sources::bucket::{Bucket, SourceObject};
@@ -48,8 +51,10 @@ pub struct Backfill {
     /// Where extractions run; the CLI uses worker processes.
     pub isolation: Isolation,
     pub runner: StageRunner,
-    /// Which failed stages run again.
-    pub retry: Retry,
+    /// The pipeline's providers, for the cost of the stages' model calls.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Which failed stages run again, and what the model calls may cost.
+    pub policy: Policy,
 }
 
 impl Backfill {
@@ -67,7 +72,8 @@ impl Backfill {
             limits: pipeline.extract.clone(),
             isolation: Isolation::Thread,
             runner,
-            retry: Retry::default(),
+            providers: pipeline.providers.clone(),
+            policy: Policy::default(),
         }
     }
 }
@@ -107,6 +113,8 @@ pub trait Progress {
     /// One more object done: its size, the totals so far, and the rate.
     fn advanced(&self, _bytes: u64, _seen: usize, _so_far: &Summary, _docs_per_sec: f64) {}
     fn finished(&self) {}
+    /// What the lake pass will compute, per stage, before anything runs.
+    fn planned(&self, _plans: &[StagePlan]) {}
     /// Versions already in the lake that needed stages: `done` of `total`.
     fn recomputing(&self, _done: usize, _total: usize) {}
 }
@@ -126,6 +134,21 @@ impl Backfill {
             &self.runner,
         )
         .await?;
+        let scope = Scope {
+            under: Some(bucket.uri_prefix()),
+            filter: None,
+        };
+        let stages = self.runner.stages();
+        progress.planned(
+            &plan(
+                &mut lake,
+                stages,
+                &self.providers,
+                self.policy.retry,
+                &scope,
+            )
+            .await?,
+        );
         let done = self.landed_versions(&mut lake).await?;
         let known: HashSet<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
         progress.listing(&self.source);
@@ -199,14 +222,10 @@ impl Backfill {
         self.flush(&mut lake, &mut batcher, &mut pending, &mut summary)
             .await?;
         progress.finished();
-        let scope = Scope {
-            under: Some(bucket.uri_prefix()),
-            filter: None,
-        };
         let again = recompute(
             &mut lake,
             &self.runner,
-            self.retry,
+            &self.policy,
             &scope,
             self.batch.max_rows,
             &mut |done, total| progress.recomputing(done, total),
@@ -283,7 +302,7 @@ impl Backfill {
         let done = commit(
             lake,
             &self.runner,
-            self.retry,
+            &self.policy,
             docs,
             std::mem::take(pending),
             None,
@@ -304,7 +323,7 @@ impl Backfill {
     /// runs what they still need), and objects that could not be read or
     /// extracted (unless every failure is retried). Warnings do not count.
     async fn landed_versions(&self, lake: &mut Lake) -> Result<HashSet<DocKey>> {
-        let ledger = Ledger::new(self.runner.stages(), self.retry);
+        let ledger = Ledger::new(self.runner.stages(), self.policy.retry);
         let settled = ledger.done_by_version(lake.landed_keys("lineage").await?);
         let mut done: HashSet<DocKey> = settled
             .into_iter()
@@ -312,7 +331,7 @@ impl Backfill {
             .map(|(k, _)| k)
             .collect();
         done.extend(lake.keys("extracted", None).await?);
-        if self.retry != Retry::All {
+        if self.policy.retry != Retry::All {
             let warnings: Vec<String> = ErrorKind::WARNINGS
                 .iter()
                 .map(|k| format!("'{}'", k.as_str()))

@@ -3,7 +3,7 @@
 //! table is appended, `lineage` last. Backfill, reprocess and uploads
 //! commit through it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -11,16 +11,14 @@ use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
 use url::Url;
 
+use super::stage_runs::{Needed, Policy};
 use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::failure::{self, Failure};
-use crate::contract::identity::DocKey;
 use crate::contract::tables::commit_rank;
 use crate::lineage::adopt::adopt;
-use crate::lineage::ledger::{Ledger, Retry, OK};
-use crate::lineage::{inputs, record};
+use crate::lineage::record;
 use crate::sinks::lake::Lake;
-use crate::stages::config::{Input, Stage};
-use crate::stages::runner::{Selection, StageOutput, StageRunner, StageWatch};
+use crate::stages::runner::{StageRunner, StageWatch};
 use crate::storage::StorageOptions;
 
 /// Opens the lake a run commits to, creating the tables its stages and
@@ -76,7 +74,7 @@ pub struct Committed {
 pub async fn commit(
     lake: &mut Lake,
     runner: &StageRunner,
-    retry: Retry,
+    policy: &Policy,
     docs: Vec<ExtractedDoc>,
     pending: Pending,
     watch: Option<Arc<dyn StageWatch>>,
@@ -92,50 +90,25 @@ pub async fn commit(
             lake.delete_documents(table, &stale).await?;
         }
     }
-    let ledger = Ledger::new(runner.stages(), retry);
-    let lineage = lake.landed_keys("lineage").await?;
-    let mut groups: BTreeMap<BTreeSet<String>, Vec<&ExtractedDoc>> = BTreeMap::new();
-    for doc in &docs {
-        let todo = ledger.todo(lineage, &doc.doc_id, &doc.content_hash);
-        match todo.is_empty() {
-            true => committed.theirs += 1,
-            false => groups.entry(todo).or_default().push(doc),
-        }
-    }
-    let mut outputs: Vec<StageOutput> = Vec::new();
-    let mut stage_failures = Vec::new();
-    let mut entries = Vec::new();
-    for (todo, group) in &groups {
-        let selection = selection(lake, runner, todo, group).await?;
-        let (out, failed) = runner
-            .run_docs(group, selection.as_ref(), watch.clone())
-            .await?;
-        let ran: Vec<&Stage> = runner
-            .stages()
-            .iter()
-            .filter(|s| todo.contains(&s.name))
-            .collect();
-        entries.extend(record::entries(group, &ran, &out, &failed)?);
-        outputs.extend(out);
-        stage_failures.extend(failed);
-    }
-    let text: Vec<&ExtractedDoc> = groups.values().flatten().copied().collect();
+    let needed = Needed::of(lake, runner, policy, &docs).await?;
+    committed.theirs = needed.settled;
+    let ran = needed.run(runner, watch).await?;
+    committed.stage_runs = ran.stage_runs();
     let mut tables: Vec<(String, Vec<RecordBatch>)> = Vec::new();
-    if !text.is_empty() {
-        tables.push(("extracted".into(), vec![extracted::to_batch(&text)?]));
+    if !ran.text.is_empty() {
+        tables.push(("extracted".into(), vec![extracted::to_batch(&ran.text)?]));
     }
     let mut failed = pending.failures;
-    failed.extend(stage_failures.iter().cloned());
+    failed.extend(ran.failures.iter().cloned());
     if !failed.is_empty() {
         tables.push((
             "failures".into(),
             vec![failure::to_batch(&failed, Utc::now())?],
         ));
     }
-    tables.extend(outputs.into_iter().map(|o| (o.table, o.batches)));
-    committed.stage_runs = entries.iter().filter(|e| e.status == OK).count();
-    if !entries.is_empty() {
-        let batch = record::to_batch(&entries, runner.run_id(), Utc::now())?;
+    tables.extend(ran.outputs.into_iter().map(|o| (o.table, o.batches)));
+    if !ran.lineage.is_empty() {
+        let batch = record::to_batch(&ran.lineage, runner.run_id(), Utc::now())?;
         tables.push(("lineage".into(), vec![batch]));
     }
     tables.sort_by_key(|(t, _)| commit_rank(t));
@@ -147,41 +120,6 @@ pub async fn commit(
         committed.commits += usize::from(rows > 0);
         on_table(&table, rows, lake.version(&table));
     }
-    committed.stage_failures = stage_failures;
+    committed.stage_failures = ran.failures;
     Ok(committed)
-}
-
-/// What a run of `todo` needs, when not every stage runs or a stage
-/// reads one that does not: the lake's rows of the stages read that do
-/// not run. `None` when the run is a whole pipeline's.
-async fn selection(
-    lake: &mut Lake,
-    runner: &StageRunner,
-    todo: &BTreeSet<String>,
-    group: &[&ExtractedDoc],
-) -> Result<Option<Selection>> {
-    let stages = runner.stages();
-    let mut read: BTreeMap<&str, &Input> = BTreeMap::new();
-    for s in stages.iter().filter(|s| todo.contains(&s.name)) {
-        for input in s.reads.iter().filter(|r| !todo.contains(&r.name)) {
-            read.insert(&input.name, input);
-        }
-    }
-    if read.is_empty() && todo.len() == stages.len() {
-        return Ok(None);
-    }
-    let versions: HashSet<DocKey> = group
-        .iter()
-        .map(|d| (d.doc_id.clone(), d.content_hash.clone()))
-        .collect();
-    let mut given = HashMap::new();
-    for (name, input) in read {
-        let rows =
-            inputs::read_versions(lake, &input.table, &versions, Some(&input.fingerprint)).await?;
-        given.insert(name.to_string(), rows);
-    }
-    Ok(Some(Selection {
-        run: todo.clone(),
-        given,
-    }))
 }

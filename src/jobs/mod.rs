@@ -10,6 +10,7 @@ pub mod ingest;
 #[cfg(feature = "kafka")]
 pub mod publish;
 pub mod recompute;
+pub mod stage_runs;
 pub mod upkeep;
 #[cfg(feature = "kafka")]
 pub mod upload_publisher;

@@ -10,10 +10,11 @@ use deltalake::arrow::array::AsArray;
 use deltalake::datafusion::prelude::SessionContext;
 
 use super::commit::{commit, Pending};
+use super::stage_runs::Policy;
 use crate::contract::extracted;
 use crate::contract::identity::DocKey;
 use crate::lineage::inputs;
-use crate::lineage::ledger::{Ledger, Retry};
+use crate::lineage::ledger::Ledger;
 use crate::lineage::scope::Scope;
 use crate::sinks::lake::{utf8, Lake};
 use crate::stages::runner::StageRunner;
@@ -71,12 +72,12 @@ pub async fn stale_versions(
 pub async fn recompute(
     lake: &mut Lake,
     runner: &StageRunner,
-    retry: Retry,
+    policy: &Policy,
     scope: &Scope,
     batch_rows: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Recomputed> {
-    let ledger = Ledger::new(runner.stages(), retry);
+    let ledger = Ledger::new(runner.stages(), policy.retry);
     let (versions, without_text) = stale_versions(lake, &ledger, scope).await?;
     let mut summary = Recomputed {
         without_text,
@@ -93,7 +94,7 @@ pub async fn recompute(
         let done = commit(
             lake,
             runner,
-            retry,
+            policy,
             docs,
             Pending::default(),
             None,

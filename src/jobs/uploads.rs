@@ -17,11 +17,11 @@ use url::Url;
 use super::commit::{commit, open_lake, Pending};
 use super::document::{extract_document, Landing, Origin};
 use super::extract_pool::{ExtractPool, Isolation};
+use super::stage_runs::Policy;
 use super::upkeep::Upkeep;
 use crate::contract::failure::Failure;
 use crate::extract::Limits;
 use crate::indexes::config::IndexesConfig;
-use crate::lineage::ledger::Retry;
 use crate::models::hub::CallWatch;
 use crate::sinks::lake::{Lake, LakeConfig};
 use crate::sources::spool::{Spool, Upload};
@@ -350,7 +350,7 @@ impl UploadLander {
         let committed = commit(
             lake,
             &self.runner,
-            Retry::default(),
+            &Policy::default(),
             docs,
             pending,
             Some(Arc::new(watch)),

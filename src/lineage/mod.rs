@@ -10,6 +10,7 @@
 //! are adopted once, as the output of the fingerprints current then.
 
 pub mod adopt;
+pub mod budget;
 pub mod current;
 pub mod inputs;
 pub mod ledger;

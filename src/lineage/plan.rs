@@ -24,7 +24,7 @@ use crate::sinks::lake::{utf8, Lake};
 use crate::stages::config::Stage;
 
 /// One stage's line of the plan.
-#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct StagePlan {
     pub stage: String,
     pub fingerprint: String,

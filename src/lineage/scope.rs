@@ -26,11 +26,17 @@ impl Scope {
     ) -> Result<Option<String>> {
         let has_documents = lake.register_table(ctx, "documents").await?.is_some();
         let has_text = lake.register_table(ctx, "extracted").await?.is_some();
-        let (source, tokens) = match (has_documents, has_text) {
-            (true, _) => ("documents", "n_tokens"),
-            (false, true) => ("extracted", "CAST(NULL AS BIGINT)"),
-            (false, false) => return Ok(None),
-        };
+        // `extracted` lands first; `documents` holds versions from before it.
+        let mut sources = Vec::new();
+        if has_text {
+            sources.push("SELECT doc_id, content_hash, source_uri, ingested_at, CAST(NULL AS BIGINT) AS n_tokens_ FROM extracted");
+        }
+        if has_documents {
+            sources.push("SELECT doc_id, content_hash, source_uri, ingested_at, n_tokens AS n_tokens_ FROM documents");
+        }
+        if sources.is_empty() {
+            return Ok(None);
+        }
         let mut conditions = vec!["rank_ = 1".to_string()];
         if let Some(prefix) = &self.under {
             conditions.push(format!(
@@ -44,16 +50,16 @@ impl Scope {
                 "--where reads the documents table, which this lake does not have"
             );
             conditions.push(format!(
-                "doc_id IN (SELECT doc_id FROM documents WHERE {filter})"
+                "v.doc_id IN (SELECT d.doc_id FROM documents d WHERE {filter})"
             ));
         }
-        // One row per version, even when a changed documents stage wrote
-        // it twice.
+        // One row per version, though both tables hold it, and a changed
+        // documents stage may have written it twice.
         Ok(Some(format!(
             "SELECT doc_id, content_hash, max(n_tokens_) AS n_tokens FROM (
-                SELECT doc_id, content_hash, source_uri, {tokens} AS n_tokens_,
-                       dense_rank() OVER (PARTITION BY doc_id ORDER BY ingested_at DESC, content_hash) AS rank_
-                FROM {source}) WHERE {} GROUP BY doc_id, content_hash",
+                SELECT *, dense_rank() OVER (PARTITION BY doc_id ORDER BY ingested_at DESC, content_hash) AS rank_
+                FROM ({})) v WHERE {} GROUP BY doc_id, content_hash",
+            sources.join(" UNION ALL "),
             conditions.join(" AND ")
         )))
     }

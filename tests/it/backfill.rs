@@ -259,12 +259,14 @@ table = "documents"
     let samples = repo().join("samples");
     let n_files = file_count(&samples) as i64;
     backfill_with(&pipeline, &samples, &lake, &[]);
-    // What a kill after the failures and tiny_chunks commits leaves:
-    // `documents`, which commits last, never got the batch.
+    // What a kill after the extracted, failures and tiny_chunks commits
+    // leaves: `documents` and `lineage`, which commit last, never got the
+    // batch. The re-run recomputes from the text the lake holds.
     std::fs::remove_dir_all(lake.join("documents")).unwrap();
+    std::fs::remove_dir_all(lake.join("lineage")).unwrap();
 
     let out = backfill_with(&pipeline, &samples, &lake, &[]);
-    assert!(out.contains(&format!("{n_files} landed")), "{out}");
+    assert!(out.contains(&format!("{n_files} recomputed")), "{out}");
     assert_eq!(count(lake_s, "SELECT count(*) FROM documents"), n_files);
     // The stage failed again on the re-run; its row is not doubled.
     assert_eq!(count(lake_s, "SELECT count(*) FROM failures"), 1);

@@ -34,6 +34,7 @@ use crate::contract::failure::{self, Failure};
 use crate::contract::identity::DocKey;
 use crate::contract::tables::commit_rank;
 use crate::indexes::config::IndexesConfig;
+use crate::jobs::stage_runs::{Needed, Policy};
 use crate::jobs::upkeep::Upkeep;
 use crate::lineage::adopt::adopt;
 use crate::lineage::record;
@@ -41,7 +42,6 @@ use crate::sinks::lake::{Lake, LakeConfig};
 use crate::sources::kafka::{Assignment, GroupConsumer, Record};
 use crate::sources::kafka_config::KafkaConfig;
 use crate::stages::batcher::{BatchConfig, Batcher};
-use crate::stages::config::Stage;
 use crate::stages::runner::{StageOutput, StageRunner};
 use crate::storage::StorageOptions;
 
@@ -325,15 +325,25 @@ impl Ingest {
             }
         }
         let read = closed.elapsed();
-        let (outputs, stage_failures) = self.runner.run_docs(&docs, None, None).await?;
-        let stages: Vec<&Stage> = self.runner.stages().iter().collect();
-        let lineage = record::entries(&docs, &stages, &outputs, &stage_failures)?;
+        // A version that comes back runs only the stages it still needs.
+        // The lake is held only to find them: a rebalance waits on it.
+        let needed = {
+            let mut lake = lake.lock().await;
+            Needed::of(
+                &mut lake,
+                &self.runner,
+                &Policy::default(),
+                docs.iter().copied(),
+            )
+            .await?
+        };
+        let ran = needed.run(&self.runner, None).await?;
         let staged = closed.elapsed();
         let position_of: HashMap<DocKey, Position> = work
             .iter()
             .flat_map(|(pos, w)| w.keys().into_iter().map(|k| (k, *pos)))
             .collect();
-        for f in stage_failures {
+        for f in ran.failures {
             let key = (f.doc_id.clone(), f.content_hash.clone());
             if let Some(pos) = position_of.get(&key) {
                 failures.push((*pos, f));
@@ -348,21 +358,21 @@ impl Ingest {
         let mut lake = lake.lock().await;
         let cascades = cascades(&mut lake, &work).await?;
         let mut by_table: HashMap<String, Vec<RecordBatch>> = HashMap::new();
-        if !docs.is_empty() {
+        if !ran.text.is_empty() {
             by_table
                 .entry("extracted".into())
                 .or_default()
-                .push(extracted::to_batch(&docs)?);
+                .push(extracted::to_batch(&ran.text)?);
             by_table
                 .entry("lineage".into())
                 .or_default()
                 .push(record::to_batch(
-                    &lineage,
+                    &ran.lineage,
                     self.runner.run_id(),
                     Utc::now(),
                 )?);
         }
-        for StageOutput { table, batches, .. } in outputs {
+        for StageOutput { table, batches, .. } in ran.outputs {
             if table == "usage" {
                 batches.iter().for_each(|b| self.metrics.count_usage(b));
             }
