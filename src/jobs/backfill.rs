@@ -107,7 +107,7 @@ enum Outcome {
 }
 
 /// What a backfill reports as it goes (the command line draws a bar).
-pub trait Progress {
+pub trait Progress: Sync {
     fn listing(&self, _source: &Url) {}
     fn listed(&self, _files: usize, _bytes: u64) {}
     /// One more object done: its size, the totals so far, and the rate.

@@ -75,7 +75,7 @@ pub async fn recompute(
     policy: &Policy,
     scope: &Scope,
     batch_rows: usize,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Recomputed> {
     let ledger = Ledger::new(runner.stages(), policy.retry);
     let (versions, without_text) = stale_versions(lake, &ledger, scope).await?;
