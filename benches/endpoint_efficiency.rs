@@ -6,9 +6,8 @@
 //!   cargo bench --bench endpoint_efficiency [-- --quick]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use docstream::models::config::ModelsConfig;
 use docstream::models::hub::ModelHub;
@@ -16,41 +15,23 @@ use docstream_models::chain::ModelChain;
 use docstream_models::provider::{LongInput, ProviderConfig, ProviderKind};
 use docstream_models::tasks::Task;
 
+#[allow(dead_code)]
+mod common;
+use common::Server;
+
 const LATENCY_MS: u64 = 100;
 const CONCURRENCY: usize = 4;
 const BATCH: usize = 32;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn fault_server(extra: &[&str]) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/servers/fault_openai.py"
-        ))
-        .args(["--port", &port.to_string(), "--dims", "64"])
-        .args(["--latency-ms", &LATENCY_MS.to_string()])
-        .args(["--max-concurrency", &CONCURRENCY.to_string()])
-        .args(extra)
-        .spawn()
-        .expect("python3");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "fault server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Server(child), format!("http://127.0.0.1:{port}/v1"))
+    let latency = LATENCY_MS.to_string();
+    let concurrency = CONCURRENCY.to_string();
+    let args = [
+        &["--latency-ms", &latency, "--max-concurrency", &concurrency][..],
+        extra,
+    ]
+    .concat();
+    common::fault_server(&args).expect("the fault server starts")
 }
 
 fn chain(name: &str, config: ProviderConfig) -> ModelChain {

@@ -77,3 +77,30 @@ pub fn wait_for_port(port: u16) -> Result<()> {
     }
     Ok(())
 }
+
+/// A child process killed when dropped.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// tests/servers/fault_openai.py with `args` (64-dim embeddings); returns
+/// it with its OpenAI base URL.
+pub fn fault_server(args: &[&str]) -> Result<(Server, String)> {
+    let port = free_port()?;
+    let child = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/servers/fault_openai.py"
+        ))
+        .args(["--port", &port.to_string(), "--dims", "64"])
+        .args(args)
+        .spawn()?;
+    let server = Server(child);
+    wait_for_port(port)?;
+    Ok((server, format!("http://127.0.0.1:{port}/v1")))
+}

@@ -165,13 +165,10 @@ pub fn to_batch(
 ) -> deltalake::arrow::error::Result<deltalake::arrow::array::RecordBatch> {
     use std::sync::Arc;
 
-    use deltalake::arrow::array::{
-        ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    };
+    use deltalake::arrow::array::{ArrayRef, Int32Array, StringArray, TimestampMicrosecondArray};
 
     use crate::contract::tables::FINGERPRINT;
 
-    let schema = crate::contract::tables::schema("failures").expect("failures is a contract table");
     let strings = |f: fn(&Failure) -> &str| -> ArrayRef {
         Arc::new(failures.iter().map(|x| Some(f(x))).collect::<StringArray>())
     };
@@ -203,18 +200,7 @@ pub fn to_batch(
             ),
         ),
     ];
-    let ordered = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            columns
-                .iter()
-                .find(|(name, _)| name == field.name())
-                .map(|(_, col)| col.clone())
-                .expect("every failures column is built above")
-        })
-        .collect();
-    RecordBatch::try_new(schema, ordered)
+    crate::contract::tables::contract_batch("failures", columns)
 }
 
 #[cfg(test)]

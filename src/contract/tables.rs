@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::error::ArrowError;
 use serde_json::Value;
 
 const TABLES: &[(&str, &str)] = &[
@@ -108,6 +110,27 @@ pub const DOCUMENT_VERSIONS: &str = "SELECT *, row_number() OVER (PARTITION BY d
 /// The view `current_documents`: each document's current version.
 pub fn current_documents_sql() -> String {
     format!("SELECT * EXCLUDE (version_rank) FROM ({DOCUMENT_VERSIONS}) WHERE version_rank = 1")
+}
+
+/// A batch of `table` from its columns by name, in the contract's order.
+/// Callers build every contract column; a missing one is a bug.
+pub fn contract_batch(
+    table: &str,
+    columns: Vec<(&str, ArrayRef)>,
+) -> Result<RecordBatch, ArrowError> {
+    let schema = schema(table).unwrap_or_else(|| panic!("{table} is not a contract table"));
+    let ordered = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            columns
+                .iter()
+                .find(|(name, _)| name == field.name())
+                .map(|(_, col)| col.clone())
+                .unwrap_or_else(|| panic!("no column {} built for {table}", field.name()))
+        })
+        .collect();
+    RecordBatch::try_new(schema, ordered)
 }
 
 pub fn timestamp_type() -> DataType {

@@ -13,6 +13,7 @@ use chrono::Utc;
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::datafusion::prelude::SessionContext;
 
+use super::current::has_column;
 use super::ledger::{ADOPTED, FAILED};
 use super::record::{self, Entry};
 use crate::contract::tables::FINGERPRINT;
@@ -92,14 +93,6 @@ pub async fn adopt(lake: &mut Lake, stages: &[Stage]) -> Result<usize> {
     Ok(count)
 }
 
-async fn has_column(ctx: &SessionContext, table: &str, column: &str) -> Result<bool> {
-    Ok(ctx
-        .table(table)
-        .await?
-        .schema()
-        .has_column_with_unqualified_name(column))
-}
-
 /// Lineage entries from rows of (doc_id, content_hash, tenant, error_kind, n).
 fn adopted(batch: &RecordBatch, stage: &Stage) -> Result<Vec<Entry>> {
     let strings = (0..4)
@@ -127,4 +120,165 @@ fn adopted(batch: &RecordBatch, stage: &Stage) -> Result<Vec<Entry>> {
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+
+    use super::*;
+    use crate::contract::extracted::{self, ExtractedDoc};
+    use crate::contract::failure::{self, ErrorKind, Failure};
+    use crate::lineage::current;
+    use crate::lineage::ledger::{Ledger, Retry};
+    use crate::storage::{parse_location, StorageOptions};
+
+    fn doc(id: &str, hash: &str) -> ExtractedDoc {
+        ExtractedDoc {
+            doc_id: id.into(),
+            tenant: "t".into(),
+            source_uri: format!("file:///{id}.txt"),
+            content_hash: hash.into(),
+            mime: "text/plain".into(),
+            title: None,
+            text: "text".into(),
+            event_time: None,
+            ingested_at: chrono::Utc::now(),
+            metadata: "{}".into(),
+            parent_doc_id: None,
+        }
+    }
+
+    /// Rows of a stage's table: (doc_id, content_hash, fingerprint) each.
+    fn rows(rows: &[(&str, &str, Option<&str>)]) -> RecordBatch {
+        let ids: StringArray = rows.iter().map(|r| Some(r.0)).collect();
+        let hashes: StringArray = rows.iter().map(|r| Some(r.1)).collect();
+        let fps: StringArray = rows.iter().map(|r| r.2).collect();
+        RecordBatch::try_from_iter(vec![
+            ("doc_id", Arc::new(ids) as ArrayRef),
+            ("content_hash", Arc::new(hashes) as ArrayRef),
+            (FINGERPRINT, Arc::new(fps) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    async fn count(lake: &mut Lake, sql: &str) -> usize {
+        let ctx = SessionContext::new();
+        lake.register_table(&ctx, "lineage").await.unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    #[tokio::test]
+    async fn rows_from_before_fingerprints_are_adopted_once_and_stay_current_until_recomputed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = parse_location(dir.path().to_str().unwrap()).unwrap();
+        let mut lake = Lake::open(&root, &StorageOptions::default()).await.unwrap();
+        // A lake as an older docstream wrote it: no fingerprints, no lineage.
+        let (d1, d2) = (doc("d1", "h1"), doc("d2", "h2"));
+        let text = extracted::to_batch(&[&d1, &d2]).unwrap();
+        let mut columns: Vec<(&str, ArrayRef)> = [
+            "doc_id",
+            "tenant",
+            "source_uri",
+            "content_hash",
+            "mime",
+            "n_chars",
+            "ingested_at",
+        ]
+        .iter()
+        .map(|c| (*c, text.column_by_name(c).unwrap().clone()))
+        .collect();
+        columns.push(("n_tokens", Arc::new(Int64Array::from(vec![1, 1]))));
+        let documents = RecordBatch::try_from_iter(columns).unwrap();
+        lake.append("documents", vec![documents]).await.unwrap();
+        let old = [("d1", "h1", None), ("d1", "h1", None), ("d1", "h1", None)];
+        lake.append("parts", vec![rows(&old)]).await.unwrap();
+        lake.append("findings", vec![rows(&[])]).await.unwrap();
+        let timeout = Failure {
+            doc_id: "d2".into(),
+            content_hash: "h2".into(),
+            source_uri: "file:///d2.txt".into(),
+            stage: "findings".into(),
+            kind: ErrorKind::ModelTimeout,
+            error: "timed out".into(),
+            attempts: 3,
+            stage_fingerprint: None,
+        };
+        let failed = failure::to_batch(&[timeout], chrono::Utc::now()).unwrap();
+        lake.append("failures", vec![failed]).await.unwrap();
+
+        let stages = [
+            Stage::named("documents", "D"),
+            Stage::named("parts", "C"),
+            Stage::named("findings", "R"),
+            Stage::named("summaries", "S"),
+        ];
+        assert_eq!(adopt(&mut lake, &stages).await.unwrap(), 2);
+        assert_eq!(adopt(&mut lake, &stages).await.unwrap(), 0, "once");
+        let adopted = "SELECT * FROM lineage WHERE status = 'adopted'";
+        assert_eq!(
+            count(&mut lake, adopted).await,
+            5,
+            "documents x2, parts x2, findings of d1"
+        );
+        let parts = "SELECT * FROM lineage WHERE stage = 'parts' AND doc_id = 'd1' AND rows = 3";
+        assert_eq!(count(&mut lake, parts).await, 1);
+
+        // summaries is new everywhere; d2's timed-out findings run again.
+        let ledger = Ledger::new(&stages, Retry::Retryable);
+        let keys = lake.landed_keys("lineage").await.unwrap().clone();
+        assert_eq!(
+            ledger.todo(&keys, "d1", "h1"),
+            ["summaries".to_string()].into()
+        );
+        assert_eq!(
+            ledger.todo(&keys, "d2", "h2"),
+            ["findings".to_string(), "summaries".to_string()].into()
+        );
+
+        // The adopted parts are current until a new fingerprint's land.
+        let ctx = SessionContext::new();
+        let tables = ["parts", "lineage"].map(String::from);
+        for t in &tables {
+            lake.register_table(&ctx, t).await.unwrap();
+        }
+        assert!(current::register_views(&ctx, &tables)
+            .await
+            .unwrap()
+            .is_empty());
+        let new = [("d1", "h1", Some("P2")), ("d1", "h1", Some("P2"))];
+        lake.append("parts", vec![rows(&new)]).await.unwrap();
+        let entry = crate::lineage::record::Entry {
+            doc_id: "d1".into(),
+            content_hash: "h1".into(),
+            tenant: "t".into(),
+            stage: "parts".into(),
+            output_table: "parts".into(),
+            fingerprint: "P2".into(),
+            status: crate::lineage::ledger::OK,
+            error_kind: None,
+            rows: 2,
+        };
+        let batch = crate::lineage::record::to_batch(&[entry], "run", chrono::Utc::now()).unwrap();
+        lake.append("lineage", vec![batch]).await.unwrap();
+        let ctx = SessionContext::new();
+        for t in &tables {
+            lake.register_table(&ctx, t).await.unwrap();
+        }
+        let moved = current::register_views(&ctx, &tables).await.unwrap();
+        assert_eq!(moved, ["parts"]);
+        let n = |sql: &str| {
+            let ctx = ctx.clone();
+            let sql = sql.to_string();
+            async move {
+                let b = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+                b.iter().map(RecordBatch::num_rows).sum::<usize>()
+            }
+        };
+        assert_eq!(n("SELECT * FROM parts").await, 2, "only the new rows");
+        assert_eq!(n("SELECT * FROM history.parts").await, 5, "beside the old");
+    }
 }

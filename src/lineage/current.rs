@@ -115,7 +115,8 @@ async fn move_to_history(ctx: &SessionContext, table: &str, view: &str) -> Resul
     Ok(())
 }
 
-async fn has_column(ctx: &SessionContext, table: &str, column: &str) -> Result<bool> {
+/// Whether `table`, as registered on `ctx`, has `column`.
+pub(crate) async fn has_column(ctx: &SessionContext, table: &str, column: &str) -> Result<bool> {
     Ok(ctx
         .table(table)
         .await?

@@ -143,18 +143,6 @@ fn key(doc_id: &str, hash: &str, stage: &Stage, status: &str, kind: &str) -> Row
 mod tests {
     use super::*;
 
-    fn stage(name: &str, fp: &str) -> Stage {
-        Stage {
-            name: name.into(),
-            table: name.into(),
-            sql: String::new(),
-            providers: Vec::new(),
-            fingerprint: fp.into(),
-            described: serde_json::Value::Null,
-            reads: Vec::new(),
-        }
-    }
-
     fn row(parts: [&str; 6]) -> RowKey {
         parts.iter().map(|s| s.to_string()).collect()
     }
@@ -162,9 +150,9 @@ mod tests {
     #[test]
     fn stages_run_unless_their_fingerprint_settled_the_version() {
         let stages = [
-            stage("chunks", "c2"),
-            stage("risks", "r1"),
-            stage("summaries", "s1"),
+            Stage::named("chunks", "c2"),
+            Stage::named("risks", "r1"),
+            Stage::named("summaries", "s1"),
         ];
         let lineage: HashSet<RowKey> = [
             // chunks ran under an older fingerprint only.

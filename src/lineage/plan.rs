@@ -16,6 +16,7 @@ use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::datafusion::prelude::SessionContext;
 use docstream_models::provider::ProviderConfig;
 
+use super::current::has_column;
 use super::ledger::{Retry, ADOPTED, FAILED, OK};
 use super::scope::Scope;
 use crate::contract::failure::ErrorKind;
@@ -139,12 +140,7 @@ async fn legacy(ctx: &SessionContext) -> Result<Option<String>> {
     if !ctx.table_exist("documents")? {
         return Ok(None);
     }
-    let has_fp = ctx
-        .table("documents")
-        .await?
-        .schema()
-        .has_column_with_unqualified_name(FINGERPRINT);
-    let condition = match has_fp {
+    let condition = match has_column(ctx, "documents", FINGERPRINT).await? {
         true => format!("{FINGERPRINT} IS NULL"),
         false => "true".into(),
     };

@@ -35,7 +35,6 @@ pub struct Entry {
 
 /// The entries as a batch for the `lineage` table.
 pub fn to_batch(entries: &[Entry], run_id: &str, at: DateTime<Utc>) -> Result<RecordBatch> {
-    let schema = tables::schema("lineage").expect("lineage is a contract table");
     let strings = |f: fn(&Entry) -> &str| -> ArrayRef {
         Arc::new(entries.iter().map(|e| Some(f(e))).collect::<StringArray>())
     };
@@ -72,18 +71,7 @@ pub fn to_batch(entries: &[Entry], run_id: &str, at: DateTime<Utc>) -> Result<Re
             ),
         ),
     ];
-    let ordered = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            columns
-                .iter()
-                .find(|(name, _)| name == field.name())
-                .map(|(_, col)| col.clone())
-                .expect("every lineage column is built above")
-        })
-        .collect();
-    Ok(RecordBatch::try_new(schema, ordered)?)
+    Ok(tables::contract_batch("lineage", columns)?)
 }
 
 /// The lineage of one run of `stages` on `docs`: per document and stage,

@@ -76,6 +76,23 @@ pub struct Stage {
     pub reads: Vec<Input>,
 }
 
+#[cfg(test)]
+impl Stage {
+    /// A stage writing table `name`, reading nothing, for tests of what
+    /// fingerprints decide.
+    pub fn named(name: &str, fingerprint: &str) -> Self {
+        Self {
+            name: name.into(),
+            table: name.into(),
+            sql: String::new(),
+            providers: Vec::new(),
+            fingerprint: fingerprint.into(),
+            described: serde_json::Value::Null,
+            reads: Vec::new(),
+        }
+    }
+}
+
 /// An earlier stage a stage reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {

@@ -102,6 +102,15 @@ fn counts(port: u16) -> (i64, i64, i64) {
     (n("requests"), n("embed_inputs"), n("chat"))
 }
 
+/// What the server saw while `f` ran, and what `f` printed.
+fn sent(port: u16, f: impl FnOnce() -> String) -> ((i64, i64, i64), String) {
+    let before = counts(port);
+    let out = f();
+    let after = counts(port);
+    let delta = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    (delta, out)
+}
+
 fn count_of(lake: &Path, sql: &str) -> i64 {
     count(lake.to_str().unwrap(), sql)
 }
@@ -139,10 +148,11 @@ fn only_new_and_changed_stages_run_and_plan_predicts_each_run() {
 
     // Nothing changed: nothing to compute, and a run sends nothing.
     assert!(to_compute(&plan(&p, &lake, &[])).is_empty());
-    let before = counts(port);
-    let out = run(&p, &lake, &["backfill", src.to_str().unwrap()]);
+    let (seen, out) = sent(port, || {
+        run(&p, &lake, &["backfill", src.to_str().unwrap()])
+    });
     assert!(out.contains("0 recomputed"), "{out}");
-    assert_eq!(counts(port), before);
+    assert_eq!(seen, (0, 0, 0));
 
     // A new stage runs alone, on every document already landed.
     let p = pipeline(
@@ -155,12 +165,11 @@ fn only_new_and_changed_stages_run_and_plan_predicts_each_run() {
     assert_eq!(planned["doc_types"]["new"], 4);
     assert!(planned["doc_types"]["est_input_tokens"].as_i64().unwrap() > 0);
     assert!(planned["chunks"]["est_input_tokens"].is_null(), "no model");
-    let before = counts(port);
-    let out = run(&p, &lake, &["backfill", src.to_str().unwrap()]);
+    let (seen, out) = sent(port, || {
+        run(&p, &lake, &["backfill", src.to_str().unwrap()])
+    });
     assert!(out.contains("4 recomputed"), "{out}");
-    let after = counts(port);
-    assert_eq!(after.2 - before.2, 4, "doc_types' calls only");
-    assert_eq!(after.0 - before.0, 4, "no other request");
+    assert_eq!(seen, (4, 0, 4), "doc_types' calls only");
     assert_eq!(count_of(&lake, "SELECT count(*) FROM doc_types"), 4);
 
     // Smaller chunks: chunks and the embeddings that read them, nothing else.
@@ -171,20 +180,15 @@ fn only_new_and_changed_stages_run_and_plan_predicts_each_run() {
         [("chunks".to_string(), 4), ("embeddings".to_string(), 4)]
     );
     assert_eq!(planned["chunks"]["stale"], 4);
-    let before = counts(port);
-    run(
-        &p,
-        &lake,
-        &[&set[..], &["backfill", src.to_str().unwrap()]].concat(),
-    );
-    let after = counts(port);
+    let backfill = [&set[..], &["backfill", src.to_str().unwrap()]].concat();
+    let (seen, _) = sent(port, || run(&p, &lake, &backfill));
     let small = count_of(&lake, "SELECT count(*) FROM chunks");
     assert!(
         small > chunks,
         "{small} chunks of 12 tokens, {chunks} of 24"
     );
-    assert_eq!(after.1 - before.1, small, "every new chunk embedded once");
-    assert_eq!(after.2, before.2, "no chat call");
+    assert_eq!(seen.1, small, "every new chunk embedded once");
+    assert_eq!(seen.2, 0, "no chat call");
     assert_eq!(
         count_of(&lake, "SELECT count(*) FROM history.chunks"),
         small + chunks,
@@ -209,14 +213,8 @@ fn only_new_and_changed_stages_run_and_plan_predicts_each_run() {
         to_compute(&plan(&p, &lake, &set)),
         [("doc_types".to_string(), 4)]
     );
-    let before = counts(port);
-    run(
-        &p,
-        &lake,
-        &[&set[..], &["backfill", src.to_str().unwrap()]].concat(),
-    );
-    let after = counts(port);
-    assert_eq!((after.0 - before.0, after.2 - before.2), (4, 4));
+    let (seen, _) = sent(port, || run(&p, &lake, &backfill));
+    assert_eq!(seen, (4, 0, 4));
     assert_eq!(count_of(&lake, "SELECT count(*) FROM doc_types"), 4);
 
     // The superseded rows go when asked, and only they.
@@ -245,22 +243,14 @@ fn only_new_and_changed_stages_run_and_plan_predicts_each_run() {
         ]
         .concat(),
     );
-    let before = counts(port);
-    let out = run(
-        &p,
-        &lake,
-        &[
-            &set[..],
-            &["reprocess", "--where", "mime = 'text/markdown'"],
-        ]
-        .concat(),
-    );
+    let markdown = [
+        &set[..],
+        &["reprocess", "--where", "mime = 'text/markdown'"],
+    ]
+    .concat();
+    let (seen, out) = sent(port, || run(&p, &lake, &markdown));
     assert!(out.contains("2 documents"), "{out}");
-    assert_eq!(
-        counts(port).2 - before.2,
-        2,
-        "risks of the two markdown files"
-    );
+    assert_eq!(seen, (2, 0, 2), "risks of the two markdown files");
     let out = run(&p, &lake, &[&set[..], &["reprocess"]].concat());
     assert!(out.contains("2 documents"), "{out}");
     assert_eq!(
