@@ -94,9 +94,12 @@ pub async fn commit(
     committed.theirs = needed.settled;
     let ran = needed.run(runner, watch).await?;
     committed.stage_runs = ran.stage_runs();
+    // Every version's text, also of those that needed no stage: the lake
+    // keeps each once, so a version read again fills in what it lacks.
     let mut tables: Vec<(String, Vec<RecordBatch>)> = Vec::new();
-    if !ran.text.is_empty() {
-        tables.push(("extracted".into(), vec![extracted::to_batch(&ran.text)?]));
+    if !docs.is_empty() {
+        let text: Vec<&ExtractedDoc> = docs.iter().collect();
+        tables.push(("extracted".into(), vec![extracted::to_batch(&text)?]));
     }
     let mut failed = pending.failures;
     failed.extend(ran.failures.iter().cloned());

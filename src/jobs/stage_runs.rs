@@ -39,15 +39,13 @@ pub struct Needed<'d> {
 }
 
 /// What the stages made.
-pub struct Ran<'d> {
+pub struct Ran {
     pub outputs: Vec<StageOutput>,
     pub failures: Vec<Failure>,
     pub lineage: Vec<Entry>,
-    /// The versions that ran: their text lands in `extracted`.
-    pub text: Vec<&'d ExtractedDoc>,
 }
 
-impl Ran<'_> {
+impl Ran {
     /// Stage runs on a version that succeeded.
     pub fn stage_runs(&self) -> usize {
         self.lineage.iter().filter(|e| e.status == OK).count()
@@ -94,12 +92,11 @@ impl<'d> Needed<'d> {
         self,
         runner: &StageRunner,
         watch: Option<Arc<dyn StageWatch>>,
-    ) -> Result<Ran<'d>> {
+    ) -> Result<Ran> {
         let mut ran = Ran {
             outputs: Vec::new(),
             failures: Vec::new(),
             lineage: Vec::new(),
-            text: Vec::new(),
         };
         for g in self.groups {
             let (out, failed) = runner
@@ -114,7 +111,6 @@ impl<'d> Needed<'d> {
                 .extend(record::entries(&g.docs, &stages, &out, &failed)?);
             ran.outputs.extend(out);
             ran.failures.extend(failed);
-            ran.text.extend(g.docs);
         }
         Ok(ran)
     }

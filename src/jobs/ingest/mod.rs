@@ -358,11 +358,15 @@ impl Ingest {
         let mut lake = lake.lock().await;
         let cascades = cascades(&mut lake, &work).await?;
         let mut by_table: HashMap<String, Vec<RecordBatch>> = HashMap::new();
-        if !ran.text.is_empty() {
+        if !docs.is_empty() {
+            // Also the text of versions that needed no stage: a lake from
+            // before `extracted` fills it in as the topic is read again.
             by_table
                 .entry("extracted".into())
                 .or_default()
-                .push(extracted::to_batch(&ran.text)?);
+                .push(extracted::to_batch(&docs)?);
+        }
+        if !ran.lineage.is_empty() {
             by_table
                 .entry("lineage".into())
                 .or_default()
