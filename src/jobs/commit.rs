@@ -33,10 +33,12 @@ pub async fn open_lake(
     let mut lake = Lake::open(root, storage)
         .await?
         .with_checkpoint_interval(checkpoint_interval);
+    // Before the tables are created: a stage whose table does not exist
+    // yet is new, not adopted.
+    adopt(&mut lake, runner.stages()).await?;
     let mut tables = runner.tables();
     tables.push("failures");
     lake.create_contract_tables(&tables).await?;
-    adopt(&mut lake, runner.stages()).await?;
     Ok(lake)
 }
 

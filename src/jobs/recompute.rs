@@ -5,15 +5,18 @@
 
 use std::collections::HashSet;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
-use deltalake::arrow::array::AsArray;
+use deltalake::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 use super::commit::{commit, Pending};
 use super::stage_runs::Policy;
-use crate::contract::extracted;
+use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::identity::DocKey;
-use crate::lineage::inputs;
 use crate::lineage::ledger::Ledger;
 use crate::lineage::scope::Scope;
 use crate::sinks::lake::{utf8, Lake};
@@ -84,28 +87,73 @@ pub async fn recompute(
         ..Recomputed::default()
     };
     progress(0, versions.len());
-    for chunk in versions.chunks(batch_rows.max(1)) {
-        let wanted: HashSet<DocKey> = chunk.iter().cloned().collect();
-        let mut docs = Vec::new();
-        for b in inputs::read_versions(lake, "extracted", &wanted, None).await? {
-            docs.extend(extracted::from_batch(&b)?);
-        }
-        let n = docs.len();
-        let done = commit(
-            lake,
-            runner,
-            policy,
-            docs,
-            Pending::default(),
-            None,
-            &mut |_, _, _| {},
-        )
+    if versions.is_empty() {
+        return Ok(summary);
+    }
+    // One streaming read of the versions' text, committed batch by batch:
+    // a lookup per batch would read the whole table each time.
+    let ctx = SessionContext::new();
+    lake.register_table(&ctx, "extracted").await?;
+    let ids: StringArray = versions.iter().map(|v| Some(v.0.as_str())).collect();
+    let hashes: StringArray = versions.iter().map(|v| Some(v.1.as_str())).collect();
+    let wanted = RecordBatch::try_from_iter(vec![
+        ("id_", Arc::new(ids) as ArrayRef),
+        ("hash_", Arc::new(hashes) as ArrayRef),
+    ])?;
+    ctx.register_table(
+        "wanted_",
+        Arc::new(MemTable::try_new(wanted.schema(), vec![vec![wanted]])?),
+    )?;
+    let mut text = ctx
+        .sql("SELECT e.* FROM wanted_ w JOIN extracted e ON e.doc_id = w.id_ AND e.content_hash = w.hash_")
+        .await?
+        .execute_stream()
         .await?;
-        summary.versions += n - done.theirs;
-        summary.stage_runs += done.stage_runs;
-        summary.failed += done.stage_failures.len();
-        summary.commits += done.commits;
-        progress(summary.versions, versions.len());
+    let total = versions.len();
+    let mut docs = Vec::new();
+    while let Some(b) = text.next().await.transpose()? {
+        docs.extend(extracted::from_batch(&b)?);
+        if docs.len() >= batch_rows.max(1) {
+            land(
+                lake,
+                runner,
+                policy,
+                std::mem::take(&mut docs),
+                &mut summary,
+            )
+            .await?;
+            progress(summary.versions, total);
+        }
+    }
+    if !docs.is_empty() {
+        land(lake, runner, policy, docs, &mut summary).await?;
+        progress(summary.versions, total);
     }
     Ok(summary)
+}
+
+/// Commits one batch of versions and counts what it did.
+async fn land(
+    lake: &mut Lake,
+    runner: &StageRunner,
+    policy: &Policy,
+    docs: Vec<ExtractedDoc>,
+    summary: &mut Recomputed,
+) -> Result<()> {
+    let n = docs.len();
+    let done = commit(
+        lake,
+        runner,
+        policy,
+        docs,
+        Pending::default(),
+        None,
+        &mut |_, _, _| {},
+    )
+    .await?;
+    summary.versions += n - done.theirs;
+    summary.stage_runs += done.stage_runs;
+    summary.failed += done.stage_failures.len();
+    summary.commits += done.commits;
+    Ok(())
 }

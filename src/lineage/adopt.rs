@@ -196,7 +196,9 @@ mod tests {
         lake.append("documents", vec![documents]).await.unwrap();
         let old = [("d1", "h1", None), ("d1", "h1", None), ("d1", "h1", None)];
         lake.append("parts", vec![rows(&old)]).await.unwrap();
-        lake.append("findings", vec![rows(&[])]).await.unwrap();
+        // A table that exists, with nothing for these two documents.
+        let other = [("d9", "h9", None)];
+        lake.append("findings", vec![rows(&other)]).await.unwrap();
         let timeout = Failure {
             doc_id: "d2".into(),
             content_hash: "h2".into(),

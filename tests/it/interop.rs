@@ -21,7 +21,7 @@ fn python_deltalake_reads_every_table() {
 import json, os, sys
 from deltalake import DeltaTable
 out = {}
-for name in ["documents", "chunks", "failures"]:
+for name in ["documents", "chunks", "failures", "extracted", "lineage"]:
     t = DeltaTable(sys.argv[1] + "/" + name)
     out[name] = t.to_pyarrow_table().num_rows
 print(json.dumps(out), flush=True)
@@ -30,7 +30,7 @@ print(json.dumps(out), flush=True)
 os._exit(0)
 "#;
     let counts: serde_json::Value = serde_json::from_str(&python(script, &[lake_s])).unwrap();
-    for table in ["documents", "chunks", "failures"] {
+    for table in ["documents", "chunks", "failures", "extracted", "lineage"] {
         let ours = count(lake_s, &format!("SELECT count(*) FROM {table}"));
         assert!(ours > 0, "{table} is empty");
         assert_eq!(counts[table].as_i64().unwrap(), ours, "{table}");
@@ -276,4 +276,35 @@ fn a_lake_from_before_child_documents_takes_the_column_and_stays_readable() {
         ),
         2
     );
+    // The old version is adopted as the documents stage's output, the only
+    // table it had; its other stages are new, and with no text in the lake
+    // they wait for a backfill of its source.
+    assert_eq!(
+        count(
+            lake_s,
+            "SELECT count(*) FROM lineage WHERE doc_id = 'old-doc' AND status = 'adopted' AND stage = 'documents'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            lake_s,
+            "SELECT count(*) FROM lineage WHERE doc_id = 'old-doc'"
+        ),
+        1
+    );
+    let plan = ok(docstream()
+        .args(["plan", "--lake", lake_s, "--format", "json"])
+        .args(SPINE)
+        .output()
+        .unwrap());
+    let plan: Vec<serde_json::Value> = serde_json::from_str(&plan).unwrap();
+    let chunks = plan.iter().find(|p| p["stage"] == "chunks").unwrap();
+    assert_eq!(
+        (&chunks["up_to_date"], &chunks["new"]),
+        (&3.into(), &1.into())
+    );
+    let read = python_read(lake_s, &["documents", "lineage", "extracted"]);
+    assert_eq!(read["documents"]["rows"], 4);
+    assert_eq!(read["extracted"]["rows"], 3);
 }

@@ -106,8 +106,8 @@ impl Ingest {
             .with_checkpoint_interval(self.upkeep.checkpoint_interval);
         let tables = self.tables();
         let names: Vec<&str> = tables.iter().map(String::as_str).collect();
-        lake.create_contract_tables(&names).await?;
         adopt(&mut lake, self.runner.stages()).await?;
+        lake.create_contract_tables(&names).await?;
 
         let lake = Arc::new(tokio::sync::Mutex::new(lake));
         let seen = Arc::new(Mutex::new(Landed::new()));
