@@ -6,6 +6,8 @@
 //! resumes where it stopped. Each micro-batch also drops the versions that
 //! other writers landed since the run started, and the lake drops any that
 //! race it to the commit, so overlapping runs land each version once.
+//! Then the stages that documents under the prefix still need (new,
+//! changed or retried ones) run on the text the lake holds (`recompute`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
