@@ -95,6 +95,8 @@ impl Parts<'_> {
     /// The canonical description that is hashed; `docstream plan --format
     /// json` shows it, so a user can see why a stage became stale.
     pub fn describe(&self) -> Value {
+        // An embedding width changes vectors only, not a chat model's answers.
+        let embeds = self.references.functions.contains("embed");
         let providers: Vec<Value> = self
             .providers
             .iter()
@@ -102,7 +104,7 @@ impl Parts<'_> {
                 json!({
                     "kind": format!("{:?}", p.kind).to_lowercase(),
                     "model": p.model,
-                    "dims": p.dims,
+                    "dims": p.dims.filter(|_| embeds),
                     "context_tokens": p.context_tokens,
                     "max_output_tokens": p.max_output_tokens,
                     "long_input": format!("{:?}", p.long_input).to_lowercase(),

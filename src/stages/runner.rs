@@ -260,18 +260,27 @@ impl StageRunner {
         let mut available: Vec<Available> = Vec::new();
         let mut failures = Vec::new();
         let whole = self.context(batch).ok();
+        // The lake rows of this batch's documents only: a run goes tenant
+        // by tenant, and each tenant's model calls are its own.
+        let ids: HashSet<String> = (0..batch.num_rows())
+            .map(|i| extracted::doc_id_at(batch, i))
+            .collect();
         for (name, given) in selection.iter().flat_map(|s| &s.given) {
             let schema = given.first().map_or_else(
                 || Arc::new(deltalake::arrow::datatypes::Schema::empty()),
                 |b| b.schema(),
             );
+            let batches: Vec<RecordBatch> = given
+                .iter()
+                .filter_map(|b| of_documents(b, &ids).ok())
+                .collect();
             if let Some(ctx) = &whole {
-                let _ = register(ctx, name, schema.clone(), given.clone());
+                let _ = register(ctx, name, schema.clone(), batches.clone());
             }
             available.push(Available {
                 stage: name.clone(),
                 schema,
-                batches: given.clone(),
+                batches,
             });
         }
         for stage in &self.stages {

@@ -314,3 +314,58 @@ fn retryable_failures_run_again_and_leave_failures_once_they_succeed() {
     );
     assert!(to_compute(&plan(&p, &lake, &[])).is_empty());
 }
+
+#[test]
+fn a_changed_embedding_model_reembeds_each_tenants_current_chunks_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = docs(dir.path());
+    let lake = dir.path().join("lake");
+    let (_server, url, port) = fault_server(&[]);
+    let p = pipeline(dir.path(), &url, "");
+    // Two tenants, two documents each, in one batch of a reprocess.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for name in ["vendor.md", "hiring.txt"] {
+        std::fs::rename(src.join(name), other.join(name)).unwrap();
+    }
+    run(
+        &p,
+        &lake,
+        &["backfill", src.to_str().unwrap(), "--tenant", "acme"],
+    );
+    run(
+        &p,
+        &lake,
+        &["backfill", other.to_str().unwrap(), "--tenant", "globex"],
+    );
+    let chunks = count_of(&lake, "SELECT count(*) FROM chunks");
+
+    // Another embedding model: embeddings only, from the chunks the lake
+    // holds.
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "table = \"embeddings\"\nproviders = [\"fake\"]",
+        "table = \"embeddings\"\nproviders = [\"other\"]",
+    );
+    let other_provider = format!(
+        "[providers.other]\nkind = \"openai\"\nmodel = \"other-embedder\"\nbase_url = \"{url}\"\ndims = 64\n"
+    );
+    std::fs::write(&p, format!("{text}\n{other_provider}")).unwrap();
+    let (seen, out) = sent(port, || run(&p, &lake, &["reprocess"]));
+    assert!(out.contains("4 documents"), "{out}");
+    assert_eq!(seen.1, chunks, "each chunk embedded once: {seen:?}");
+    assert_eq!(seen.2, 0, "no chat call");
+    assert_eq!(count_of(&lake, "SELECT count(*) FROM embeddings"), chunks);
+    assert_eq!(
+        count_of(&lake, "SELECT count(*) FROM history.embeddings"),
+        2 * chunks,
+        "the old model's vectors stay until vacuum --superseded"
+    );
+    assert_eq!(
+        count_of(
+            &lake,
+            "SELECT count(DISTINCT tenant) FROM usage WHERE stage = 'embeddings' AND inputs > 0"
+        ),
+        2,
+        "each tenant's calls are its own"
+    );
+}
