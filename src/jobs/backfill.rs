@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use deltalake::arrow::array::AsArray;
+use deltalake::datafusion::prelude::SessionContext;
 use docstream_models::provider::ProviderConfig;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -33,7 +35,7 @@ use crate::extract::Limits;
 use crate::lineage::ledger::{Ledger, Retry};
 use crate::lineage::plan::{plan, StagePlan};
 use crate::lineage::scope::Scope;
-use crate::sinks::lake::Lake;
+use crate::sinks::lake::{utf8, Lake};
 use crate::sources::bucket::{Bucket, SourceObject};
 use crate::stages::batcher::BatchConfig;
 use crate::stages::batcher::Batcher;
@@ -151,8 +153,7 @@ impl Backfill {
             )
             .await?,
         );
-        let done = self.landed_versions(&mut lake).await?;
-        let known: HashSet<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
+        let landed = self.landed(&mut lake).await?;
         progress.listing(&self.source);
         let objects = bucket.list().await?;
         if objects.is_empty() {
@@ -171,7 +172,7 @@ impl Backfill {
         };
         let pool = ExtractPool::new(parallelism, self.isolation.clone());
         let mut outcomes = futures::stream::iter(objects)
-            .map(|object| self.process(&bucket, object, &done, &known, &pool))
+            .map(|object| self.process(&bucket, object, &landed, &pool))
             .buffered(parallelism);
         let mut batcher = Batcher::new(self.batch);
         let mut pending = Pending::default();
@@ -244,23 +245,31 @@ impl Backfill {
         &self,
         bucket: &Bucket,
         object: SourceObject,
-        done: &HashSet<DocKey>,
-        known: &HashSet<&str>,
+        landed: &Landed,
         pool: &ExtractPool,
     ) -> (u64, Outcome) {
         let size = object.meta.size;
+        let version = object_version(&object);
+        if landed.objects.contains(&version) {
+            return (size, Outcome::Skipped);
+        }
         let mut metadata = serde_json::Map::new();
         metadata.insert("size".into(), size.into());
         metadata.insert("e_tag".into(), object.meta.e_tag.clone().into());
+        metadata.insert(OBJECT_VERSION.into(), version.clone().into());
         let mut origin = Origin::new(
             doc_id(&object.uri),
             self.tenant.clone(),
             object.uri.clone(),
-            meta_hash(&object),
+            version,
         );
         origin.event_time = Some(object.meta.last_modified);
         origin.metadata = metadata;
-        let is_done = |o: &Origin| done.contains(&(o.doc_id.clone(), o.content_hash.clone()));
+        let is_done = |o: &Origin| {
+            landed
+                .versions
+                .contains(&(o.doc_id.clone(), o.content_hash.clone()))
+        };
         if size > self.limits.max_input_bytes {
             if is_done(&origin) {
                 return (size, Outcome::Skipped);
@@ -285,7 +294,7 @@ impl Backfill {
         if is_done(&origin) {
             return (size, Outcome::Skipped);
         }
-        let replaces = known.contains(origin.doc_id.as_str());
+        let replaces = landed.doc_ids.contains(origin.doc_id.as_str());
         match extract_document(origin, bytes, object.uri, self.limits.clone(), pool).await {
             Ok(landing) => (size, Outcome::Landed(Box::new(landing), replaces)),
             Err(failure) => (size, Outcome::Failed(*failure)),
@@ -319,20 +328,30 @@ impl Backfill {
     }
 }
 
+/// What the source pass does not read or extract again.
+struct Landed {
+    /// Versions whose every stage is settled, versions whose text the lake
+    /// holds (the lake pass runs what they still need), and objects that
+    /// could not be read or extracted (unless every failure is retried).
+    /// Warnings do not count.
+    versions: HashSet<DocKey>,
+    /// The documents of `versions`: a new version of one replaces it.
+    doc_ids: HashSet<String>,
+    /// [`object_version`]s whose text the lake holds: unchanged objects,
+    /// which are not even read.
+    objects: HashSet<String>,
+}
+
 impl Backfill {
-    /// Versions the source pass does not extract again: those whose every
-    /// stage is settled, those whose text the lake holds (the lake pass
-    /// runs what they still need), and objects that could not be read or
-    /// extracted (unless every failure is retried). Warnings do not count.
-    async fn landed_versions(&self, lake: &mut Lake) -> Result<HashSet<DocKey>> {
+    async fn landed(&self, lake: &mut Lake) -> Result<Landed> {
         let ledger = Ledger::new(self.runner.stages(), self.policy.retry);
         let settled = ledger.done_by_version(lake.landed_keys("lineage").await?);
-        let mut done: HashSet<DocKey> = settled
+        let mut versions: HashSet<DocKey> = settled
             .into_iter()
             .filter(|(_, bits)| ledger.missing(*bits).is_empty())
             .map(|(k, _)| k)
             .collect();
-        done.extend(lake.keys("extracted", None).await?);
+        versions.extend(lake.keys("extracted", None).await?);
         if self.policy.retry != Retry::All {
             let warnings: Vec<String> = ErrorKind::WARNINGS
                 .iter()
@@ -344,14 +363,50 @@ impl Backfill {
                 failure::EXTRACT_STAGE,
                 warnings.join(", ")
             );
-            done.extend(lake.keys("failures", Some(&filter)).await?);
+            versions.extend(lake.keys("failures", Some(&filter)).await?);
         }
-        Ok(done)
+        let doc_ids = versions.iter().map(|(id, _)| id.clone()).collect();
+        Ok(Landed {
+            versions,
+            doc_ids,
+            objects: object_versions(lake).await?,
+        })
     }
 }
 
-/// Identity of an object that was never read (too large or unreadable).
-fn meta_hash(object: &SourceObject) -> String {
+/// The key in a top-level document's metadata of its [`object_version`].
+const OBJECT_VERSION: &str = "object_version";
+
+/// The [`object_version`]s of the top-level documents whose text the lake
+/// holds (those landed before this key existed have none: they are read
+/// and hashed once more, and skipped by content hash).
+async fn object_versions(lake: &mut Lake) -> Result<HashSet<String>> {
+    let ctx = SessionContext::new();
+    if lake.register_table(&ctx, "extracted").await?.is_none() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "SELECT metadata FROM extracted WHERE parent_doc_id IS NULL AND metadata LIKE '%\"{OBJECT_VERSION}\"%'"
+    );
+    let mut rows = ctx.sql(&sql).await?.execute_stream().await?;
+    let mut versions = HashSet::new();
+    while let Some(b) = rows.next().await.transpose()? {
+        let metadata = utf8(b.column(0))?;
+        for m in metadata.as_string::<i32>().iter().flatten() {
+            let parsed: serde_json::Value = serde_json::from_str(m).unwrap_or_default();
+            if let Some(v) = parsed.get(OBJECT_VERSION).and_then(|v| v.as_str()) {
+                versions.insert(v.to_string());
+            }
+        }
+    }
+    Ok(versions)
+}
+
+/// An object as its listing describes it: the same key, size, ETag and
+/// modification time mean the same bytes (as rsync and S3 sync assume).
+/// The content hash of an object that was never read (too large or
+/// unreadable).
+fn object_version(object: &SourceObject) -> String {
     let m = &object.meta;
     let last_modified: DateTime<Utc> = m.last_modified;
     let key = format!(

@@ -11,7 +11,7 @@ use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
 use url::Url;
 
-use super::stage_runs::{Needed, Policy};
+use super::stage_runs::{Needed, Policy, Ran};
 use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::failure::{self, Failure};
 use crate::contract::tables::commit_rank;
@@ -82,7 +82,6 @@ pub async fn commit(
     watch: Option<Arc<dyn StageWatch>>,
     on_table: &mut (dyn FnMut(&str, usize, Option<u64>) + Send),
 ) -> Result<Committed> {
-    let mut committed = Committed::default();
     let stale = lake.stale_children(&pending.replaced).await?;
     if !stale.is_empty() {
         let mut tables = runner.tables();
@@ -93,9 +92,27 @@ pub async fn commit(
         }
     }
     let needed = Needed::of(lake, runner, policy, &docs).await?;
-    committed.theirs = needed.settled;
+    let theirs = needed.settled;
     let ran = needed.run(runner, watch).await?;
-    committed.stage_runs = ran.stage_runs();
+    write(lake, runner, &docs, pending.failures, ran, theirs, on_table).await
+}
+
+/// Appends what `ran` made for `docs`, with `failures`, in `commit_rank`
+/// order; `theirs` of `docs` needed no stage.
+pub async fn write(
+    lake: &mut Lake,
+    runner: &StageRunner,
+    docs: &[ExtractedDoc],
+    failures: Vec<Failure>,
+    ran: Ran,
+    theirs: usize,
+    on_table: &mut (dyn FnMut(&str, usize, Option<u64>) + Send),
+) -> Result<Committed> {
+    let mut committed = Committed {
+        theirs,
+        stage_runs: ran.stage_runs(),
+        ..Committed::default()
+    };
     // Every version's text, also of those that needed no stage: the lake
     // keeps each once, so a version read again fills in what it lacks.
     let mut tables: Vec<(String, Vec<RecordBatch>)> = Vec::new();
@@ -103,7 +120,7 @@ pub async fn commit(
         let text: Vec<&ExtractedDoc> = docs.iter().collect();
         tables.push(("extracted".into(), vec![extracted::to_batch(&text)?]));
     }
-    let mut failed = pending.failures;
+    let mut failed = failures;
     failed.extend(ran.failures.iter().cloned());
     if !failed.is_empty() {
         tables.push((

@@ -13,8 +13,8 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use super::commit::{commit, Pending};
-use super::stage_runs::Policy;
+use super::commit::write;
+use super::stage_runs::{self, Needed, Policy};
 use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::identity::DocKey;
 use crate::lineage::ledger::Ledger;
@@ -110,44 +110,77 @@ pub async fn recompute(
         .execute_stream()
         .await?;
     let total = versions.len();
-    let mut docs = Vec::new();
-    while let Some(b) = text.next().await.transpose()? {
-        docs.extend(extracted::from_batch(&b)?);
-        if docs.len() >= batch_rows.max(1) {
-            land(
-                lake,
-                runner,
-                policy,
-                std::mem::take(&mut docs),
-                &mut summary,
-            )
-            .await?;
-            progress(summary.versions, total);
+    let batch_rows = batch_rows.max(1);
+    let mut docs: Vec<ExtractedDoc> = Vec::new();
+    let mut ran: Option<Ran> = None;
+    let mut read = true;
+    while read || !docs.is_empty() {
+        if read && docs.len() < batch_rows {
+            match text.next().await.transpose()? {
+                Some(b) => docs.extend(extracted::from_batch(&b)?),
+                None => read = false,
+            }
+            continue;
         }
+        let next: Vec<ExtractedDoc> = docs.drain(..batch_rows.min(docs.len())).collect();
+        ran = Some(step(lake, runner, policy, next, ran, &mut summary).await?);
+        progress(summary.versions, total);
     }
-    if !docs.is_empty() {
-        land(lake, runner, policy, docs, &mut summary).await?;
+    if let Some(last) = ran {
+        land(lake, runner, last, &mut summary).await?;
         progress(summary.versions, total);
     }
     Ok(summary)
+}
+
+/// What one batch's stages made, not yet written.
+struct Ran {
+    docs: Vec<ExtractedDoc>,
+    theirs: usize,
+    made: stage_runs::Ran,
+}
+
+/// Runs the stages `docs` need while the previous batch's rows are
+/// written: the model calls do not wait for the commits.
+async fn step(
+    lake: &mut Lake,
+    runner: &StageRunner,
+    policy: &Policy,
+    docs: Vec<ExtractedDoc>,
+    previous: Option<Ran>,
+    summary: &mut Recomputed,
+) -> Result<Ran> {
+    let needed = Needed::of(lake, runner, policy, &docs).await?;
+    let theirs = needed.settled;
+    let (made, landed) = tokio::join!(needed.run(runner, None), async {
+        match previous {
+            Some(p) => land(lake, runner, p, summary).await,
+            None => Ok(()),
+        }
+    });
+    landed?;
+    Ok(Ran {
+        made: made?,
+        docs,
+        theirs,
+    })
 }
 
 /// Commits one batch of versions and counts what it did.
 async fn land(
     lake: &mut Lake,
     runner: &StageRunner,
-    policy: &Policy,
-    docs: Vec<ExtractedDoc>,
+    ran: Ran,
     summary: &mut Recomputed,
 ) -> Result<()> {
-    let n = docs.len();
-    let done = commit(
+    let n = ran.docs.len();
+    let done = write(
         lake,
         runner,
-        policy,
-        docs,
-        Pending::default(),
-        None,
+        &ran.docs,
+        Vec::new(),
+        ran.made,
+        ran.theirs,
         &mut |_, _, _| {},
     )
     .await?;

@@ -38,9 +38,14 @@ pub async fn read_versions(
     ids.dedup();
     let mut out = vec![RecordBatch::new_empty(Arc::new(schema.as_arrow().clone()))];
     for part in ids.chunks(IDS_PER_READ) {
+        // The range lets the scan skip files by their doc_id statistics
+        // (an IN list this long does not): a batch's documents landed
+        // together, so their rows sit in few files.
+        let (first, last) = (part[0], part[part.len() - 1]);
         let mut frame = ctx
             .table(table)
             .await?
+            .filter(col("doc_id").between(lit(first), lit(last)))?
             .filter(col("doc_id").in_list(part.iter().map(|id| lit(*id)).collect(), false))?;
         if let (Some(fp), true) = (fingerprint, has_fingerprint) {
             frame = frame.filter(col(FINGERPRINT).eq(lit(fp)).or(col(FINGERPRINT).is_null()))?;

@@ -72,6 +72,58 @@ fn samples_land_and_rerun_adds_nothing() {
     );
 }
 
+/// Like rsync and `aws s3 sync`: an object whose listing (key, size,
+/// ETag, modification time) is unchanged is not read again; one whose
+/// listing changed is read, and lands only if its bytes changed.
+#[test]
+fn an_object_with_an_unchanged_listing_is_not_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (docs, lake) = (tmp.path().join("docs"), tmp.path().join("lake"));
+    std::fs::create_dir(&docs).unwrap();
+    let lake_s = lake.to_str().unwrap();
+    for name in ["same.txt", "touched.txt", "edited.txt"] {
+        std::fs::write(docs.join(name), format!("{name}: the first text")).unwrap();
+    }
+    backfill(&docs, &lake, &[]);
+    let versions = "SELECT count(*) FROM documents";
+    assert_eq!(count(lake_s, versions), 3);
+    assert_eq!(
+        count(
+            lake_s,
+            "SELECT count(*) FROM documents WHERE metadata LIKE '%\"object_version\":\"meta:%'"
+        ),
+        3
+    );
+
+    let rewrite = |name: &str, text: &str, shift: u64| {
+        let path = docs.join(name);
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, text).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(modified + std::time::Duration::from_secs(shift))
+            .unwrap();
+    };
+    // New bytes behind the same listing: not read, so not seen.
+    rewrite("same.txt", "same.txt: THE FIRST TEXT", 0);
+    // A new modification time, the same bytes: read, hashed, skipped.
+    rewrite("touched.txt", "touched.txt: the first text", 60);
+    // New bytes and a new time: a new version.
+    rewrite("edited.txt", "edited.txt: the second one", 60);
+    let again = backfill(&docs, &lake, &[]);
+    assert!(
+        again.contains("1 landed") && again.contains("2 skipped"),
+        "{again}"
+    );
+    assert_eq!(count(lake_s, versions), 4);
+    assert_eq!(
+        count(
+            lake_s,
+            "SELECT count(*) FROM documents WHERE source_uri LIKE '%edited.txt'"
+        ),
+        2
+    );
+}
+
 #[test]
 fn hostile_inputs_become_failure_rows() {
     let tmp = tempfile::tempdir().unwrap();
