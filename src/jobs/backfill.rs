@@ -3,7 +3,8 @@
 //! Objects are read and extracted with bounded parallelism (memory is about
 //! `parallelism × max_input_bytes` plus one micro-batch), in key order.
 //! Re-runs skip document versions that already landed, so a killed backfill
-//! resumes where it stopped. Each micro-batch also drops the versions that
+//! resumes where it stopped; an object whose listing matches one that
+//! landed is not even read. Each micro-batch also drops the versions that
 //! other writers landed since the run started, and the lake drops any that
 //! race it to the commit, so overlapping runs land each version once.
 //! Then the stages that documents under the prefix still need (new,
