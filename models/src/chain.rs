@@ -4,7 +4,7 @@
 //! documents and schema validation with one repair attempt live here.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{join, join_all, BoxFuture};
@@ -123,6 +123,29 @@ pub struct ModelChain {
     stage: String,
     endpoints: Vec<Arc<Endpoint>>,
     hooks: Arc<dyn ChainHooks>,
+    /// A dry run's count of what it would send; `None` for a real chain.
+    dry: Option<Mutex<DryRun>>,
+}
+
+/// A dry run's counts, and the inputs counted: SQL may evaluate a model
+/// function more than once per row (once per field read from its result),
+/// and a run sends each distinct input once.
+#[derive(Default)]
+struct DryRun {
+    unsent: Unsent,
+    seen: std::collections::HashSet<Key>,
+}
+
+/// What a dry run of a chain would send: answers the cache holds are used,
+/// the other inputs are counted and come back NULL.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unsent {
+    /// Requests for structured output, or texts to embed.
+    pub calls: u64,
+    /// Inputs the cache answered.
+    pub cached: u64,
+    /// cl100k tokens of the requests (prompts included).
+    pub input_tokens: u64,
 }
 
 impl ModelChain {
@@ -140,7 +163,34 @@ impl ModelChain {
             stage: stage.to_string(),
             endpoints,
             hooks,
+            dry: None,
         })
+    }
+
+    /// This chain for a dry run: it reads the cache and sends nothing.
+    pub fn dry_run(&self) -> Self {
+        Self {
+            stage: self.stage.clone(),
+            endpoints: self.endpoints.clone(),
+            hooks: self.hooks.clone(),
+            dry: Some(Mutex::new(DryRun::default())),
+        }
+    }
+
+    /// What a dry run counted so far.
+    pub fn unsent(&self) -> Option<Unsent> {
+        let dry = self.dry.as_ref()?;
+        Some(dry.lock().unwrap_or_else(|p| p.into_inner()).unsent)
+    }
+
+    /// Counts the input `key` once.
+    fn count_unsent(&self, key: Key, f: impl FnOnce(&mut Unsent)) {
+        if let Some(dry) = &self.dry {
+            let mut dry = dry.lock().unwrap_or_else(|p| p.into_inner());
+            if dry.seen.insert(key) {
+                f(&mut dry.unsent);
+            }
+        }
     }
 
     /// Providers in order, e.g. `openai,local`.
@@ -199,6 +249,9 @@ impl ModelChain {
             .map(|t| t.map(|t| key(model, EMBEDDING_VERSION, t)))
             .collect();
         let mut found = self.lookup(&keys);
+        if self.dry.is_some() {
+            return self.embed_dry(texts, &keys, &found);
+        }
         // Unique inputs still to embed, in first-seen order.
         let mut todo: Vec<(Key, &str)> = Vec::new();
         let mut seen = HashMap::new();
@@ -249,12 +302,50 @@ impl ModelChain {
             .collect()
     }
 
+    /// A dry run's embeddings: the cached ones; the others are counted.
+    fn embed_dry(
+        &self,
+        texts: &[Option<&str>],
+        keys: &[Option<Key>],
+        found: &HashMap<Key, RowResult<Cached>>,
+    ) -> Vec<Option<RowResult<Vec<f32>>>> {
+        texts
+            .iter()
+            .zip(keys)
+            .map(|(t, k)| {
+                let (t, k) = (t.as_ref()?, k.as_ref()?);
+                match found.get(k) {
+                    Some(Ok(Cached::Bytes(b))) => {
+                        self.count_unsent(*k, |u| u.cached += 1);
+                        Some(Ok(b
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect()))
+                    }
+                    _ => {
+                        self.count_unsent(*k, |u| {
+                            u.calls += 1;
+                            u.input_tokens += estimate_tokens(t) as u64;
+                        });
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// One structured answer per text, concurrently (the limiter bounds it).
     pub async fn generate(
         &self,
         task: &Task,
         texts: &[Option<&str>],
     ) -> Vec<Option<RowResult<Generated>>> {
+        if self.dry.is_some() {
+            return texts
+                .iter()
+                .map(|t| self.generate_dry(task, (*t)?))
+                .collect();
+        }
         self.hooks
             .planned(&self.stage, texts.iter().flatten().count());
         join_all(texts.iter().map(|t| async move {
@@ -264,6 +355,38 @@ impl ModelChain {
             Some(generated)
         }))
         .await
+    }
+
+    /// A dry run's answer: the cached one, else `None`, counted. A text
+    /// longer than one call takes is counted as its map-reduce parts.
+    fn generate_dry(&self, task: &Task, text: &str) -> Option<RowResult<Generated>> {
+        let version = task.prompt_version();
+        for e in &self.endpoints {
+            let k = key(&e.config.model, &version, text);
+            if let Some(Ok(Cached::Bytes(b))) = self.lookup(&[Some(k)]).remove(&k) {
+                if let Ok(value) = serde_json::from_slice(&b) {
+                    self.count_unsent(k, |u| u.cached += 1);
+                    return Some(Ok(Generated {
+                        value,
+                        model: e.config.model.clone(),
+                    }));
+                }
+            }
+        }
+        let budget = self.input_budget();
+        let parts = match estimate_tokens(text) {
+            n if n <= budget => vec![text.to_string()],
+            n => split(text, budget, n),
+        };
+        let system = estimate_tokens(&task.system_prompt()) as u64;
+        let k = key(self.primary_model(), &version, text);
+        self.count_unsent(k, |u| {
+            for p in &parts {
+                u.calls += 1;
+                u.input_tokens += system + estimate_tokens(&task.user_prompt(p)) as u64;
+            }
+        });
+        None
     }
 
     fn generate_one<'a>(

@@ -7,8 +7,8 @@ use super::progress::versions_bar;
 use super::resolved::Resolved;
 use super::stage_args::{PolicyArgs, StageArgs, WhereArgs};
 use crate::jobs::commit::open_lake;
+use crate::jobs::estimate::estimate;
 use crate::jobs::recompute::recompute;
-use crate::lineage::plan::plan;
 use crate::lineage::scope::Scope;
 
 /// Run stages again from what the lake holds, with no access to the source.
@@ -55,14 +55,7 @@ impl Args {
             filter: self.scope.condition,
         };
         let policy = self.policy.policy(&runner, &p.providers);
-        let plans = plan(
-            &mut lake,
-            runner.stages(),
-            &p.providers,
-            policy.retry,
-            &scope,
-        )
-        .await?;
+        let plans = estimate(&mut lake, &runner, &p.providers, policy.retry, &scope).await?;
         if let Some(line) = estimate_line(&plans) {
             eprintln!("{line}");
         }

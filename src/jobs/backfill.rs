@@ -24,6 +24,7 @@ use url::Url;
 
 use super::commit::{commit, open_lake, Pending};
 use super::document::{extract_document, Landing, Origin};
+use super::estimate::estimate;
 use super::extract_pool::{ExtractPool, Isolation};
 use super::recompute::recompute;
 use super::stage_runs::Policy;
@@ -34,7 +35,7 @@ use crate::contract::identity::DocKey;
 use crate::contract::identity::{content_hash, doc_id};
 use crate::extract::Limits;
 use crate::lineage::ledger::{Ledger, Retry};
-use crate::lineage::plan::{plan, StagePlan};
+use crate::lineage::plan::StagePlan;
 use crate::lineage::scope::Scope;
 use crate::sinks::lake::{utf8, Lake};
 use crate::sources::bucket::{Bucket, SourceObject};
@@ -143,11 +144,10 @@ impl Backfill {
             under: Some(bucket.uri_prefix()),
             filter: None,
         };
-        let stages = self.runner.stages();
         progress.planned(
-            &plan(
+            &estimate(
                 &mut lake,
-                stages,
+                &self.runner,
                 &self.providers,
                 self.policy.retry,
                 &scope,

@@ -4,6 +4,7 @@ pub mod arroyo_deploy;
 pub mod backfill;
 pub mod commit;
 pub mod document;
+pub mod estimate;
 pub mod extract_pool;
 #[cfg(feature = "kafka")]
 pub mod ingest;

@@ -2,22 +2,24 @@
 //! document still needs, run on the text the lake keeps in `extracted`,
 //! with no access to the source. `reprocess` is this alone; `backfill`
 //! runs it after landing new versions, for the documents under its source.
+//! `plan` runs it dry, to see which model calls the response cache saves.
 
-use std::collections::HashSet;
-
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use deltalake::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::SessionContext;
+use docstream_models::chain::Unsent;
 use futures::StreamExt;
 
 use super::commit::write;
 use super::stage_runs::{self, Needed, Policy};
 use crate::contract::extracted::{self, ExtractedDoc};
 use crate::contract::identity::DocKey;
-use crate::lineage::ledger::Ledger;
+use crate::lineage::ledger::{Ledger, Retry};
 use crate::lineage::scope::Scope;
 use crate::sinks::lake::{utf8, Lake};
 use crate::stages::runner::StageRunner;
@@ -90,25 +92,7 @@ pub async fn recompute(
     if versions.is_empty() {
         return Ok(summary);
     }
-    // One streaming read of the versions' text, committed batch by batch:
-    // a lookup per batch would read the whole table each time.
-    let ctx = SessionContext::new();
-    lake.register_table(&ctx, "extracted").await?;
-    let ids: StringArray = versions.iter().map(|v| Some(v.0.as_str())).collect();
-    let hashes: StringArray = versions.iter().map(|v| Some(v.1.as_str())).collect();
-    let wanted = RecordBatch::try_from_iter(vec![
-        ("id_", Arc::new(ids) as ArrayRef),
-        ("hash_", Arc::new(hashes) as ArrayRef),
-    ])?;
-    ctx.register_table(
-        "wanted_",
-        Arc::new(MemTable::try_new(wanted.schema(), vec![vec![wanted]])?),
-    )?;
-    let mut text = ctx
-        .sql("SELECT e.* FROM wanted_ w JOIN extracted e ON e.doc_id = w.id_ AND e.content_hash = w.hash_")
-        .await?
-        .execute_stream()
-        .await?;
+    let mut text = texts(lake, &versions).await?;
     let total = versions.len();
     let batch_rows = batch_rows.max(1);
     let mut docs: Vec<ExtractedDoc> = Vec::new();
@@ -131,6 +115,65 @@ pub async fn recompute(
         progress(summary.versions, total);
     }
     Ok(summary)
+}
+
+/// What a run of `scope`'s stale stages would send to the models, per
+/// stage, with the responses the cache holds used instead: a dry run of
+/// the stages over the text of at most `sample` versions (chosen evenly),
+/// and the share of the versions to compute it covered. Nothing is
+/// written and no model is called.
+pub async fn dry_run(
+    lake: &mut Lake,
+    runner: &StageRunner,
+    retry: Retry,
+    scope: &Scope,
+    sample: usize,
+) -> Result<(BTreeMap<String, Unsent>, f64)> {
+    let ledger = Ledger::new(runner.stages(), retry);
+    let (mut versions, _) = stale_versions(lake, &ledger, scope).await?;
+    if versions.is_empty() {
+        return Ok((BTreeMap::new(), 1.0));
+    }
+    let total = versions.len();
+    let step = total.div_ceil(sample.max(1));
+    versions = versions.into_iter().step_by(step).collect();
+    let share = versions.len() as f64 / total as f64;
+    let dry = runner.dry_run();
+    let policy = Policy {
+        retry,
+        budget: None,
+    };
+    let mut text = texts(lake, &versions).await?;
+    while let Some(b) = text.next().await.transpose()? {
+        let docs = extracted::from_batch(&b)?;
+        Needed::of(lake, &dry, &policy, &docs)
+            .await?
+            .run(&dry, None)
+            .await?;
+    }
+    Ok((dry.unsent(), share))
+}
+
+/// One streaming read of `versions`' text: a lookup per batch would read
+/// the whole table each time.
+async fn texts(lake: &mut Lake, versions: &[DocKey]) -> Result<SendableRecordBatchStream> {
+    let ctx = SessionContext::new();
+    lake.register_table(&ctx, "extracted").await?;
+    let ids: StringArray = versions.iter().map(|v| Some(v.0.as_str())).collect();
+    let hashes: StringArray = versions.iter().map(|v| Some(v.1.as_str())).collect();
+    let wanted = RecordBatch::try_from_iter(vec![
+        ("id_", Arc::new(ids) as ArrayRef),
+        ("hash_", Arc::new(hashes) as ArrayRef),
+    ])?;
+    ctx.register_table(
+        "wanted_",
+        Arc::new(MemTable::try_new(wanted.schema(), vec![vec![wanted]])?),
+    )?;
+    Ok(ctx
+        .sql("SELECT e.* FROM wanted_ w JOIN extracted e ON e.doc_id = w.id_ AND e.content_hash = w.hash_")
+        .await?
+        .execute_stream()
+        .await?)
 }
 
 /// What one batch's stages made, not yet written.

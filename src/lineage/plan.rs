@@ -14,6 +14,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::datafusion::prelude::SessionContext;
+use docstream_models::chain::Unsent;
 use docstream_models::provider::ProviderConfig;
 
 use super::current::has_column;
@@ -38,8 +39,14 @@ pub struct StagePlan {
     pub terminal: i64,
     /// What a run with the given retry rule computes.
     pub to_compute: i64,
-    /// Tokens of the documents to compute (model stages only).
+    /// Model input tokens of the versions to compute (model stages only):
+    /// their documents' tokens, or with a dry run, the requests' tokens,
+    /// prompts included, less those the response cache answers.
     pub input_tokens: Option<i64>,
+    /// With a dry run: the model requests (texts, for embeddings) a run
+    /// sends, and the ones the response cache answers instead.
+    pub model_calls: Option<i64>,
+    pub cached_calls: Option<i64>,
     /// `input_tokens` at the first provider's input price.
     pub cost_usd: Option<f64>,
 }
@@ -132,6 +139,30 @@ pub async fn plan(
         }
     }
     Ok(plans)
+}
+
+/// Replaces the model stages' estimates with what a dry run counted over
+/// `share` of the versions to compute, scaled to all of them.
+pub fn apply_dry_run(
+    plans: &mut [StagePlan],
+    stages: &[Stage],
+    providers: &BTreeMap<String, ProviderConfig>,
+    unsent: &BTreeMap<String, Unsent>,
+    share: f64,
+) {
+    let scale = |n: u64| (n as f64 / share.max(f64::MIN_POSITIVE)).round() as i64;
+    for (p, stage) in plans.iter_mut().zip(stages) {
+        let Some(u) = unsent.get(&stage.name) else {
+            continue;
+        };
+        let tokens = scale(u.input_tokens);
+        p.model_calls = Some(scale(u.calls));
+        p.cached_calls = Some(scale(u.cached));
+        p.input_tokens = Some(tokens);
+        if let Some(provider) = stage.providers.first().and_then(|n| providers.get(n)) {
+            p.cost_usd = Some(provider.cost_usd(tokens.max(0) as u64, 0));
+        }
+    }
 }
 
 /// SQL for versions written before fingerprints that no run adopted yet,
@@ -232,6 +263,14 @@ pub fn to_batch(plans: &[StagePlan]) -> Result<RecordBatch> {
         (
             "est_input_tokens",
             Arc::new(plans.iter().map(|p| p.input_tokens).collect::<Int64Array>()),
+        ),
+        (
+            "est_model_calls",
+            Arc::new(plans.iter().map(|p| p.model_calls).collect::<Int64Array>()),
+        ),
+        (
+            "cached_calls",
+            Arc::new(plans.iter().map(|p| p.cached_calls).collect::<Int64Array>()),
         ),
         (
             "est_cost_usd",

@@ -14,6 +14,8 @@ const RESPONSES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("responses
 
 pub struct Cache {
     db: Database,
+    /// Kept in a file, so it holds answers from earlier runs.
+    pub persistent: bool,
 }
 
 impl Cache {
@@ -25,7 +27,12 @@ impl Cache {
                 std::fs::create_dir_all(dir)?;
             }
             match Database::create(path) {
-                Ok(db) => return Ok(Self { db }),
+                Ok(db) => {
+                    return Ok(Self {
+                        db,
+                        persistent: true,
+                    })
+                }
                 Err(e) => tracing::warn!(
                     path = %path.display(),
                     "model cache unavailable ({e}); caching in memory for this run"
@@ -34,6 +41,7 @@ impl Cache {
         }
         Ok(Self {
             db: Database::builder().create_with_backend(InMemoryBackend::new())?,
+            persistent: false,
         })
     }
 

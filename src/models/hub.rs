@@ -103,6 +103,11 @@ impl ModelHub {
         ModelChain::new(stage, endpoints, self.clone()).map_err(|e| anyhow!(e))
     }
 
+    /// Whether the response cache holds answers from earlier runs.
+    pub fn caches_responses(&self) -> bool {
+        self.cache.persistent
+    }
+
     pub fn drain_usage(&self) -> Vec<super::usage::UsageRecord> {
         self.usage.drain()
     }

@@ -14,7 +14,7 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::SessionContext;
-use docstream_models::chain::ModelChain;
+use docstream_models::chain::{ModelChain, Unsent};
 use docstream_models::error::ModelFailure;
 use docstream_models::provider::ProviderConfig;
 
@@ -128,6 +128,37 @@ impl StageRunner {
 
     pub fn stages(&self) -> &[Stage] {
         &self.stages
+    }
+
+    /// This runner for a dry run: its model functions answer from the
+    /// response cache and count what they would send (`unsent`).
+    pub fn dry_run(&self) -> Self {
+        let schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        Self {
+            stages: self.stages.clone(),
+            partitions: self.partitions,
+            chains: self
+                .chains
+                .iter()
+                .map(|(stage, chain)| (stage.clone(), Arc::new(chain.dry_run())))
+                .collect(),
+            hub: self.hub.clone(),
+            run_id: self.run_id.clone(),
+            schemas: Mutex::new(schemas.clone()),
+        }
+    }
+
+    /// Whether its model stages answer from a cache of earlier runs.
+    pub fn caches_responses(&self) -> bool {
+        self.hub.as_ref().is_some_and(|h| h.caches_responses())
+    }
+
+    /// What a dry run's stages would have sent, per stage that calls models.
+    pub fn unsent(&self) -> BTreeMap<String, Unsent> {
+        self.chains
+            .iter()
+            .filter_map(|(stage, chain)| Some((stage.clone(), chain.unsent()?)))
+            .collect()
     }
 
     pub fn run_id(&self) -> &str {

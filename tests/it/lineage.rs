@@ -263,6 +263,64 @@ fn only_new_and_changed_stages_run_and_plan_predicts_each_run() {
     assert!(to_compute(&plan(&p, &lake, &set)).is_empty());
 }
 
+/// With a response cache kept between runs, `plan` leaves out the calls
+/// it answers (a dry run reads it), and the run then sends what `plan`
+/// said, to the request.
+#[test]
+fn plan_leaves_out_what_the_response_cache_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = docs(dir.path());
+    let lake = dir.path().join("lake");
+    let (_server, url, port) = fault_server(&[]);
+    let cached = |extra: &str| {
+        let p = pipeline(dir.path(), &url, extra);
+        let cache = dir.path().join("responses.redb");
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            "cache = \"off\"",
+            &format!("cache = \"{}\"", cache.display()),
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let p = cached("");
+    run(&p, &lake, &["backfill", src.to_str().unwrap()]);
+
+    // The summaries' SQL, reworded: stale, but each answer is cached.
+    let sql = std::fs::read_to_string(repo().join("sql/stages/summaries.sql")).unwrap();
+    let reworded = dir.path().join("summaries.sql");
+    std::fs::write(&reworded, format!("-- reworded\n{sql}")).unwrap();
+    let p = cached("");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        &repo()
+            .join("sql/stages/summaries.sql")
+            .display()
+            .to_string(),
+        &reworded.display().to_string(),
+    );
+    std::fs::write(&p, text).unwrap();
+    let planned = plan(&p, &lake, &[]);
+    assert_eq!(to_compute(&planned), [("summaries".to_string(), 4)]);
+    assert_eq!(planned["summaries"]["cached_calls"], 4);
+    assert_eq!(planned["summaries"]["est_model_calls"], 0);
+    assert_eq!(planned["summaries"]["est_input_tokens"], 0);
+    assert_eq!(planned["summaries"]["est_cost_usd"], 0.0);
+    let (seen, out) = sent(port, || {
+        run(&p, &lake, &["backfill", src.to_str().unwrap()])
+    });
+    assert!(out.contains("4 recomputed"), "{out}");
+    assert_eq!(seen, (0, 0, 0), "every summary came from the cache");
+
+    // Smaller chunks: the plan counts the new chunks' embeddings exactly.
+    let set = ["--set", "chunks.max_tokens=12"];
+    let planned = plan(&p, &lake, &set);
+    let calls = planned["embeddings"]["est_model_calls"].as_i64().unwrap();
+    assert!(calls > 0, "{planned:?}");
+    assert!(planned["embeddings"]["est_cost_usd"].as_f64().unwrap() > 0.0);
+    let backfill = [&set[..], &["backfill", src.to_str().unwrap()]].concat();
+    let (seen, _) = sent(port, || run(&p, &lake, &backfill));
+    assert_eq!(seen.1, calls, "texts embedded, as planned");
+}
+
 #[test]
 fn retryable_failures_run_again_and_leave_failures_once_they_succeed() {
     let dir = tempfile::tempdir().unwrap();
