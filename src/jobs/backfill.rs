@@ -327,23 +327,8 @@ impl Backfill {
         summary.skipped += done.theirs;
         Ok(())
     }
-}
 
-/// What the source pass does not read or extract again.
-struct Landed {
-    /// Versions whose every stage is settled, versions whose text the lake
-    /// holds (the lake pass runs what they still need), and objects that
-    /// could not be read or extracted (unless every failure is retried).
-    /// Warnings do not count.
-    versions: HashSet<DocKey>,
-    /// The documents of `versions`: a new version of one replaces it.
-    doc_ids: HashSet<String>,
-    /// [`object_version`]s whose text the lake holds: unchanged objects,
-    /// which are not even read.
-    objects: HashSet<String>,
-}
-
-impl Backfill {
+    /// What the lake already holds, as the source pass reads it.
     async fn landed(&self, lake: &mut Lake) -> Result<Landed> {
         let ledger = Ledger::new(self.runner.stages(), self.policy.retry);
         let settled = ledger.done_by_version(lake.landed_keys("lineage").await?);
@@ -373,6 +358,20 @@ impl Backfill {
             objects: object_versions(lake).await?,
         })
     }
+}
+
+/// What the source pass does not read or extract again.
+struct Landed {
+    /// Versions whose every stage is settled, versions whose text the lake
+    /// holds (the lake pass runs what they still need), and objects that
+    /// could not be read or extracted (unless every failure is retried).
+    /// Warnings do not count.
+    versions: HashSet<DocKey>,
+    /// The documents of `versions`: a new version of one replaces it.
+    doc_ids: HashSet<String>,
+    /// [`object_version`]s whose text the lake holds: unchanged objects,
+    /// which are not even read.
+    objects: HashSet<String>,
 }
 
 /// The key in a top-level document's metadata of its [`object_version`].
