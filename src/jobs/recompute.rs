@@ -193,7 +193,16 @@ async fn step(
     previous: Option<Ran>,
     summary: &mut Recomputed,
 ) -> Result<Ran> {
-    let needed = Needed::of(lake, runner, policy, &docs).await?;
+    let needed = match Needed::of(lake, runner, policy, &docs).await {
+        Ok(needed) => needed,
+        // Past the budget, say: what was paid for still lands.
+        Err(e) => {
+            if let Some(p) = previous {
+                land(lake, runner, p, summary).await?;
+            }
+            return Err(e);
+        }
+    };
     let theirs = needed.settled;
     let (made, landed) = tokio::join!(needed.run(runner, None), async {
         match previous {

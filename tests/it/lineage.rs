@@ -321,6 +321,48 @@ fn plan_leaves_out_what_the_response_cache_answers() {
     assert_eq!(seen.1, calls, "texts embedded, as planned");
 }
 
+/// `--max-cost-usd` stops the run before the batch that would pass it;
+/// every batch whose calls were made lands first.
+#[test]
+fn a_cost_cap_stops_the_run_and_what_was_paid_for_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = docs(dir.path());
+    let lake = dir.path().join("lake");
+    let (_server, url, port) = fault_server(&[]);
+    run(
+        &pipeline(dir.path(), &url, ""),
+        &lake,
+        &["backfill", src.to_str().unwrap()],
+    );
+    // Four documents of about 30 tokens, at $2 per 1M: about $0.00006 each.
+    let p = pipeline(dir.path(), &url, &stage("risks", Some("fake"), ""));
+    let before = counts(port).2;
+    let out = docstream()
+        .arg("--pipeline")
+        .arg(&p)
+        .arg("--lake")
+        .arg(&lake)
+        .args([
+            "reprocess",
+            "--batch-rows",
+            "1",
+            "--max-cost-usd",
+            "0.00015",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("over --max-cost-usd"), "{err}");
+    let called = counts(port).2 - before;
+    let landed = count_of(
+        &lake,
+        "SELECT count(*) FROM lineage WHERE stage = 'risks' AND status = 'ok'",
+    );
+    assert!((1..4).contains(&landed), "{landed} of 4 under the cap");
+    assert_eq!(called, landed, "every call made landed");
+}
+
 #[test]
 fn retryable_failures_run_again_and_leave_failures_once_they_succeed() {
     let dir = tempfile::tempdir().unwrap();
