@@ -291,10 +291,7 @@ impl ModelChain {
             .map(|k| {
                 k.map(|k| match found.get(&k) {
                     Some(Ok(Cached::Vector(v))) => Ok(v.clone()),
-                    Some(Ok(Cached::Bytes(b))) => Ok(b
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect()),
+                    Some(Ok(Cached::Bytes(b))) => Ok(vector(b)),
                     Some(Err(f)) => Err(f.clone()),
                     None => Err(self.internal("embedding result went missing")),
                 })
@@ -317,10 +314,7 @@ impl ModelChain {
                 match found.get(k) {
                     Some(Ok(Cached::Bytes(b))) => {
                         self.count_unsent(*k, |u| u.cached += 1);
-                        Some(Ok(b
-                            .chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .collect()))
+                        Some(Ok(vector(b)))
                     }
                     _ => {
                         self.count_unsent(*k, |u| {
@@ -697,6 +691,14 @@ impl ModelChain {
 enum Cached {
     Bytes(Vec<u8>),
     Vector(Vec<f32>),
+}
+
+/// A cached embedding: little-endian f32s.
+fn vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn check_dims(vectors: Vec<Vec<f32>>, dims: Option<usize>) -> Result<Vec<Vec<f32>>, CallError> {
